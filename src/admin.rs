@@ -1,0 +1,91 @@
+//! The admin listener: `/healthz` (liveness), `/readyz` (every issuer has keys), `/metrics`
+//! (Prometheus text). It exists only on `admin_listen`; on the main listener these paths are
+//! ordinary routes.
+
+use crate::keys::KeyStore;
+use crate::metrics::Metrics;
+use crate::token::Authenticator;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// What the admin endpoints read.
+pub struct AdminState {
+    pub keys: Arc<KeyStore>,
+    pub metrics: Arc<Metrics>,
+    /// For the token-cache entry gauge.
+    pub cache_entries: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl AdminState {
+    pub fn new(keys: Arc<KeyStore>, metrics: Arc<Metrics>, gateway_auth: Arc<Authenticator>) -> Self {
+        AdminState {
+            keys,
+            metrics,
+            cache_entries: Box::new(move || gateway_auth.cached_entries()),
+        }
+    }
+
+    /// Answer one admin request.
+    pub fn handle(&self, path: &str) -> (StatusCode, &'static str, String) {
+        match path {
+            "/healthz" => (StatusCode::OK, "text/plain", "ok\n".into()),
+            "/readyz" => {
+                let pending: Vec<&str> = self
+                    .keys
+                    .issuers()
+                    .iter()
+                    .filter(|i| !i.ready())
+                    .map(|i| i.name.as_str())
+                    .collect();
+                if pending.is_empty() {
+                    (StatusCode::OK, "text/plain", "ready\n".into())
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        format!("not ready: no keys yet for issuer(s) {}\n", pending.join(", ")),
+                    )
+                }
+            }
+            "/metrics" => {
+                self.refresh_gauges();
+                (StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render())
+            }
+            _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        }
+    }
+
+    fn refresh_gauges(&self) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        for issuer in self.keys.issuers() {
+            let last = issuer.last_good();
+            let age = if last == 0 { -1 } else { now.saturating_sub(last) as i64 };
+            self.metrics
+                .seconds_since_good_refresh
+                .with_label_values(&[&issuer.name])
+                .set(age);
+        }
+        self.metrics.token_cache_entries.set((self.cache_entries)() as i64);
+    }
+}
+
+/// Serve the admin endpoints on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>) {
+    crate::demo::http::serve(listener, move |req: Request<Incoming>| {
+        let state = Arc::clone(&state);
+        async move {
+            let (status, ctype, body) = state.handle(req.uri().path());
+            Response::builder()
+                .status(status)
+                .header("content-type", ctype)
+                .header("cache-control", "no-store")
+                .body(Full::new(Bytes::from(body)))
+                .expect("static response parts")
+        }
+    })
+    .await
+}

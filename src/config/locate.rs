@@ -1,0 +1,143 @@
+//! Find the line and column of a key path (`routes[2].upstream`) in YAML text, so errors found
+//! after deserialising (an unknown upstream, a duplicate name) still point at the file.
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::Marker;
+
+enum Frame {
+    Map { key: Option<String>, expecting_key: bool },
+    Seq { index: usize },
+}
+
+struct Locator<'a> {
+    want: &'a str,
+    stack: Vec<Frame>,
+    found: Option<(usize, usize)>,
+    /// The wanted path is a mapping: report its first key, whose marker is exact.
+    pending: bool,
+}
+
+impl Locator<'_> {
+    fn path(&self, leaf_key: Option<&str>) -> String {
+        let mut out = String::new();
+        for frame in &self.stack {
+            match frame {
+                Frame::Map { key: Some(k), expecting_key: false } => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                }
+                Frame::Seq { index } => out.push_str(&format!("[{index}]")),
+                _ => {}
+            }
+        }
+        if let Some(k) = leaf_key {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(k);
+        }
+        out
+    }
+
+    /// A value (scalar or collection start) was seen: update the parent frame.
+    fn value_seen(&mut self) {
+        match self.stack.last_mut() {
+            Some(Frame::Map { expecting_key, key }) => {
+                *expecting_key = true;
+                *key = None;
+            }
+            Some(Frame::Seq { index }) => *index += 1,
+            None => {}
+        }
+    }
+}
+
+impl MarkedEventReceiver for Locator<'_> {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if self.found.is_some() {
+            return;
+        }
+        let pos = (mark.line(), mark.col() + 1);
+        if self.pending {
+            if let Event::Scalar(..) = ev {
+                self.found = Some(pos);
+                return;
+            }
+        }
+        match ev {
+            Event::Scalar(text, ..) => {
+                if let Some(Frame::Map { expecting_key: true, .. }) = self.stack.last() {
+                    if self.path(Some(&text)) == self.want {
+                        self.found = Some(pos);
+                    }
+                    if let Some(Frame::Map { key, expecting_key }) = self.stack.last_mut() {
+                        *key = Some(text);
+                        *expecting_key = false;
+                    }
+                } else {
+                    if self.path(None) == self.want {
+                        self.found = Some(pos);
+                    }
+                    self.value_seen();
+                }
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                if self.path(None) == self.want && !self.stack.is_empty() {
+                    if matches!(ev, Event::MappingStart(..)) {
+                        self.pending = true;
+                    } else {
+                        self.found = Some(pos);
+                    }
+                }
+                self.stack.push(if matches!(ev, Event::MappingStart(..)) {
+                    Frame::Map { key: None, expecting_key: true }
+                } else {
+                    Frame::Seq { index: 0 }
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+                self.value_seen();
+            }
+            Event::Alias(_) => self.value_seen(),
+            _ => {}
+        }
+    }
+}
+
+/// 1-based (line, column) of the key (or sequence item) at `path`; falls back to the nearest
+/// enclosing path that exists.
+pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    let mut want = path.to_string();
+    loop {
+        let mut loc = Locator { want: &want, stack: Vec::new(), found: None, pending: false };
+        let mut parser = Parser::new_from_str(text);
+        if parser.load(&mut loc, false).is_err() && loc.found.is_none() {
+            return None;
+        }
+        if let Some(found) = loc.found {
+            return Some(found);
+        }
+        // Shorten `a.b[2].c` to `a.b[2]`, then `a.b`, …
+        let cut = want.rfind(['.', '['])?;
+        want.truncate(cut);
+        if want.is_empty() {
+            return None;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate;
+
+    #[test]
+    fn finds_keys_and_sequence_items() {
+        let text = "listen: x\nroutes:\n  - name: a\n    upstream: one\n  - name: b\n    upstream: two\n";
+        assert_eq!(locate(text, "listen"), Some((1, 1)));
+        assert_eq!(locate(text, "routes[1].upstream"), Some((6, 5)));
+        assert_eq!(locate(text, "routes[1].missing"), Some((5, 5)));
+    }
+}

@@ -1,0 +1,285 @@
+//! The YAML file as written by an operator: the only serde types of the config. Every struct
+//! denies unknown keys, so a typo (`scope:` for `scopes:`) is an error, never a silently open
+//! route. Nothing here reaches the request path: `compile.rs` turns it into a `Policy`.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The whole file (SPEC section 5).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Main listener. Default `0.0.0.0:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// `/metrics`, `/healthz`, `/readyz`. Default `127.0.0.1:9901`; `null` turns it off.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: Option<String>,
+    /// Named upstreams.
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    /// Upstream for routes that name none.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Named token issuers.
+    #[serde(default)]
+    pub issuers: BTreeMap<String, RawIssuer>,
+    /// Routes, tried in file order; the first match wins.
+    pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub identity: RawIdentity,
+    #[serde(default)]
+    pub token_sources: RawTokenSources,
+    /// CIDRs whose `X-Forwarded-*` headers are kept (appended to) instead of replaced.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// TLS on `listen`: not built yet; only `null` is accepted.
+    #[serde(default)]
+    pub tls: Option<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub server: RawServer,
+    /// Add the token's `sub` to the access log line. Default false.
+    #[serde(default)]
+    pub log_subject: bool,
+}
+
+fn default_listen() -> String {
+    "0.0.0.0:8080".into()
+}
+
+fn default_admin_listen() -> Option<String> {
+    Some("127.0.0.1:9901".into())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// `http://host:port`; a path or query is an error.
+    pub url: String,
+    /// Default 2s. A connect timeout answers 504 `upstream_timeout`.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Default 30s: longest wait for the upstream's next bytes. Exceeded: 504.
+    #[serde(default = "default_read_timeout")]
+    pub read_timeout: Dur,
+    /// `h1` only for now (`h2c`, `h2` are accepted by the schema but refused at compile).
+    #[serde(default)]
+    pub protocol: Option<String>,
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    #[serde(default)]
+    pub sni: Option<String>,
+    #[serde(default)]
+    pub dangerous_skip_verify: bool,
+}
+
+fn default_connect_timeout() -> Dur {
+    Dur(Duration::from_secs(2))
+}
+
+fn default_read_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIssuer {
+    /// The exact `iss` value of this issuer's tokens.
+    pub issuer: String,
+    /// Fetch `<issuer>/.well-known/openid-configuration` and use its `jwks_uri`.
+    #[serde(default)]
+    pub discovery: bool,
+    #[serde(default)]
+    pub jwks_uri: Option<String>,
+    #[serde(default)]
+    pub jwks_file: Option<String>,
+    /// Inline key set (`{ keys: [ … ] }`), for tests and air-gapped setups.
+    #[serde(default)]
+    pub jwks: Option<serde_json::Value>,
+    /// Permit `http://` key URLs. Default false.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Required, non-empty: `aud` must contain one of these.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Allowed `alg` values. Default `[RS256]`; `none` is an error.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// Claims merged into the token's scope set. Default `[scope, scp, permissions]`.
+    #[serde(default)]
+    pub scope_claims: Option<Vec<String>>,
+    /// Clock skew allowed on `exp`, `nbf`, `iat`. Default 30s.
+    #[serde(default)]
+    pub leeway: Option<Dur>,
+    /// Refuse tokens whose `exp - iat` is longer. Default: no limit.
+    #[serde(default)]
+    pub max_token_lifetime: Option<Dur>,
+    /// Required `typ` header, e.g. `at+jwt`. Default: not checked.
+    #[serde(default)]
+    pub required_typ: Option<String>,
+    /// Background key refresh. Default 10m (a `Cache-Control: max-age` overrides it).
+    #[serde(default)]
+    pub refresh_interval: Option<Dur>,
+    /// Least time between two unknown-`kid` refetches. Default 30s.
+    #[serde(default)]
+    pub refetch_cooldown: Option<Dur>,
+    /// Environment variable holding the HS256/384/512 secret.
+    #[serde(default)]
+    pub hmac_secret_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    /// Unique; used in metrics and logs.
+    pub name: String,
+    #[serde(rename = "match")]
+    pub matcher: RawMatch,
+    /// `required` (default), `optional` or `none`.
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+    /// Narrow the issuers accepted on this route.
+    #[serde(default)]
+    pub issuers: Option<Vec<String>>,
+    #[serde(default)]
+    pub scopes: Option<RawScopes>,
+    /// `claim-name-or-/json/pointer: [allowed, values]` or `: true` / `: false`.
+    #[serde(default)]
+    pub claims: BTreeMap<String, RawClaimRule>,
+    #[serde(default)]
+    pub upstream: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatch {
+    /// Literal segments, `*` (one segment), trailing `**` (zero or more).
+    pub path: String,
+    /// Default: every method.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    /// Exact host or `*.example.com`. Default: any host.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAuth {
+    Required,
+    Optional,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawScopes {
+    /// A plain list means all of them.
+    AllOfList(Vec<String>),
+    Rule(RawScopeRule),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScopeRule {
+    #[serde(default)]
+    pub any_of: Option<Vec<String>>,
+    #[serde(default)]
+    pub all_of: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawClaimRule {
+    /// The claim must be this boolean.
+    Bool(bool),
+    /// The claim (or one element of an array claim) must equal one of these.
+    OneOf(Vec<serde_json::Value>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdentity {
+    /// Every incoming header with this prefix is removed. Default `x-auth-`.
+    #[serde(default = "default_strip_prefix")]
+    pub strip_prefix: String,
+    /// `header-name: claim` (top-level name, or a JSON Pointer starting with `/`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Header carrying base64url JSON of all verified claims. Default: none.
+    #[serde(default)]
+    pub claims_header: Option<String>,
+    /// Keep the Authorization header (and token cookie/query) upstream. Default false.
+    #[serde(default)]
+    pub forward_token: bool,
+}
+
+fn default_strip_prefix() -> String {
+    "x-auth-".into()
+}
+
+impl Default for RawIdentity {
+    fn default() -> Self {
+        RawIdentity {
+            strip_prefix: default_strip_prefix(),
+            headers: BTreeMap::new(),
+            claims_header: None,
+            forward_token: false,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokenSources {
+    /// Cookie name to read a token from. Default: off.
+    #[serde(default)]
+    pub cookie: Option<String>,
+    /// Query parameter to read a token from. Default: off (URLs leak into logs).
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Origins allowed to send a cookie token on unsafe methods.
+    #[serde(default)]
+    pub cookie_origins: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    /// Default 8192.
+    #[serde(default)]
+    pub max_token_bytes: Option<usize>,
+    /// Default 10000; 0 disables the verified-token cache.
+    #[serde(default)]
+    pub token_cache_entries: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// pingora worker threads. Default 1.
+    #[serde(default)]
+    pub threads: Option<usize>,
+    /// SIGTERM drain budget. Default 25s.
+    #[serde(default)]
+    pub shutdown_grace: Option<Dur>,
+}
+
+/// A duration written `30s`, `10m`, `24h`, `1h 30m`, `500ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim())
+            .map(Dur)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?}: write it like 30s, 10m or 24h"
+                ))
+            })
+    }
+}

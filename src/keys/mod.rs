@@ -1,0 +1,293 @@
+//! Per-issuer key sets shared by all worker threads: the initial fetch, background refresh,
+//! the single-flight refetch on an unknown `kid`, and last-known-good through failures.
+//!
+//! The request path only reads an `Arc` snapshot (`IssuerKeys::current`); all fetching runs in
+//! one task per issuer on the control runtime, so one slow or broken issuer never holds up the
+//! refresh of another.
+
+pub mod fetch;
+pub mod set;
+
+use crate::metrics::Metrics;
+use arc_swap::ArcSwapOption;
+use fetch::{FetchLimits, Fetched, Fetcher};
+use rand::Rng;
+pub use set::{KeyFamily, KeySet, VerifyKey};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{watch, Notify};
+
+/// Shortest and longest time between two refreshes, whatever `max-age` says.
+pub const MIN_REFRESH: Duration = Duration::from_secs(60);
+pub const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
+/// First retry after a failed fetch; doubles up to the refresh interval.
+pub const FIRST_RETRY: Duration = Duration::from_secs(1);
+
+/// Where an issuer's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    JwksUri(String),
+    /// `<issuer>/.well-known/openid-configuration`, then its `jwks_uri`.
+    Discovery { issuer: String },
+    File(PathBuf),
+}
+
+/// Compiled key settings of one issuer.
+#[derive(Debug, Clone)]
+pub struct KeySettings {
+    /// `None`: inline keys or HMAC only: nothing to fetch.
+    pub source: Option<KeySource>,
+    pub allow_http: bool,
+    pub refresh_interval: Duration,
+    pub refetch_cooldown: Duration,
+    pub limits: FetchLimits,
+}
+
+#[derive(Debug, Default)]
+struct FetchState {
+    in_flight: bool,
+    last_attempt: Option<Instant>,
+}
+
+/// One issuer's live keys.
+pub struct IssuerKeys {
+    pub name: String,
+    settings: KeySettings,
+    /// The HMAC secret alone verifies this issuer's tokens: ready without any JWKS.
+    hmac_only: bool,
+    current: ArcSwapOption<KeySet>,
+    state: Mutex<FetchState>,
+    /// Bumped after every fetch attempt, good or bad: kid-miss waiters watch it.
+    attempts: watch::Sender<u64>,
+    kick: Notify,
+    /// Unix seconds of the last good refresh (0: never).
+    last_good: std::sync::atomic::AtomicU64,
+    etag: Mutex<Option<String>>,
+}
+
+/// The outcome of asking for a refetch because of an unknown `kid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refetch {
+    /// A fetch finished (the set may or may not hold the kid now).
+    Done,
+    /// The cooldown has not passed since the last fetch: no fetch.
+    Suppressed,
+    /// The fetch did not finish within the bounded wait.
+    TimedOut,
+}
+
+impl IssuerKeys {
+    fn new(name: String, settings: KeySettings, inline: Option<KeySet>, hmac_only: bool) -> Self {
+        let has_inline = inline.is_some();
+        let keys = IssuerKeys {
+            name,
+            settings,
+            hmac_only,
+            current: ArcSwapOption::new(inline.map(Arc::new)),
+            state: Mutex::new(FetchState::default()),
+            attempts: watch::channel(0).0,
+            kick: Notify::new(),
+            last_good: std::sync::atomic::AtomicU64::new(0),
+            etag: Mutex::new(None),
+        };
+        if has_inline {
+            keys.mark_good();
+        }
+        keys
+    }
+
+    /// The current key set; `None` while the issuer has never had usable keys.
+    pub fn current(&self) -> Option<Arc<KeySet>> {
+        self.current.load_full()
+    }
+
+    /// Can this issuer's tokens be verified at all?
+    pub fn ready(&self) -> bool {
+        self.hmac_only || self.current.load().is_some()
+    }
+
+    /// Unix seconds of the last good refresh; 0 if never.
+    pub fn last_good(&self) -> u64 {
+        self.last_good.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn mark_good(&self) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        self.last_good.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// An unknown `kid` (or no keys yet): ask for one refetch and wait for it, at most `wait`.
+    /// Concurrent callers share the fetch in flight; a new fetch starts at most once per
+    /// `refetch_cooldown`.
+    pub async fn refetch(&self, wait: Duration, metrics: &Metrics) -> Refetch {
+        if self.settings.source.is_none() {
+            return Refetch::Suppressed;
+        }
+        let mut done = self.attempts.subscribe();
+        {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if !st.in_flight {
+                let cooling = st
+                    .last_attempt
+                    .is_some_and(|t| t.elapsed() < self.settings.refetch_cooldown);
+                if cooling {
+                    metrics.kid_refetch_suppressed.with_label_values(&[&self.name]).inc();
+                    return Refetch::Suppressed;
+                }
+                st.in_flight = true;
+                metrics.kid_refetch.with_label_values(&[&self.name]).inc();
+                self.kick.notify_one();
+            }
+        }
+        match tokio::time::timeout(wait, done.changed()).await {
+            Ok(_) => Refetch::Done,
+            Err(_) => Refetch::TimedOut,
+        }
+    }
+
+    /// The refresh loop of this issuer; runs forever on the control runtime.
+    async fn run(self: Arc<Self>, metrics: Arc<Metrics>) {
+        let Some(source) = self.settings.source.clone() else {
+            return;
+        };
+        let fetcher = match Fetcher::new(self.settings.limits, self.settings.allow_http) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(issuer = %self.name, error = %e, "cannot build the key fetcher");
+                return;
+            }
+        };
+        let mut delay = Duration::ZERO;
+        let mut failures: u32 = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = self.kick.notified() => {}
+            }
+            self.state.lock().unwrap_or_else(|p| p.into_inner()).in_flight = true;
+            let etag = self.etag.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let etag = etag.filter(|_| self.current.load().is_some());
+            let result = fetcher.fetch(&source, etag.as_deref()).await;
+            let label = match result {
+                Ok(Fetched::Keys { set, warnings, max_age, etag }) => {
+                    for w in warnings {
+                        tracing::warn!(issuer = %self.name, "{w}");
+                    }
+                    metrics.keys.with_label_values(&[&self.name]).set(set.len() as i64);
+                    self.current.store(Some(Arc::new(set)));
+                    *self.etag.lock().unwrap_or_else(|p| p.into_inner()) = etag;
+                    self.mark_good();
+                    failures = 0;
+                    delay = next_refresh(max_age, self.settings.refresh_interval);
+                    "ok"
+                }
+                Ok(Fetched::NotModified { max_age }) => {
+                    self.mark_good();
+                    failures = 0;
+                    delay = next_refresh(max_age, self.settings.refresh_interval);
+                    "not_modified"
+                }
+                Err(e) => {
+                    failures = failures.saturating_add(1);
+                    delay = backoff(failures, self.settings.refresh_interval);
+                    tracing::warn!(issuer = %self.name, error = %e, retry_in_ms = delay.as_millis() as u64,
+                        "key refresh failed; keeping the last good keys");
+                    e.label()
+                }
+            };
+            metrics.jwks_refresh.with_label_values(&[&self.name, label]).inc();
+            {
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.in_flight = false;
+                st.last_attempt = Some(Instant::now());
+            }
+            self.attempts.send_modify(|n| *n += 1);
+        }
+    }
+}
+
+/// The refresh delay: `max-age` if the IdP sent one, else the configured interval, clamped to
+/// [`MIN_REFRESH`, `MAX_REFRESH`], minus up to 10 % jitter so a fleet does not refresh in step.
+fn next_refresh(max_age: Option<Duration>, interval: Duration) -> Duration {
+    let base = max_age.unwrap_or(interval).clamp(MIN_REFRESH, MAX_REFRESH);
+    let jitter = rand::rng().random_range(0.0..0.1);
+    base.mul_f64(1.0 - jitter)
+}
+
+/// Exponential back-off after `failures` failed fetches, capped by the refresh interval.
+fn backoff(failures: u32, interval: Duration) -> Duration {
+    let exp = FIRST_RETRY.saturating_mul(1u32 << failures.saturating_sub(1).min(20));
+    let jitter = rand::rng().random_range(0.0..0.2);
+    exp.min(interval.max(FIRST_RETRY)).mul_f64(1.0 - jitter)
+}
+
+/// Every issuer's keys, indexed like `Policy::issuers`.
+pub struct KeyStore {
+    issuers: Vec<Arc<IssuerKeys>>,
+}
+
+/// What `KeyStore::new` needs per issuer.
+pub struct IssuerKeyConfig {
+    pub name: String,
+    pub settings: KeySettings,
+    pub inline: Option<KeySet>,
+    pub hmac_only: bool,
+}
+
+impl KeyStore {
+    pub fn new(issuers: Vec<IssuerKeyConfig>) -> Self {
+        KeyStore {
+            issuers: issuers
+                .into_iter()
+                .map(|c| Arc::new(IssuerKeys::new(c.name, c.settings, c.inline, c.hmac_only)))
+                .collect(),
+        }
+    }
+
+    pub fn issuer(&self, index: usize) -> &IssuerKeys {
+        &self.issuers[index]
+    }
+
+    pub fn issuers(&self) -> &[Arc<IssuerKeys>] {
+        &self.issuers
+    }
+
+    /// Ready when every issuer can verify tokens.
+    pub fn ready(&self) -> bool {
+        self.issuers.iter().all(|i| i.ready())
+    }
+
+    /// Start one refresh task per issuer that has a source to fetch.
+    pub fn spawn_refreshers(&self, runtime: &tokio::runtime::Handle, metrics: Arc<Metrics>) {
+        for issuer in &self.issuers {
+            if let Some(set) = issuer.current() {
+                metrics.keys.with_label_values(&[&issuer.name]).set(set.len() as i64);
+            }
+            runtime.spawn(Arc::clone(issuer).run(Arc::clone(&metrics)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_is_clamped_and_jittered_down() {
+        let d = next_refresh(Some(Duration::from_secs(5)), Duration::from_secs(600));
+        assert!(d <= MIN_REFRESH && d >= MIN_REFRESH.mul_f64(0.9));
+        let d = next_refresh(Some(Duration::from_secs(10 * 86400)), Duration::from_secs(600));
+        assert!(d <= MAX_REFRESH);
+        let d = next_refresh(None, Duration::from_secs(600));
+        assert!(d <= Duration::from_secs(600) && d >= Duration::from_secs(540));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_interval() {
+        assert!(backoff(1, Duration::from_secs(600)) <= Duration::from_secs(1));
+        assert!(backoff(4, Duration::from_secs(600)) <= Duration::from_secs(8));
+        assert!(backoff(4, Duration::from_secs(600)) >= Duration::from_millis(6400));
+        assert!(backoff(30, Duration::from_secs(600)) <= Duration::from_secs(600));
+    }
+}

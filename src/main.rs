@@ -1,0 +1,93 @@
+//! The `portcullis` command line: parse arguments, load the config, start the server.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "Reverse-proxy auth gateway: JWT verification, scope and claim rules, identity headers")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve with a config file.
+    Run {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Validate a config file; exits non-zero with the error on a bad file.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Run the whole thing on loopback with a built-in issuer and echo upstream.
+    Demo {
+        /// Gateway listener (port 0 picks a free port).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+    },
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn,pingora_core=warn,pingora_proxy=warn"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .init();
+}
+
+fn control_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("portcullis-control")
+        .enable_all()
+        .build()
+        .context("cannot start the control runtime")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { config } => match portcullis::config::load(&config) {
+            Ok(policy) => {
+                println!(
+                    "{}: ok ({} routes, {} issuers, {} upstreams)",
+                    config.display(),
+                    policy.routes.routes().len(),
+                    policy.issuers.len(),
+                    policy.upstreams.len()
+                );
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!(e)),
+        },
+        Command::Run { config } => {
+            init_logs();
+            portcullis::config::load(&config)
+                .map_err(anyhow::Error::from)
+                .and_then(|policy| {
+                    portcullis::server::run(policy, control_runtime()?).context("cannot start the server")
+                })
+        }
+        Command::Demo { listen } => {
+            init_logs();
+            portcullis::demo::run(listen).map_err(|e| anyhow::anyhow!("{e}"))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! Prometheus metrics, prefix `portcullis_`, served as text on the admin listener.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric the gateway exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route (`-` when none matched) and decision reason.
+    pub requests: IntCounterVec,
+    pub request_seconds: Histogram,
+    /// Uncached verifications only.
+    pub verify_seconds: Histogram,
+    /// `hit` / `miss`.
+    pub token_cache: IntCounterVec,
+    pub token_cache_entries: IntGauge,
+    /// Key refreshes by issuer and result (`ok`, `not_modified`, `http_error`, `timeout`,
+    /// `invalid`, `too_large`).
+    pub jwks_refresh: IntCounterVec,
+    pub keys: IntGaugeVec,
+    pub seconds_since_good_refresh: IntGaugeVec,
+    pub kid_refetch: IntCounterVec,
+    pub kid_refetch_suppressed: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new_custom(Some("portcullis".into()), None).expect("valid prefix");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let latency = vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0];
+        let token_cache_entries = IntGauge::new("token_cache_entries", "Verified tokens held in the cache").expect("valid metric");
+        registry.register(Box::new(token_cache_entries.clone())).expect("unique metric");
+        Metrics {
+            requests: counter("requests_total", "Requests by route and decision", &["route", "decision"]),
+            request_seconds: histogram("request_duration_seconds", "Time to a decision or to the end of proxying", latency.clone()),
+            verify_seconds: histogram("verify_duration_seconds", "Uncached token verification time", latency),
+            token_cache: counter("token_cache_requests_total", "Verified-token cache lookups", &["result"]),
+            token_cache_entries,
+            jwks_refresh: counter("jwks_refresh_total", "Key set refreshes by issuer and result", &["issuer", "result"]),
+            keys: gauge("jwks_keys", "Usable keys per issuer", &["issuer"]),
+            seconds_since_good_refresh: gauge(
+                "jwks_seconds_since_last_good_refresh",
+                "Seconds since the issuer's keys were last fetched successfully (-1: never)",
+                &["issuer"],
+            ),
+            kid_refetch: counter("jwks_kid_miss_refetch_total", "Refetches started by an unknown kid", &["issuer"]),
+            kid_refetch_suppressed: counter(
+                "jwks_kid_miss_suppressed_total",
+                "Unknown-kid refetches refused by the cooldown",
+                &["issuer"],
+            ),
+            registry,
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding never fails on a Vec");
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

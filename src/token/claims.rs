@@ -1,0 +1,86 @@
+//! Verified claims as the rest of the pipeline sees them: claim lookup by name or JSON Pointer,
+//! and the merged scope set.
+
+use serde_json::Value;
+
+/// Where a claim lives: a top-level name verbatim, or a JSON Pointer (RFC 6901) when the name
+/// starts with `/` (`/https:~1~1example.com~1roles`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimRef {
+    Name(String),
+    Pointer(String),
+}
+
+impl ClaimRef {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err("a claim name is not empty".into());
+        }
+        if name.starts_with('/') {
+            // RFC 6901: `~` must be followed by 0 or 1.
+            let mut chars = name.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+                    return Err(format!("{name:?} is not a JSON Pointer: ~ must be ~0 or ~1"));
+                }
+            }
+            Ok(ClaimRef::Pointer(name.to_string()))
+        } else {
+            Ok(ClaimRef::Name(name.to_string()))
+        }
+    }
+
+    /// The claim's value; `None` when absent or `null`.
+    pub fn lookup<'a>(&self, claims: &'a Value) -> Option<&'a Value> {
+        let v = match self {
+            ClaimRef::Name(n) => claims.get(n),
+            ClaimRef::Pointer(p) => claims.pointer(p),
+        }?;
+        (!v.is_null()).then_some(v)
+    }
+}
+
+/// The union of a token's scope claims, sorted and deduplicated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeSet(Vec<String>);
+
+impl ScopeSet {
+    /// Merge `scope_claims`: a space-delimited string (`scope`, Okta's `scp` string) or an array
+    /// of strings (`scp`, Auth0's `permissions`). Other shapes add nothing.
+    pub fn from_claims(claims: &Value, scope_claims: &[ClaimRef]) -> Self {
+        let mut scopes: Vec<String> = Vec::new();
+        for claim in scope_claims {
+            match claim.lookup(claims) {
+                Some(Value::String(s)) => {
+                    scopes.extend(s.split_ascii_whitespace().map(str::to_string))
+                }
+                Some(Value::Array(items)) => scopes.extend(
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .flat_map(str::split_ascii_whitespace)
+                        .map(str::to_string),
+                ),
+                _ => {}
+            }
+        }
+        scopes.sort_unstable();
+        scopes.dedup();
+        ScopeSet(scopes)
+    }
+
+    pub fn contains(&self, scope: &str) -> bool {
+        self.0
+            .binary_search_by(|s| s.as_str().cmp(scope))
+            .is_ok()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Space-separated, for the scopes identity header.
+    pub fn joined(&self) -> String {
+        self.0.join(" ")
+    }
+}

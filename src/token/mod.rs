@@ -1,0 +1,225 @@
+//! Tokens: find the request's token (`extract`), verify it (`verify`), and read its claims
+//! (`claims`). `Authenticator` ties them to the live key sets and the verified-token cache.
+
+pub mod claims;
+pub mod extract;
+pub mod verify;
+
+use crate::config::Policy;
+use crate::identity::UnsafeClaim;
+use crate::keys::{KeyStore, Refetch, VerifyKey};
+use crate::metrics::Metrics;
+use aws_lc_rs::digest;
+use claims::ScopeSet;
+use http::{HeaderName, HeaderValue};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use verify::VerifyError;
+
+/// The longest a request waits for a kid-miss refetch.
+pub const REFETCH_WAIT: Duration = Duration::from_secs(3);
+
+/// A verified token, as cached and as the rest of the pipeline uses it.
+#[derive(Debug)]
+pub struct Identity {
+    /// Index into `Policy::issuers`.
+    pub issuer: usize,
+    /// Fingerprint of the verifying key (0 for an HMAC secret).
+    pub key_id: u64,
+    /// When the token expires, on the monotonic clock.
+    pub expires_at: Instant,
+    pub claims: Value,
+    pub scopes: ScopeSet,
+    /// Identity headers, rendered once per token.
+    pub headers: Result<Vec<(HeaderName, HeaderValue)>, UnsafeClaim>,
+    pub subject: Option<String>,
+}
+
+/// Verification failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthError {
+    /// 401 `invalid_token`.
+    Invalid(VerifyError),
+    /// 503 `keys_unavailable`: the issuer has never had usable keys.
+    KeysUnavailable,
+}
+
+impl From<VerifyError> for AuthError {
+    fn from(e: VerifyError) -> Self {
+        AuthError::Invalid(e)
+    }
+}
+
+struct UntilExp;
+
+impl moka::Expiry<[u8; 32], Arc<Identity>> for UntilExp {
+    fn expire_after_create(&self, _: &[u8; 32], v: &Arc<Identity>, created_at: Instant) -> Option<Duration> {
+        Some(v.expires_at.saturating_duration_since(created_at))
+    }
+}
+
+/// Verifies tokens, with a bounded cache of verified ones keyed by SHA-256 of the whole token.
+pub struct Authenticator {
+    cache: Option<moka::sync::Cache<[u8; 32], Arc<Identity>>>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+impl Authenticator {
+    /// `cache_entries` 0 turns the cache off.
+    pub fn new(cache_entries: u64) -> Self {
+        let cache = (cache_entries > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(cache_entries)
+                .expire_after(UntilExp)
+                .build()
+        });
+        Authenticator { cache }
+    }
+
+    pub fn cached_entries(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.entry_count())
+    }
+
+    /// Verify `token` against the policy's issuers and the live keys.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        policy: &Policy,
+        keys: &KeyStore,
+        metrics: &Metrics,
+    ) -> Result<Arc<Identity>, AuthError> {
+        if token.len() > policy.limits.max_token_bytes {
+            return Err(VerifyError::TooLarge.into());
+        }
+        let digest: [u8; 32] = digest::digest(&digest::SHA256, token.as_bytes())
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
+        if let Some(cache) = &self.cache {
+            if let Some(hit) = cache.get(&digest) {
+                if hit.expires_at > Instant::now() && key_still_present(&hit, keys) {
+                    metrics.token_cache.with_label_values(&["hit"]).inc();
+                    return Ok(hit);
+                }
+                cache.invalidate(&digest);
+            }
+            metrics.token_cache.with_label_values(&["miss"]).inc();
+        }
+        let started = Instant::now();
+        let result = self.verify_uncached(token, policy, keys, metrics).await;
+        metrics.verify_seconds.observe(started.elapsed().as_secs_f64());
+        let identity = Arc::new(result?);
+        if let Some(cache) = &self.cache {
+            if identity.expires_at > Instant::now() {
+                cache.insert(digest, Arc::clone(&identity));
+            }
+        }
+        Ok(identity)
+    }
+
+    async fn verify_uncached(
+        &self,
+        token: &str,
+        policy: &Policy,
+        keys: &KeyStore,
+        metrics: &Metrics,
+    ) -> Result<Identity, AuthError> {
+        let parsed = verify::parse(token)?;
+        let iss = verify::unverified_issuer(&parsed)?;
+        let index = *policy.issuer_by_iss.get(iss).ok_or(VerifyError::UnknownIssuer)?;
+        let rules = &policy.issuers[index];
+        let alg = verify::check_header(&parsed.header, rules)?;
+
+        let key_id = if let Some(secret) = rules.hmac.as_ref().filter(|_| keyset_family(alg).is_none()) {
+            verify::check_signature(&parsed, secret, alg)?;
+            0
+        } else {
+            let key = find_key(&parsed, alg, index, keys, metrics).await?;
+            verify::check_signature(&parsed, &key.key, alg)?;
+            key.id
+        };
+
+        let now = unix_now();
+        let exp = verify::check_claims(&parsed.claims, rules, now)?;
+        let scopes = ScopeSet::from_claims(&parsed.claims, &rules.scope_claims);
+        let headers = policy.identity.values(&parsed.claims, &scopes);
+        let subject = parsed.claims.get("sub").and_then(Value::as_str).map(str::to_string);
+        let ttl = Duration::try_from_secs_f64((exp - now).max(0.0)).unwrap_or(Duration::MAX);
+        let expires_at = Instant::now().checked_add(ttl).unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
+        Ok(Identity {
+            issuer: index,
+            key_id,
+            expires_at,
+            claims: parsed.claims,
+            scopes,
+            headers,
+            subject,
+        })
+    }
+}
+
+/// HMAC algorithms never use a key set.
+fn keyset_family(alg: jsonwebtoken::Algorithm) -> Option<crate::keys::KeyFamily> {
+    crate::keys::KeyFamily::for_alg(alg)
+}
+
+/// A cached token stays valid only while the key that verified it is still in its issuer's set.
+fn key_still_present(identity: &Identity, keys: &KeyStore) -> bool {
+    identity.key_id == 0
+        || keys
+            .issuer(identity.issuer)
+            .current()
+            .is_some_and(|set| set.contains_id(identity.key_id))
+}
+
+/// The key for this token: by `kid` (refetching once on a miss), or for a token without `kid`
+/// the first key whose signature checks.
+async fn find_key(
+    parsed: &verify::Parsed<'_>,
+    alg: jsonwebtoken::Algorithm,
+    issuer: usize,
+    keys: &KeyStore,
+    metrics: &Metrics,
+) -> Result<Arc<VerifyKey>, AuthError> {
+    if keyset_family(alg).is_none() {
+        // An HMAC alg on an issuer without a secret never reaches the key set.
+        return Err(VerifyError::AlgorithmNotAllowed.into());
+    }
+    let live = keys.issuer(issuer);
+    let set = match live.current() {
+        Some(set) => set,
+        None => {
+            if live.refetch(REFETCH_WAIT, metrics).await == Refetch::Done {
+                live.current().ok_or(AuthError::KeysUnavailable)?
+            } else {
+                return Err(AuthError::KeysUnavailable);
+            }
+        }
+    };
+    let Some(kid) = parsed.header.kid.as_deref() else {
+        return set
+            .candidates(alg)
+            .find(|k| verify::check_signature(parsed, &k.key, alg).is_ok())
+            .cloned()
+            .ok_or(VerifyError::UnknownKey.into());
+    };
+    let key = match set.by_kid(kid) {
+        Some(key) => Arc::clone(key),
+        None => {
+            if live.refetch(REFETCH_WAIT, metrics).await != Refetch::Done {
+                return Err(VerifyError::UnknownKey.into());
+            }
+            let fresh = live.current().ok_or(AuthError::KeysUnavailable)?;
+            let key = fresh.by_kid(kid).cloned();
+            key.ok_or(VerifyError::UnknownKey)?
+        }
+    };
+    if !key.accepts(alg) {
+        return Err(VerifyError::KeyMismatch.into());
+    }
+    Ok(key)
+}
