@@ -21,7 +21,11 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    pub fn new(keys: Arc<KeyStore>, metrics: Arc<Metrics>, gateway_auth: Arc<Authenticator>) -> Self {
+    pub fn new(
+        keys: Arc<KeyStore>,
+        metrics: Arc<Metrics>,
+        gateway_auth: Arc<Authenticator>,
+    ) -> Self {
         AdminState {
             keys,
             metrics,
@@ -47,29 +51,45 @@ impl AdminState {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
                         "text/plain",
-                        format!("not ready: no keys yet for issuer(s) {}\n", pending.join(", ")),
+                        format!(
+                            "not ready: no keys yet for issuer(s) {}\n",
+                            pending.join(", ")
+                        ),
                     )
                 }
             }
             "/metrics" => {
                 self.refresh_gauges();
-                (StatusCode::OK, "text/plain; version=0.0.4", self.metrics.render())
+                (
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.metrics.render(),
+                )
             }
             _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
         }
     }
 
     fn refresh_gauges(&self) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
         for issuer in self.keys.issuers() {
             let last = issuer.last_good();
-            let age = if last == 0 { -1 } else { now.saturating_sub(last) as i64 };
+            let age = if last == 0 {
+                -1
+            } else {
+                now.saturating_sub(last) as i64
+            };
             self.metrics
                 .seconds_since_good_refresh
                 .with_label_values(&[&issuer.name])
                 .set(age);
         }
-        self.metrics.token_cache_entries.set((self.cache_entries)() as i64);
+        self.metrics
+            .token_cache_entries
+            .set((self.cache_entries)() as i64);
     }
 }
 

@@ -64,7 +64,12 @@ impl ClaimRule {
 }
 
 /// Every rule of a route holds for these claims and scopes.
-pub fn authorise(scopes: &ScopeRule, claim_rules: &[ClaimRule], claims: &Value, set: &ScopeSet) -> bool {
+pub fn authorise(
+    scopes: &ScopeRule,
+    claim_rules: &[ClaimRule],
+    claims: &Value,
+    set: &ScopeSet,
+) -> bool {
     scopes.allows(set) && claim_rules.iter().all(|r| r.allows(claims))
 }
 
@@ -98,10 +103,17 @@ mod tests {
     #[test]
     fn claim_rules_use_names_pointers_and_array_elements() {
         let claims = json!({"org_id": "acme", "https://example.com/roles": ["x", "admin"], "email_verified": true});
-        let rule = |name: &str, expect: Expect| ClaimRule { claim: ClaimRef::parse(name).unwrap(), expect };
+        let rule = |name: &str, expect: Expect| ClaimRule {
+            claim: ClaimRef::parse(name).unwrap(),
+            expect,
+        };
         assert!(rule("org_id", Expect::OneOf(vec![json!("acme")])).allows(&claims));
         assert!(!rule("/org_id", Expect::OneOf(vec![json!("globex")])).allows(&claims));
-        assert!(rule("/https:~1~1example.com~1roles", Expect::OneOf(vec![json!("admin")])).allows(&claims));
+        assert!(rule(
+            "/https:~1~1example.com~1roles",
+            Expect::OneOf(vec![json!("admin")])
+        )
+        .allows(&claims));
         assert!(rule("email_verified", Expect::Bool(true)).allows(&claims));
         assert!(!rule("email_verified", Expect::Bool(false)).allows(&claims));
         assert!(!rule("missing", Expect::Bool(false)).allows(&claims));

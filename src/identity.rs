@@ -45,7 +45,11 @@ impl IdentityPlan {
     }
 
     /// The identity headers for a verified token. An absent claim sends no header.
-    pub fn values(&self, claims: &Value, scopes: &ScopeSet) -> Result<Vec<(HeaderName, HeaderValue)>, UnsafeClaim> {
+    pub fn values(
+        &self,
+        claims: &Value,
+        scopes: &ScopeSet,
+    ) -> Result<Vec<(HeaderName, HeaderValue)>, UnsafeClaim> {
         let mut out = Vec::with_capacity(self.headers.len() + 1);
         for (name, source) in &self.headers {
             let text = match source {
@@ -101,8 +105,14 @@ mod tests {
         IdentityPlan {
             strip_prefix: "x-auth-".into(),
             headers: vec![
-                (HeaderName::from_static("x-user"), Source::Claim(ClaimRef::parse("sub").unwrap())),
-                (HeaderName::from_static("x-auth-roles"), Source::Claim(ClaimRef::parse("/r/roles").unwrap())),
+                (
+                    HeaderName::from_static("x-user"),
+                    Source::Claim(ClaimRef::parse("sub").unwrap()),
+                ),
+                (
+                    HeaderName::from_static("x-auth-roles"),
+                    Source::Claim(ClaimRef::parse("/r/roles").unwrap()),
+                ),
                 (HeaderName::from_static("x-auth-scopes"), Source::Scopes),
             ],
             claims_header: None,

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "Reverse-proxy auth gateway: JWT verification, scope and claim rules, identity headers")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "Reverse-proxy auth gateway: JWT verification, scope and claim rules, identity headers"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,8 +38,9 @@ enum Command {
 }
 
 fn init_logs() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,pingora=warn,pingora_core=warn,pingora_proxy=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,pingora=warn,pingora_core=warn,pingora_proxy=warn")
+    });
     tracing_subscriber::fmt()
         .json()
         .flatten_event(true)
@@ -75,7 +80,8 @@ fn main() -> ExitCode {
             portcullis::config::load(&config)
                 .map_err(anyhow::Error::from)
                 .and_then(|policy| {
-                    portcullis::server::run(policy, control_runtime()?).context("cannot start the server")
+                    portcullis::server::run(policy, control_runtime()?)
+                        .context("cannot start the server")
                 })
         }
         Command::Demo { listen } => {

@@ -1,7 +1,8 @@
 //! Prometheus metrics, prefix `portcullis_`, served as text on the admin listener.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric the gateway exports.
@@ -29,36 +30,73 @@ impl Metrics {
         let registry = Registry::new_custom(Some("portcullis".into()), None).expect("valid prefix");
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(c.clone())).expect("unique metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("unique metric");
             c
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry.register(Box::new(g.clone())).expect("unique metric");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("unique metric");
             g
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
-            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric");
-            registry.register(Box::new(h.clone())).expect("unique metric");
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric");
+            registry
+                .register(Box::new(h.clone()))
+                .expect("unique metric");
             h
         };
-        let latency = vec![0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0];
-        let token_cache_entries = IntGauge::new("token_cache_entries", "Verified tokens held in the cache").expect("valid metric");
-        registry.register(Box::new(token_cache_entries.clone())).expect("unique metric");
+        let latency = vec![
+            0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 5.0,
+        ];
+        let token_cache_entries =
+            IntGauge::new("token_cache_entries", "Verified tokens held in the cache")
+                .expect("valid metric");
+        registry
+            .register(Box::new(token_cache_entries.clone()))
+            .expect("unique metric");
         Metrics {
-            requests: counter("requests_total", "Requests by route and decision", &["route", "decision"]),
-            request_seconds: histogram("request_duration_seconds", "Time to a decision or to the end of proxying", latency.clone()),
-            verify_seconds: histogram("verify_duration_seconds", "Uncached token verification time", latency),
-            token_cache: counter("token_cache_requests_total", "Verified-token cache lookups", &["result"]),
+            requests: counter(
+                "requests_total",
+                "Requests by route and decision",
+                &["route", "decision"],
+            ),
+            request_seconds: histogram(
+                "request_duration_seconds",
+                "Time to a decision or to the end of proxying",
+                latency.clone(),
+            ),
+            verify_seconds: histogram(
+                "verify_duration_seconds",
+                "Uncached token verification time",
+                latency,
+            ),
+            token_cache: counter(
+                "token_cache_requests_total",
+                "Verified-token cache lookups",
+                &["result"],
+            ),
             token_cache_entries,
-            jwks_refresh: counter("jwks_refresh_total", "Key set refreshes by issuer and result", &["issuer", "result"]),
+            jwks_refresh: counter(
+                "jwks_refresh_total",
+                "Key set refreshes by issuer and result",
+                &["issuer", "result"],
+            ),
             keys: gauge("jwks_keys", "Usable keys per issuer", &["issuer"]),
             seconds_since_good_refresh: gauge(
                 "jwks_seconds_since_last_good_refresh",
                 "Seconds since the issuer's keys were last fetched successfully (-1: never)",
                 &["issuer"],
             ),
-            kid_refetch: counter("jwks_kid_miss_refetch_total", "Refetches started by an unknown kid", &["issuer"]),
+            kid_refetch: counter(
+                "jwks_kid_miss_refetch_total",
+                "Refetches started by an unknown kid",
+                &["issuer"],
+            ),
             kid_refetch_suppressed: counter(
                 "jwks_kid_miss_suppressed_total",
                 "Unknown-kid refetches refused by the cooldown",

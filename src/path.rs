@@ -69,7 +69,11 @@ pub fn parse_target(raw: &[u8]) -> Result<Target<'_>, PathError> {
     if query.is_some_and(|q| q.bytes().any(|b| b == b'#' || b < 0x20 || b == 0x7f)) {
         return Err(PathError::Fragment);
     }
-    let path = if path.is_empty() && authority.is_some() { "/" } else { path };
+    let path = if path.is_empty() && authority.is_some() {
+        "/"
+    } else {
+        path
+    };
     Ok(Target {
         authority,
         path: canonicalise(path)?,

@@ -61,7 +61,8 @@ impl Gateway {
     /// Run the pipeline up to the forward decision. `Err` is the denial to answer.
     async fn decide(&self, session: &mut Session, ctx: &mut Ctx) -> Result<(), Deny> {
         let policy = Arc::clone(&ctx.policy);
-        let target = path::parse_target(session.req_header().raw_path()).map_err(|e| Deny::BadRequest(e.description()))?;
+        let target = path::parse_target(session.req_header().raw_path())
+            .map_err(|e| Deny::BadRequest(e.description()))?;
         ctx.path = target.path;
         ctx.query = target.query.map(str::to_string);
         let authority = target.authority.map(str::to_string);
@@ -91,8 +92,13 @@ impl Gateway {
             return Ok(());
         }
 
-        let found = extract::extract(&method, &session.req_header().headers, ctx.query.as_deref(), &policy.token_sources)
-            .map_err(|e| Deny::BadRequest(e.description()))?;
+        let found = extract::extract(
+            &method,
+            &session.req_header().headers,
+            ctx.query.as_deref(),
+            &policy.token_sources,
+        )
+        .map_err(|e| Deny::BadRequest(e.description()))?;
         let Some(found) = found else {
             if route.auth == Auth::Optional {
                 ctx.decision = "anonymous";
@@ -110,13 +116,22 @@ impl Gateway {
                 AuthError::KeysUnavailable => Deny::KeysUnavailable,
             })?;
         if !route.accepts_issuer(identity.issuer) {
-            return Err(Deny::InvalidToken(crate::token::verify::VerifyError::IssuerNotAccepted.description()));
+            return Err(Deny::InvalidToken(
+                crate::token::verify::VerifyError::IssuerNotAccepted.description(),
+            ));
         }
         if identity.headers.is_err() {
-            return Err(Deny::InvalidToken(crate::token::verify::VerifyError::UnsafeClaim.description()));
+            return Err(Deny::InvalidToken(
+                crate::token::verify::VerifyError::UnsafeClaim.description(),
+            ));
         }
         ctx.identity = Some(Arc::clone(&identity));
-        if !authz::authorise(&route.scopes, &route.claims, &identity.claims, &identity.scopes) {
+        if !authz::authorise(
+            &route.scopes,
+            &route.claims,
+            &identity.claims,
+            &identity.scopes,
+        ) {
             return Err(Deny::InsufficientScope(route.scopes.challenge()));
         }
         ctx.decision = "allowed";
@@ -131,7 +146,12 @@ fn request_host(req: &RequestHeader, authority: Option<&str>) -> Result<Option<S
     let mut hosts = req.headers.get_all(header::HOST).iter();
     let header_host = match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => return Err(bad),
-        (Some(h), None) => Some(h.to_str().ok().and_then(route::normalise_host).ok_or(bad.clone())?),
+        (Some(h), None) => Some(
+            h.to_str()
+                .ok()
+                .and_then(route::normalise_host)
+                .ok_or(bad.clone())?,
+        ),
         (None, _) => None,
     };
     let authority_host = match authority {
@@ -160,10 +180,15 @@ fn new_request_id() -> String {
 /// An incoming `X-Request-Id` is kept if it is short printable ASCII; otherwise replaced.
 fn incoming_request_id(req: &RequestHeader) -> Option<String> {
     let v = req.headers.get("x-request-id")?.to_str().ok()?;
-    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic())).then(|| v.to_string())
+    (!v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| v.to_string())
 }
 
-async fn write_reply(session: &mut Session, reply: response::Reply, request_id: &str) -> Result<()> {
+async fn write_reply(
+    session: &mut Session,
+    reply: response::Reply,
+    request_id: &str,
+) -> Result<()> {
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
     for (name, value) in reply.headers {
         resp.insert_header(name, value)?;
@@ -241,15 +266,17 @@ impl ProxyHttp for Gateway {
             Some(q) => format!("{}?{}", ctx.path, q),
             None => ctx.path.clone(),
         };
-        let uri = target
-            .parse::<http::Uri>()
-            .map_err(|_| Error::explain(ErrorType::InternalError, "canonical target is not a URI"))?;
+        let uri = target.parse::<http::Uri>().map_err(|_| {
+            Error::explain(ErrorType::InternalError, "canonical target is not a URI")
+        })?;
         upstream.set_uri(uri);
 
         let route_auth = ctx.route.map(|r| policy.routes.routes()[r].auth);
         if route_auth != Some(Auth::None) && !policy.identity.forward_token {
             upstream.remove_header(&header::AUTHORIZATION);
-            if let (Some(Source::Cookie), Some(name)) = (ctx.token_source, &policy.token_sources.cookie) {
+            if let (Some(Source::Cookie), Some(name)) =
+                (ctx.token_source, &policy.token_sources.cookie)
+            {
                 let cookies: Vec<String> = upstream
                     .headers
                     .get_all(header::COOKIE)
@@ -272,8 +299,12 @@ impl ProxyHttp for Gateway {
         }
 
         // X-Forwarded-*: replaced unless the peer is a trusted proxy.
-        let client_ip = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let trusted = client_ip.is_some_and(|ip| policy.trusted_proxies.iter().any(|n| n.contains(&ip)));
+        let client_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let trusted =
+            client_ip.is_some_and(|ip| policy.trusted_proxies.iter().any(|n| n.contains(&ip)));
         let ip_text = client_ip.map(|ip| ip.to_string()).unwrap_or_default();
         if trusted {
             let prior: Vec<String> = upstream
@@ -305,7 +336,12 @@ impl ProxyHttp for Gateway {
         Ok(())
     }
 
-    async fn response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
         if resp.headers.get("x-request-id").is_none() {
             resp.insert_header("x-request-id", ctx.request_id.as_str())?;
         }
@@ -314,23 +350,34 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let deny = match (e.esource(), e.etype()) {
-            (_, ErrorType::HTTPStatus(400)) | (ErrorSource::Downstream, _) => Some(Deny::BadRequest("bad request")),
-            (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
-                Some(Deny::UpstreamTimeout)
+            (_, ErrorType::HTTPStatus(400)) | (ErrorSource::Downstream, _) => {
+                Some(Deny::BadRequest("bad request"))
             }
+            (
+                _,
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout,
+            ) => Some(Deny::UpstreamTimeout),
             _ => Some(Deny::UpstreamError),
         };
-        let dead = matches!(e.etype(), ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed)
-            && e.esource() == &ErrorSource::Downstream;
+        let dead = matches!(
+            e.etype(),
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+        ) && e.esource() == &ErrorSource::Downstream;
         let mut code = 0;
         if let Some(deny) = deny.filter(|_| !dead && session.response_written().is_none()) {
             ctx.decision = deny.code();
             code = deny.status();
             let grpc = is_grpc(session.req_header());
-            if write_reply(session, response::reply(&deny, grpc), &ctx.request_id).await.is_err() {
+            if write_reply(session, response::reply(&deny, grpc), &ctx.request_id)
+                .await
+                .is_err()
+            {
                 code = 0;
             }
-        } else if ctx.decision == "allowed" || ctx.decision == "anonymous" || ctx.decision == "public" {
+        } else if ctx.decision == "allowed"
+            || ctx.decision == "anonymous"
+            || ctx.decision == "public"
+        {
             ctx.decision = "upstream_error";
         }
         FailToProxy {
@@ -346,10 +393,19 @@ impl ProxyHttp for Gateway {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let route = ctx.route.map_or("-", |r| ctx.policy.routes.routes()[r].name.as_str());
-        let decision = if ctx.decision.is_empty() { "bad_request" } else { ctx.decision };
+        let route = ctx
+            .route
+            .map_or("-", |r| ctx.policy.routes.routes()[r].name.as_str());
+        let decision = if ctx.decision.is_empty() {
+            "bad_request"
+        } else {
+            ctx.decision
+        };
         let elapsed = ctx.started.elapsed();
-        self.metrics.requests.with_label_values(&[route, decision]).inc();
+        self.metrics
+            .requests
+            .with_label_values(&[route, decision])
+            .inc();
         self.metrics.request_seconds.observe(elapsed.as_secs_f64());
         let issuer = ctx
             .identity
@@ -374,4 +430,3 @@ impl ProxyHttp for Gateway {
         );
     }
 }
-

@@ -105,13 +105,16 @@ pub fn reply(deny: &Deny, grpc: bool) -> Reply {
             };
         }
     }
-    let body = serde_json::json!({"error": deny.code(), "error_description": deny.description()}).to_string();
+    let body = serde_json::json!({"error": deny.code(), "error_description": deny.description()})
+        .to_string();
     let mut headers = vec![
         ("content-type", "application/json".to_string()),
         ("cache-control", "no-store".to_string()),
     ];
     match deny {
-        Deny::MissingToken => headers.push(("www-authenticate", format!("Bearer realm=\"{REALM}\""))),
+        Deny::MissingToken => {
+            headers.push(("www-authenticate", format!("Bearer realm=\"{REALM}\"")))
+        }
         Deny::InvalidToken(d) => headers.push((
             "www-authenticate",
             format!("Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{d}\""),
@@ -119,7 +122,9 @@ pub fn reply(deny: &Deny, grpc: bool) -> Reply {
         Deny::InsufficientScope(scope) => headers.push((
             "www-authenticate",
             match scope {
-                Some(s) => format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{s}\""),
+                Some(s) => {
+                    format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{s}\"")
+                }
                 None => format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\""),
             },
         )),

@@ -153,7 +153,9 @@ impl Route {
     }
 
     pub fn accepts_issuer(&self, issuer: usize) -> bool {
-        self.issuers.as_ref().is_none_or(|list| list.contains(&issuer))
+        self.issuers
+            .as_ref()
+            .is_none_or(|list| list.contains(&issuer))
     }
 }
 
@@ -170,7 +172,9 @@ impl RouteTable {
 
     /// The index of the first route that matches.
     pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Option<usize> {
-        self.routes.iter().position(|r| r.matches(host, method, path))
+        self.routes
+            .iter()
+            .position(|r| r.matches(host, method, path))
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -196,9 +200,9 @@ pub fn normalise_host(raw: &str) -> Option<String> {
     };
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty()
-        || !host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':'))
+        || !host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
+        })
     {
         return None;
     }
@@ -256,7 +260,10 @@ mod tests {
         assert!(!h.matches(Some("example.com")));
         assert!(!h.matches(Some("evilexample.com")));
         assert!(!h.matches(None));
-        assert_eq!(normalise_host("API.Example.com:8443").as_deref(), Some("api.example.com"));
+        assert_eq!(
+            normalise_host("API.Example.com:8443").as_deref(),
+            Some("api.example.com")
+        );
         assert_eq!(normalise_host("[::1]:80").as_deref(), Some("[::1]"));
     }
 }

@@ -68,7 +68,11 @@ pub fn prepare(policy: Policy, control: tokio::runtime::Runtime) -> std::io::Res
         Some(addr) => {
             let listener = control.block_on(tokio::net::TcpListener::bind(addr))?;
             let bound = listener.local_addr()?;
-            let state = Arc::new(AdminState::new(Arc::clone(&keys), Arc::clone(&metrics), Arc::clone(&auth)));
+            let state = Arc::new(AdminState::new(
+                Arc::clone(&keys),
+                Arc::clone(&metrics),
+                Arc::clone(&auth),
+            ));
             control.spawn(admin::serve(listener, state));
             Some(bound)
         }
@@ -142,7 +146,10 @@ struct Drain {
 impl ShutdownSignalWatch for Drain {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot watch signals");
             return std::future::pending().await;
         };
@@ -150,7 +157,10 @@ impl ShutdownSignalWatch for Drain {
             _ = term.recv() => self.budget,
             _ = int.recv() => Duration::ZERO,
         };
-        tracing::info!(budget_ms = budget.as_millis() as u64, "shutting down: draining in-flight requests");
+        tracing::info!(
+            budget_ms = budget.as_millis() as u64,
+            "shutting down: draining in-flight requests"
+        );
         let in_flight = Arc::clone(&self.in_flight);
         std::thread::spawn(move || {
             let start = Instant::now();

@@ -27,7 +27,10 @@ pub struct CompileError {
 }
 
 fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, CompileError> {
-    Err(CompileError { path: path.into(), message: message.into() })
+    Err(CompileError {
+        path: path.into(),
+        message: message.into(),
+    })
 }
 
 /// A compiled upstream.
@@ -90,9 +93,22 @@ pub const DEFAULT_TOKEN_CACHE_ENTRIES: u64 = 10_000;
 
 /// Headers an identity mapping may not take over: the proxy or the protocol owns them.
 const RESERVED_HEADERS: &[&str] = &[
-    "host", "authorization", "cookie", "content-length", "content-type", "transfer-encoding",
-    "connection", "upgrade", "te", "trailer", "keep-alive", "proxy-authorization", "x-forwarded-for",
-    "x-forwarded-proto", "x-forwarded-host", "x-request-id",
+    "host",
+    "authorization",
+    "cookie",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-authorization",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
 ];
 
 pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
@@ -102,7 +118,10 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
         None => None,
     };
     if raw.tls.as_ref().is_some_and(|t| !t.is_null()) {
-        return err("tls", "TLS listeners are not available in this version; terminate TLS in front of portcullis");
+        return err(
+            "tls",
+            "TLS listeners are not available in this version; terminate TLS in front of portcullis",
+        );
     }
 
     if raw.upstreams.is_empty() {
@@ -129,8 +148,14 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
     let mut issuer_index = HashMap::new();
     for (name, i) in &raw.issuers {
         let (rules, plan) = compile_issuer(name, i, base)?;
-        if issuer_by_iss.insert(rules.issuer.clone(), issuers.len()).is_some() {
-            return err(format!("issuers.{name}.issuer"), "two issuers have the same issuer value");
+        if issuer_by_iss
+            .insert(rules.issuer.clone(), issuers.len())
+            .is_some()
+        {
+            return err(
+                format!("issuers.{name}.issuer"),
+                "two issuers have the same issuer value",
+            );
         }
         issuer_index.insert(name.clone(), issuers.len());
         issuers.push(rules);
@@ -145,12 +170,24 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
             return err(format!("{at}.name"), "a route name is not empty");
         }
         if !names.insert(r.name.clone()) {
-            return err(format!("{at}.name"), format!("duplicate route name {:?}", r.name));
+            return err(
+                format!("{at}.name"),
+                format!("duplicate route name {:?}", r.name),
+            );
         }
-        routes.push(compile_route(&at, r, &upstream_index, default_upstream, &issuer_index)?);
+        routes.push(compile_route(
+            &at,
+            r,
+            &upstream_index,
+            default_upstream,
+            &issuer_index,
+        )?);
     }
     if routes.is_empty() {
-        return err("routes", "at least one route is needed (unmatched requests get 404)");
+        return err(
+            "routes",
+            "at least one route is needed (unmatched requests get 404)",
+        );
     }
 
     let identity = compile_identity(&raw.identity)?;
@@ -170,7 +207,10 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
             })?;
         trusted_proxies.push(net);
     }
-    let max_token_bytes = raw.limits.max_token_bytes.unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
+    let max_token_bytes = raw
+        .limits
+        .max_token_bytes
+        .unwrap_or(DEFAULT_MAX_TOKEN_BYTES);
     if !(64..=65536).contains(&max_token_bytes) {
         return err("limits.max_token_bytes", "must be between 64 and 65536");
     }
@@ -191,18 +231,29 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
         trusted_proxies,
         limits: Limits {
             max_token_bytes,
-            token_cache_entries: raw.limits.token_cache_entries.unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES),
+            token_cache_entries: raw
+                .limits
+                .token_cache_entries
+                .unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES),
         },
         server: ServerSettings {
             threads,
-            shutdown_grace: raw.server.shutdown_grace.map_or(Duration::from_secs(25), |d| d.0),
+            shutdown_grace: raw
+                .server
+                .shutdown_grace
+                .map_or(Duration::from_secs(25), |d| d.0),
         },
         log_subject: raw.log_subject,
     })
 }
 
 fn parse_addr(path: &str, text: &str) -> Result<SocketAddr, CompileError> {
-    text.parse().or_else(|_| err(path, format!("{text:?} is not an address like 0.0.0.0:8080")))
+    text.parse().or_else(|_| {
+        err(
+            path,
+            format!("{text:?} is not an address like 0.0.0.0:8080"),
+        )
+    })
 }
 
 fn non_empty(path: &str, v: &Option<String>) -> Result<Option<String>, CompileError> {
@@ -220,7 +271,12 @@ fn compile_upstream(name: &str, u: &raw::RawUpstream) -> Result<Upstream, Compil
         .or_else(|_| err(format!("{at}.url"), format!("{:?} is not a URL", u.url)))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some("https") => return err(format!("{at}.url"), "https upstreams are not available in this version"),
+        Some("https") => {
+            return err(
+                format!("{at}.url"),
+                "https upstreams are not available in this version",
+            )
+        }
         _ => return err(format!("{at}.url"), "an upstream URL starts with http://"),
     }
     if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
@@ -228,7 +284,10 @@ fn compile_upstream(name: &str, u: &raw::RawUpstream) -> Result<Upstream, Compil
     }
     if let Some(p) = &u.protocol {
         if p != "h1" {
-            return err(format!("{at}.protocol"), "only h1 upstreams are available in this version");
+            return err(
+                format!("{at}.protocol"),
+                "only h1 upstreams are available in this version",
+            );
         }
     }
     if u.ca_file.is_some() || u.sni.is_some() || u.dangerous_skip_verify {
@@ -240,7 +299,10 @@ fn compile_upstream(name: &str, u: &raw::RawUpstream) -> Result<Upstream, Compil
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .ok_or_else(|| CompileError { path: format!("{at}.url"), message: format!("cannot resolve {host:?}") })?;
+        .ok_or_else(|| CompileError {
+            path: format!("{at}.url"),
+            message: format!("cannot resolve {host:?}"),
+        })?;
     if u.connect_timeout.0.is_zero() || u.read_timeout.0.is_zero() {
         return err(at, "timeouts must be above zero");
     }
@@ -252,13 +314,23 @@ fn compile_upstream(name: &str, u: &raw::RawUpstream) -> Result<Upstream, Compil
     })
 }
 
-fn compile_issuer(name: &str, i: &raw::RawIssuer, base: &Path) -> Result<(IssuerRules, KeyPlan), CompileError> {
+fn compile_issuer(
+    name: &str,
+    i: &raw::RawIssuer,
+    base: &Path,
+) -> Result<(IssuerRules, KeyPlan), CompileError> {
     let at = format!("issuers.{name}");
     if i.issuer.trim().is_empty() {
-        return err(format!("{at}.issuer"), "the issuer (exact iss value) is required");
+        return err(
+            format!("{at}.issuer"),
+            "the issuer (exact iss value) is required",
+        );
     }
     if i.audiences.is_empty() || i.audiences.iter().any(|a| a.is_empty()) {
-        return err(format!("{at}.audiences"), "audiences is required and must list at least one audience");
+        return err(
+            format!("{at}.audiences"),
+            "audiences is required and must list at least one audience",
+        );
     }
     let names = i.algorithms.clone().unwrap_or_else(|| vec!["RS256".into()]);
     if names.is_empty() {
@@ -267,15 +339,25 @@ fn compile_issuer(name: &str, i: &raw::RawIssuer, base: &Path) -> Result<(Issuer
     let mut algorithms = Vec::new();
     for (n, a) in names.iter().enumerate() {
         if a.eq_ignore_ascii_case("none") {
-            return err(format!("{at}.algorithms[{n}]"), "alg none is never accepted");
+            return err(
+                format!("{at}.algorithms[{n}]"),
+                "alg none is never accepted",
+            );
         }
-        let alg: Algorithm = a
-            .parse()
-            .or_else(|_| err(format!("{at}.algorithms[{n}]"), format!("unknown algorithm {a:?}")))?;
+        let alg: Algorithm = a.parse().or_else(|_| {
+            err(
+                format!("{at}.algorithms[{n}]"),
+                format!("unknown algorithm {a:?}"),
+            )
+        })?;
         algorithms.push(alg);
     }
-    let wants_hmac = algorithms.iter().any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
-    let wants_keys = algorithms.iter().any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+    let wants_hmac = algorithms
+        .iter()
+        .any(|a| matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
+    let wants_keys = algorithms
+        .iter()
+        .any(|a| !matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512));
     let hmac = match &i.hmac_secret_env {
         Some(var) => {
             let secret = std::env::var(var).map_err(|_| CompileError {
@@ -283,32 +365,54 @@ fn compile_issuer(name: &str, i: &raw::RawIssuer, base: &Path) -> Result<(Issuer
                 message: format!("environment variable {var} is not set"),
             })?;
             if secret.len() < 32 {
-                return err(format!("{at}.hmac_secret_env"), "the HMAC secret must be at least 32 bytes");
+                return err(
+                    format!("{at}.hmac_secret_env"),
+                    "the HMAC secret must be at least 32 bytes",
+                );
             }
-            Some(DecodingKey::from_secret(secret.as_bytes()).map_err(|_| CompileError {
-                path: format!("{at}.hmac_secret_env"),
-                message: "unusable secret".into(),
-            })?)
+            Some(
+                DecodingKey::from_secret(secret.as_bytes()).map_err(|_| CompileError {
+                    path: format!("{at}.hmac_secret_env"),
+                    message: "unusable secret".into(),
+                })?,
+            )
         }
         None => None,
     };
     if wants_hmac && hmac.is_none() {
-        return err(format!("{at}.algorithms"), "HS256/384/512 need hmac_secret_env: HMAC never uses JWKS keys");
+        return err(
+            format!("{at}.algorithms"),
+            "HS256/384/512 need hmac_secret_env: HMAC never uses JWKS keys",
+        );
     }
 
-    let sources = [i.discovery, i.jwks_uri.is_some(), i.jwks_file.is_some(), i.jwks.is_some()];
+    let sources = [
+        i.discovery,
+        i.jwks_uri.is_some(),
+        i.jwks_file.is_some(),
+        i.jwks.is_some(),
+    ];
     let count = sources.iter().filter(|s| **s).count();
     if count > 1 {
-        return err(at, "choose one key source: discovery, jwks_uri, jwks_file or jwks");
+        return err(
+            at,
+            "choose one key source: discovery, jwks_uri, jwks_file or jwks",
+        );
     }
     if count == 0 && wants_keys {
-        return err(at, "a key source is needed: discovery: true, jwks_uri, jwks_file or jwks");
+        return err(
+            at,
+            "a key source is needed: discovery: true, jwks_uri, jwks_file or jwks",
+        );
     }
     let check_url = |field: &str, url: &str| -> Result<(), CompileError> {
         if url.starts_with("https://") || (i.allow_http && url.starts_with("http://")) {
             Ok(())
         } else if url.starts_with("http://") {
-            err(format!("{at}.{field}"), "http:// key URLs need allow_http: true")
+            err(
+                format!("{at}.{field}"),
+                "http:// key URLs need allow_http: true",
+            )
         } else {
             err(format!("{at}.{field}"), "a key URL starts with https://")
         }
@@ -317,12 +421,18 @@ fn compile_issuer(name: &str, i: &raw::RawIssuer, base: &Path) -> Result<(Issuer
     let mut inline = None;
     let source = if i.discovery {
         check_url("issuer", &i.issuer)?;
-        Some(KeySource::Discovery { issuer: i.issuer.clone() })
+        Some(KeySource::Discovery {
+            issuer: i.issuer.clone(),
+        })
     } else if let Some(uri) = &i.jwks_uri {
         check_url("jwks_uri", uri)?;
         Some(KeySource::JwksUri(uri.clone()))
     } else if let Some(file) = &i.jwks_file {
-        let path = if Path::new(file).is_absolute() { PathBuf::from(file) } else { base.join(file) };
+        let path = if Path::new(file).is_absolute() {
+            PathBuf::from(file)
+        } else {
+            base.join(file)
+        };
         let body = std::fs::read(&path).map_err(|e| CompileError {
             path: format!("{at}.jwks_file"),
             message: format!("cannot read {}: {e}", path.display()),
@@ -351,7 +461,10 @@ fn compile_issuer(name: &str, i: &raw::RawIssuer, base: &Path) -> Result<(Issuer
         .iter()
         .enumerate()
         .map(|(n, c)| {
-            ClaimRef::parse(c).map_err(|m| CompileError { path: format!("{at}.scope_claims[{n}]"), message: m })
+            ClaimRef::parse(c).map_err(|m| CompileError {
+                path: format!("{at}.scope_claims[{n}]"),
+                message: m,
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let refresh_interval = i.refresh_interval.map_or(Duration::from_secs(600), |d| d.0);
@@ -391,19 +504,34 @@ fn compile_route(
     default_upstream: Option<usize>,
     issuers: &HashMap<String, usize>,
 ) -> Result<Route, CompileError> {
-    let path = PathPattern::parse(&r.matcher.path).map_err(|m| CompileError { path: format!("{at}.match.path"), message: m })?;
-    let host = HostMatch::parse(r.matcher.host.as_deref()).map_err(|m| CompileError { path: format!("{at}.match.host"), message: m })?;
+    let path = PathPattern::parse(&r.matcher.path).map_err(|m| CompileError {
+        path: format!("{at}.match.path"),
+        message: m,
+    })?;
+    let host = HostMatch::parse(r.matcher.host.as_deref()).map_err(|m| CompileError {
+        path: format!("{at}.match.host"),
+        message: m,
+    })?;
     let methods = match &r.matcher.methods {
         None => None,
-        Some(list) if list.is_empty() => return err(format!("{at}.match.methods"), "list at least one method, or leave methods out"),
+        Some(list) if list.is_empty() => {
+            return err(
+                format!("{at}.match.methods"),
+                "list at least one method, or leave methods out",
+            )
+        }
         Some(list) => Some(
             list.iter()
                 .enumerate()
                 .map(|(n, m)| {
                     if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                        return err(format!("{at}.match.methods[{n}]"), format!("{m:?} is not an upper-case HTTP method"));
+                        return err(
+                            format!("{at}.match.methods[{n}]"),
+                            format!("{m:?} is not an upper-case HTTP method"),
+                        );
                     }
-                    Method::from_bytes(m.as_bytes()).or_else(|_| err(format!("{at}.match.methods[{n}]"), "not an HTTP method"))
+                    Method::from_bytes(m.as_bytes())
+                        .or_else(|_| err(format!("{at}.match.methods[{n}]"), "not an HTTP method"))
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         ),
@@ -417,11 +545,19 @@ fn compile_route(
         return err(at, "a route with auth: none cannot have scopes, claims or issuers: they would never be checked");
     }
     if auth != Auth::None && issuers.is_empty() {
-        return err(format!("{at}.auth"), "this route needs a token but no issuer is configured");
+        return err(
+            format!("{at}.auth"),
+            "this route needs a token but no issuer is configured",
+        );
     }
     let route_issuers = match &r.issuers {
         None => None,
-        Some(list) if list.is_empty() => return err(format!("{at}.issuers"), "list at least one issuer, or leave issuers out"),
+        Some(list) if list.is_empty() => {
+            return err(
+                format!("{at}.issuers"),
+                "list at least one issuer, or leave issuers out",
+            )
+        }
         Some(list) => Some(
             list.iter()
                 .enumerate()
@@ -436,11 +572,18 @@ fn compile_route(
     };
     let scopes = match &r.scopes {
         None => ScopeRule::Nothing,
-        Some(RawScopes::AllOfList(list)) => ScopeRule::AllOf(scope_list(&format!("{at}.scopes"), list)?),
+        Some(RawScopes::AllOfList(list)) => {
+            ScopeRule::AllOf(scope_list(&format!("{at}.scopes"), list)?)
+        }
         Some(RawScopes::Rule(rule)) => match (&rule.any_of, &rule.all_of) {
             (Some(any), None) => ScopeRule::AnyOf(scope_list(&format!("{at}.scopes.any_of"), any)?),
             (None, Some(all)) => ScopeRule::AllOf(scope_list(&format!("{at}.scopes.all_of"), all)?),
-            _ => return err(format!("{at}.scopes"), "write exactly one of any_of or all_of"),
+            _ => {
+                return err(
+                    format!("{at}.scopes"),
+                    "write exactly one of any_of or all_of",
+                )
+            }
         },
     };
     let claims = compile_claims(at, &r.claims)?;
@@ -473,22 +616,36 @@ fn scope_list(path: &str, list: &[String]) -> Result<Vec<String>, CompileError> 
     }
     for (n, s) in list.iter().enumerate() {
         if s.is_empty() || s.contains(char::is_whitespace) || s.contains('"') || s.contains('\\') {
-            return err(format!("{path}[{n}]"), "a scope is one word without spaces or quotes");
+            return err(
+                format!("{path}[{n}]"),
+                "a scope is one word without spaces or quotes",
+            );
         }
     }
     Ok(list.to_vec())
 }
 
-fn compile_claims(at: &str, claims: &BTreeMap<String, RawClaimRule>) -> Result<Vec<ClaimRule>, CompileError> {
+fn compile_claims(
+    at: &str,
+    claims: &BTreeMap<String, RawClaimRule>,
+) -> Result<Vec<ClaimRule>, CompileError> {
     let mut out = Vec::new();
     for (name, rule) in claims {
         let path = format!("{at}.claims.{name}");
-        let claim = ClaimRef::parse(name).map_err(|m| CompileError { path: path.clone(), message: m })?;
+        let claim = ClaimRef::parse(name).map_err(|m| CompileError {
+            path: path.clone(),
+            message: m,
+        })?;
         let expect = match rule {
             RawClaimRule::Bool(b) => Expect::Bool(*b),
-            RawClaimRule::OneOf(values) if values.is_empty() => return err(path, "list at least one allowed value"),
+            RawClaimRule::OneOf(values) if values.is_empty() => {
+                return err(path, "list at least one allowed value")
+            }
             RawClaimRule::OneOf(values) => {
-                if values.iter().any(|v| v.is_object() || v.is_array() || v.is_null()) {
+                if values
+                    .iter()
+                    .any(|v| v.is_object() || v.is_array() || v.is_null())
+                {
                     return err(path, "allowed values are strings, numbers or booleans");
                 }
                 Expect::OneOf(values.clone())
@@ -500,7 +657,8 @@ fn compile_claims(at: &str, claims: &BTreeMap<String, RawClaimRule>) -> Result<V
 }
 
 fn header_name(path: &str, name: &str) -> Result<HeaderName, CompileError> {
-    let h = HeaderName::from_bytes(name.as_bytes()).or_else(|_| err(path, format!("{name:?} is not a header name")))?;
+    let h = HeaderName::from_bytes(name.as_bytes())
+        .or_else(|_| err(path, format!("{name:?} is not a header name")))?;
     if RESERVED_HEADERS.contains(&h.as_str()) {
         return err(path, format!("{name} is managed by the gateway itself"));
     }
@@ -519,7 +677,10 @@ fn compile_identity(i: &raw::RawIdentity) -> Result<IdentityPlan, CompileError> 
         let source = if claim == "scope" {
             Source::Scopes
         } else {
-            Source::Claim(ClaimRef::parse(claim).map_err(|m| CompileError { path: path.clone(), message: m })?)
+            Source::Claim(ClaimRef::parse(claim).map_err(|m| CompileError {
+                path: path.clone(),
+                message: m,
+            })?)
         };
         headers.push((h, source));
     }

@@ -5,8 +5,13 @@ use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;
 
 enum Frame {
-    Map { key: Option<String>, expecting_key: bool },
-    Seq { index: usize },
+    Map {
+        key: Option<String>,
+        expecting_key: bool,
+    },
+    Seq {
+        index: usize,
+    },
 }
 
 struct Locator<'a> {
@@ -22,7 +27,10 @@ impl Locator<'_> {
         let mut out = String::new();
         for frame in &self.stack {
             match frame {
-                Frame::Map { key: Some(k), expecting_key: false } => {
+                Frame::Map {
+                    key: Some(k),
+                    expecting_key: false,
+                } => {
                     if !out.is_empty() {
                         out.push('.');
                     }
@@ -68,7 +76,11 @@ impl MarkedEventReceiver for Locator<'_> {
         }
         match ev {
             Event::Scalar(text, ..) => {
-                if let Some(Frame::Map { expecting_key: true, .. }) = self.stack.last() {
+                if let Some(Frame::Map {
+                    expecting_key: true,
+                    ..
+                }) = self.stack.last()
+                {
                     if self.path(Some(&text)) == self.want {
                         self.found = Some(pos);
                     }
@@ -92,7 +104,10 @@ impl MarkedEventReceiver for Locator<'_> {
                     }
                 }
                 self.stack.push(if matches!(ev, Event::MappingStart(..)) {
-                    Frame::Map { key: None, expecting_key: true }
+                    Frame::Map {
+                        key: None,
+                        expecting_key: true,
+                    }
                 } else {
                     Frame::Seq { index: 0 }
                 });
@@ -112,7 +127,12 @@ impl MarkedEventReceiver for Locator<'_> {
 pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
     let mut want = path.to_string();
     loop {
-        let mut loc = Locator { want: &want, stack: Vec::new(), found: None, pending: false };
+        let mut loc = Locator {
+            want: &want,
+            stack: Vec::new(),
+            found: None,
+            pending: false,
+        };
         let mut parser = Parser::new_from_str(text);
         if parser.load(&mut loc, false).is_err() && loc.found.is_none() {
             return None;
@@ -135,7 +155,8 @@ mod tests {
 
     #[test]
     fn finds_keys_and_sequence_items() {
-        let text = "listen: x\nroutes:\n  - name: a\n    upstream: one\n  - name: b\n    upstream: two\n";
+        let text =
+            "listen: x\nroutes:\n  - name: a\n    upstream: one\n  - name: b\n    upstream: two\n";
         assert_eq!(locate(text, "listen"), Some((1, 1)));
         assert_eq!(locate(text, "routes[1].upstream"), Some((6, 5)));
         assert_eq!(locate(text, "routes[1].missing"), Some((5, 5)));

@@ -32,7 +32,10 @@ pub enum ConfigError {
 /// Read and compile a config file.
 pub fn load(path: &Path) -> Result<Policy, ConfigError> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: file.clone(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     from_str(&text, &file, base)
 }
@@ -53,7 +56,11 @@ pub fn from_str(text: &str, file: &str, base: &Path) -> Result<Policy, ConfigErr
             file: file.to_string(),
             line,
             column,
-            path: if path == "." || path.is_empty() { "-".into() } else { path },
+            path: if path == "." || path.is_empty() {
+                "-".into()
+            } else {
+                path
+            },
             message: strip_location(&inner.to_string()),
         }
     })?;

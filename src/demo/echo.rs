@@ -48,9 +48,19 @@ async fn echo(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let doc = json!({
         "method": method,
         "target": target,
@@ -59,6 +69,8 @@ async fn echo(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     });
     Response::builder()
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec_pretty(&doc).unwrap_or_default())))
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec_pretty(&doc).unwrap_or_default(),
+        )))
         .expect("static response")
 }

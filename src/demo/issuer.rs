@@ -49,7 +49,11 @@ impl Issuer {
                     .expect("static response")
             }
         }));
-        Ok(Issuer { addr, jwks: state, fetches })
+        Ok(Issuer {
+            addr,
+            jwks: state,
+            fetches,
+        })
     }
 
     /// The issuer URL, which is also the `iss` of its tokens.

@@ -39,17 +39,29 @@ impl SigningKey {
             RS256 | RS384 | RS512 | PS256 | PS384 | PS512 => {
                 Material::Rsa(RsaKeyPair::generate(KeySize::Rsa2048).expect("RSA key generation"))
             }
-            ES256 => Material::Ec(EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key")),
-            ES384 => Material::Ec(EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).expect("P-384 key")),
+            ES256 => Material::Ec(
+                EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key"),
+            ),
+            ES384 => Material::Ec(
+                EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).expect("P-384 key"),
+            ),
             EdDSA => Material::Ed(Ed25519KeyPair::generate().expect("Ed25519 key")),
             _ => Material::Hmac(rand::random::<[u8; 32]>().to_vec()),
         };
-        SigningKey { kid: kid.to_string(), alg, material }
+        SigningKey {
+            kid: kid.to_string(),
+            alg,
+            material,
+        }
     }
 
     /// An HMAC key with a given secret.
     pub fn hmac(kid: &str, alg: Algorithm, secret: &[u8]) -> Self {
-        SigningKey { kid: kid.to_string(), alg, material: Material::Hmac(secret.to_vec()) }
+        SigningKey {
+            kid: kid.to_string(),
+            alg,
+            material: Material::Hmac(secret.to_vec()),
+        }
     }
 
     /// The public JWK (`kid`, `alg`, `use: sig`). HMAC keys have none.
@@ -63,7 +75,11 @@ impl SigningKey {
             Material::Ec(k) => {
                 let point = k.public_key().as_ref();
                 let (x, y) = point[1..].split_at((point.len() - 1) / 2);
-                let crv = if self.alg == Algorithm::ES256 { "P-256" } else { "P-384" };
+                let crv = if self.alg == Algorithm::ES256 {
+                    "P-256"
+                } else {
+                    "P-384"
+                };
                 json!({"kty": "EC", "kid": self.kid, "alg": alg, "use": "sig", "crv": crv, "x": b64(x), "y": b64(y)})
             }
             Material::Ed(k) => {
@@ -101,7 +117,11 @@ impl SigningKey {
                 k.sign(padding, &rng, input, &mut sig).expect("RSA signing");
                 sig
             }
-            Material::Ec(k) => k.sign(&rng, input).expect("ECDSA signing").as_ref().to_vec(),
+            Material::Ec(k) => k
+                .sign(&rng, input)
+                .expect("ECDSA signing")
+                .as_ref()
+                .to_vec(),
             Material::Ed(k) => k.sign(input).as_ref().to_vec(),
             Material::Hmac(secret) => {
                 let alg = match self.alg {
@@ -109,7 +129,9 @@ impl SigningKey {
                     Algorithm::HS512 => aws_lc_rs::hmac::HMAC_SHA512,
                     _ => aws_lc_rs::hmac::HMAC_SHA256,
                 };
-                aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(alg, secret), input).as_ref().to_vec()
+                aws_lc_rs::hmac::sign(&aws_lc_rs::hmac::Key::new(alg, secret), input)
+                    .as_ref()
+                    .to_vec()
             }
         }
     }

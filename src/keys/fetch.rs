@@ -85,21 +85,34 @@ impl Fetcher {
             .user_agent(concat!("portcullis/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| FetchError::Http(e.to_string()))?;
-        Ok(Fetcher { client, limits, allow_http })
+        Ok(Fetcher {
+            client,
+            limits,
+            allow_http,
+        })
     }
 
     /// Fetch the source's current key set. `etag` is the one of the set held, if any.
-    pub async fn fetch(&self, source: &KeySource, etag: Option<&str>) -> Result<Fetched, FetchError> {
+    pub async fn fetch(
+        &self,
+        source: &KeySource,
+        etag: Option<&str>,
+    ) -> Result<Fetched, FetchError> {
         match source {
             KeySource::File(path) => {
-                let body = tokio::fs::read(path)
-                    .await
-                    .map_err(|e| FetchError::Invalid(format!("cannot read {}: {}", path.display(), e.kind())))?;
+                let body = tokio::fs::read(path).await.map_err(|e| {
+                    FetchError::Invalid(format!("cannot read {}: {}", path.display(), e.kind()))
+                })?;
                 if body.len() > self.limits.max_body_bytes {
                     return Err(FetchError::TooLarge(self.limits.max_body_bytes));
                 }
                 let (set, warnings) = KeySet::parse(&body, self.limits.max_keys)?;
-                Ok(Fetched::Keys { set, warnings, max_age: None, etag: None })
+                Ok(Fetched::Keys {
+                    set,
+                    warnings,
+                    max_age: None,
+                    etag: None,
+                })
             }
             KeySource::JwksUri(uri) => self.fetch_jwks(uri, etag).await,
             KeySource::Discovery { issuer } => {
@@ -112,20 +125,27 @@ impl Fetcher {
     /// OIDC discovery: the document's `issuer` must equal ours exactly, and its `jwks_uri` must
     /// obey the same https rule as a configured one.
     async fn discover(&self, issuer: &str) -> Result<String, FetchError> {
-        let url = format!("{}/.well-known/openid-configuration", issuer.trim_end_matches('/'));
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
         let (body, _, _) = self.get(&url, None).await?;
         let body = body.ok_or_else(|| FetchError::Invalid("discovery answered 304".into()))?;
-        let doc: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|_| FetchError::Invalid("discovery document is not JSON".into()))?;
+        let doc: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|_| FetchError::Invalid("discovery document is not JSON".into()))?;
         if doc.get("issuer").and_then(|v| v.as_str()) != Some(issuer) {
-            return Err(FetchError::Invalid("discovery document names another issuer".into()));
+            return Err(FetchError::Invalid(
+                "discovery document names another issuer".into(),
+            ));
         }
         let uri = doc
             .get("jwks_uri")
             .and_then(|v| v.as_str())
             .ok_or_else(|| FetchError::Invalid("discovery document has no jwks_uri".into()))?;
         if !uri.starts_with("https://") && !(self.allow_http && uri.starts_with("http://")) {
-            return Err(FetchError::Invalid("discovery jwks_uri is not https".into()));
+            return Err(FetchError::Invalid(
+                "discovery jwks_uri is not https".into(),
+            ));
         }
         Ok(uri.to_string())
     }
@@ -136,11 +156,20 @@ impl Fetcher {
             return Ok(Fetched::NotModified { max_age });
         };
         let (set, warnings) = KeySet::parse(&body, self.limits.max_keys)?;
-        Ok(Fetched::Keys { set, warnings, max_age, etag: new_etag })
+        Ok(Fetched::Keys {
+            set,
+            warnings,
+            max_age,
+            etag: new_etag,
+        })
     }
 
     /// GET with the body cap. `Ok((None, …))` on 304.
-    async fn get(&self, url: &str, etag: Option<&str>) -> Result<(Option<Vec<u8>>, Option<Duration>, Option<String>), FetchError> {
+    async fn get(
+        &self,
+        url: &str,
+        etag: Option<&str>,
+    ) -> Result<(Option<Vec<u8>>, Option<Duration>, Option<String>), FetchError> {
         let mut req = self.client.get(url).header("accept", "application/json");
         if let Some(tag) = etag {
             req = req.header("if-none-match", tag);
@@ -152,7 +181,10 @@ impl Fetcher {
             .get("cache-control")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_max_age);
-        let new_etag = headers.get("etag").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let new_etag = headers
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         if status == reqwest::StatusCode::NOT_MODIFIED && etag.is_some() {
             return Ok((None, max_age, None));
         }
@@ -191,7 +223,11 @@ pub fn parse_max_age(value: &str) -> Option<Duration> {
             return Some(Duration::ZERO);
         }
         if let Some(n) = lower.strip_prefix("max-age=") {
-            out = n.trim_matches('"').parse::<u64>().ok().map(Duration::from_secs);
+            out = n
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs);
         }
     }
     out
@@ -204,7 +240,10 @@ mod tests {
 
     #[test]
     fn max_age_is_read_from_cache_control() {
-        assert_eq!(parse_max_age("public, max-age=3600"), Some(Duration::from_secs(3600)));
+        assert_eq!(
+            parse_max_age("public, max-age=3600"),
+            Some(Duration::from_secs(3600))
+        );
         assert_eq!(parse_max_age("no-store"), Some(Duration::ZERO));
         assert_eq!(parse_max_age("public"), None);
     }

@@ -29,7 +29,9 @@ pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 pub enum KeySource {
     JwksUri(String),
     /// `<issuer>/.well-known/openid-configuration`, then its `jwks_uri`.
-    Discovery { issuer: String },
+    Discovery {
+        issuer: String,
+    },
     File(PathBuf),
 }
 
@@ -113,8 +115,12 @@ impl IssuerKeys {
     }
 
     fn mark_good(&self) {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        self.last_good.store(now, std::sync::atomic::Ordering::Relaxed);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        self.last_good
+            .store(now, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// An unknown `kid` (or no keys yet): ask for one refetch and wait for it, at most `wait`.
@@ -132,7 +138,10 @@ impl IssuerKeys {
                     .last_attempt
                     .is_some_and(|t| t.elapsed() < self.settings.refetch_cooldown);
                 if cooling {
-                    metrics.kid_refetch_suppressed.with_label_values(&[&self.name]).inc();
+                    metrics
+                        .kid_refetch_suppressed
+                        .with_label_values(&[&self.name])
+                        .inc();
                     return Refetch::Suppressed;
                 }
                 st.in_flight = true;
@@ -165,16 +174,27 @@ impl IssuerKeys {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.kick.notified() => {}
             }
-            self.state.lock().unwrap_or_else(|p| p.into_inner()).in_flight = true;
+            self.state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .in_flight = true;
             let etag = self.etag.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let etag = etag.filter(|_| self.current.load().is_some());
             let result = fetcher.fetch(&source, etag.as_deref()).await;
             let label = match result {
-                Ok(Fetched::Keys { set, warnings, max_age, etag }) => {
+                Ok(Fetched::Keys {
+                    set,
+                    warnings,
+                    max_age,
+                    etag,
+                }) => {
                     for w in warnings {
                         tracing::warn!(issuer = %self.name, "{w}");
                     }
-                    metrics.keys.with_label_values(&[&self.name]).set(set.len() as i64);
+                    metrics
+                        .keys
+                        .with_label_values(&[&self.name])
+                        .set(set.len() as i64);
                     self.current.store(Some(Arc::new(set)));
                     *self.etag.lock().unwrap_or_else(|p| p.into_inner()) = etag;
                     self.mark_good();
@@ -196,7 +216,10 @@ impl IssuerKeys {
                     e.label()
                 }
             };
-            metrics.jwks_refresh.with_label_values(&[&self.name, label]).inc();
+            metrics
+                .jwks_refresh
+                .with_label_values(&[&self.name, label])
+                .inc();
             {
                 let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.in_flight = false;
@@ -262,7 +285,10 @@ impl KeyStore {
     pub fn spawn_refreshers(&self, runtime: &tokio::runtime::Handle, metrics: Arc<Metrics>) {
         for issuer in &self.issuers {
             if let Some(set) = issuer.current() {
-                metrics.keys.with_label_values(&[&issuer.name]).set(set.len() as i64);
+                metrics
+                    .keys
+                    .with_label_values(&[&issuer.name])
+                    .set(set.len() as i64);
             }
             runtime.spawn(Arc::clone(issuer).run(Arc::clone(&metrics)));
         }
@@ -277,7 +303,10 @@ mod tests {
     fn refresh_is_clamped_and_jittered_down() {
         let d = next_refresh(Some(Duration::from_secs(5)), Duration::from_secs(600));
         assert!(d <= MIN_REFRESH && d >= MIN_REFRESH.mul_f64(0.9));
-        let d = next_refresh(Some(Duration::from_secs(10 * 86400)), Duration::from_secs(600));
+        let d = next_refresh(
+            Some(Duration::from_secs(10 * 86400)),
+            Duration::from_secs(600),
+        );
         assert!(d <= MAX_REFRESH);
         let d = next_refresh(None, Duration::from_secs(600));
         assert!(d <= Duration::from_secs(600) && d >= Duration::from_secs(540));

@@ -86,7 +86,8 @@ pub struct KeySet {
 impl KeySet {
     /// Parse a JWKS document. Returns the set and a warning per skipped key.
     pub fn parse(body: &[u8], max_keys: usize) -> Result<(KeySet, Vec<String>), KeySetError> {
-        let doc: serde_json::Value = serde_json::from_slice(body).map_err(|_| KeySetError::NotJwks)?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| KeySetError::NotJwks)?;
         let Some(items) = doc.get("keys").and_then(|k| k.as_array()) else {
             return Err(KeySetError::NotJwks);
         };
@@ -144,7 +145,8 @@ impl KeySet {
 }
 
 fn parse_key(item: &serde_json::Value) -> Result<VerifyKey, String> {
-    let jwk: Jwk = serde_json::from_value(item.clone()).map_err(|_| "not a supported JWK".to_string())?;
+    let jwk: Jwk =
+        serde_json::from_value(item.clone()).map_err(|_| "not a supported JWK".to_string())?;
     match &jwk.common.public_key_use {
         None | Some(PublicKeyUse::Signature) => {}
         Some(_) => return Err("not a signing key (use is not sig)".into()),
@@ -160,7 +162,9 @@ fn parse_key(item: &serde_json::Value) -> Result<VerifyKey, String> {
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let (family, material) = match &jwk.algorithm {
         AlgorithmParameters::RSA(p) => {
-            let n = b64.decode(p.n.trim_end_matches('=')).map_err(|_| "bad RSA modulus")?;
+            let n = b64
+                .decode(p.n.trim_end_matches('='))
+                .map_err(|_| "bad RSA modulus")?;
             let bits = rsa_bits(&n);
             if bits < MIN_RSA_BITS {
                 return Err(format!("RSA key of {bits} bits (at least {MIN_RSA_BITS})"));
@@ -179,7 +183,9 @@ fn parse_key(item: &serde_json::Value) -> Result<VerifyKey, String> {
             (KeyFamily::Ed25519, format!("OKP|{}", p.x))
         }
         AlgorithmParameters::OctetKeyPair(_) => return Err("unsupported OKP curve".into()),
-        AlgorithmParameters::OctetKey(_) => return Err("symmetric keys are never taken from a JWKS".into()),
+        AlgorithmParameters::OctetKey(_) => {
+            return Err("symmetric keys are never taken from a JWKS".into())
+        }
         _ => return Err("unsupported kty".into()),
     };
     if let Some(a) = alg {
@@ -189,9 +195,18 @@ fn parse_key(item: &serde_json::Value) -> Result<VerifyKey, String> {
     }
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| "unusable key material".to_string())?;
     let kid = jwk.common.key_id.clone();
-    let digest = digest::digest(&digest::SHA256, format!("{kid:?}|{alg:?}|{material}").as_bytes());
+    let digest = digest::digest(
+        &digest::SHA256,
+        format!("{kid:?}|{alg:?}|{material}").as_bytes(),
+    );
     let id = u64::from_be_bytes(digest.as_ref()[..8].try_into().expect("8 bytes"));
-    Ok(VerifyKey { id, kid, family, alg, key })
+    Ok(VerifyKey {
+        id,
+        kid,
+        family,
+        alg,
+        key,
+    })
 }
 
 fn rsa_bits(modulus: &[u8]) -> usize {

@@ -21,7 +21,9 @@ impl ClaimRef {
             let mut chars = name.chars().peekable();
             while let Some(c) = chars.next() {
                 if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
-                    return Err(format!("{name:?} is not a JSON Pointer: ~ must be ~0 or ~1"));
+                    return Err(format!(
+                        "{name:?} is not a JSON Pointer: ~ must be ~0 or ~1"
+                    ));
                 }
             }
             Ok(ClaimRef::Pointer(name.to_string()))
@@ -70,9 +72,7 @@ impl ScopeSet {
     }
 
     pub fn contains(&self, scope: &str) -> bool {
-        self.0
-            .binary_search_by(|s| s.as_str().cmp(scope))
-            .is_ok()
+        self.0.binary_search_by(|s| s.as_str().cmp(scope)).is_ok()
     }
 
     pub fn is_empty(&self) -> bool {

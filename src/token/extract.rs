@@ -113,9 +113,9 @@ fn bearer(value: &str) -> Result<Option<&str>, ExtractError> {
 fn is_token68(s: &str) -> bool {
     let body = s.trim_end_matches('=');
     !body.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/'))
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
 }
 
 /// A cookie counts on safe methods, and on unsafe ones only from an allowed `Origin` (XSRF).
@@ -130,7 +130,10 @@ fn cookie_allowed(method: &Method, headers: &HeaderMap, origins: &[String]) -> b
 }
 
 /// Values of every cookie called `name`, across all `Cookie` headers.
-pub fn cookie_values<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+pub fn cookie_values<'a>(
+    headers: &'a HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
     headers
         .get_all(header::COOKIE)
         .into_iter()
@@ -203,12 +206,19 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         h
     }
 
-    fn run(method: Method, pairs: &[(&str, &str)], query: Option<&str>) -> Result<Option<Found>, ExtractError> {
+    fn run(
+        method: Method,
+        pairs: &[(&str, &str)],
+        query: Option<&str>,
+    ) -> Result<Option<Found>, ExtractError> {
         let sources = TokenSources {
             cookie: Some("session".into()),
             query: Some("access_token".into()),
@@ -219,8 +229,14 @@ mod tests {
 
     #[test]
     fn bearer_scheme_is_case_insensitive() {
-        for v in ["Bearer abc.def.ghi", "bearer abc.def.ghi", "BEARER   abc.def.ghi"] {
-            let f = run(Method::GET, &[("authorization", v)], None).unwrap().unwrap();
+        for v in [
+            "Bearer abc.def.ghi",
+            "bearer abc.def.ghi",
+            "BEARER   abc.def.ghi",
+        ] {
+            let f = run(Method::GET, &[("authorization", v)], None)
+                .unwrap()
+                .unwrap();
             assert_eq!(f.token, "abc.def.ghi");
         }
     }
@@ -228,19 +244,46 @@ mod tests {
     #[test]
     fn malformed_and_several_tokens_are_errors() {
         use ExtractError::*;
-        assert_eq!(run(Method::GET, &[("authorization", "Bearer")], None), Err(MalformedAuthorization));
-        assert_eq!(run(Method::GET, &[("authorization", "Bearer\tabc")], None), Err(MalformedAuthorization));
-        assert_eq!(run(Method::GET, &[("authorization", "Bearer a b")], None), Err(MalformedAuthorization));
         assert_eq!(
-            run(Method::GET, &[("authorization", "Bearer a"), ("authorization", "Bearer b")], None),
+            run(Method::GET, &[("authorization", "Bearer")], None),
+            Err(MalformedAuthorization)
+        );
+        assert_eq!(
+            run(Method::GET, &[("authorization", "Bearer\tabc")], None),
+            Err(MalformedAuthorization)
+        );
+        assert_eq!(
+            run(Method::GET, &[("authorization", "Bearer a b")], None),
+            Err(MalformedAuthorization)
+        );
+        assert_eq!(
+            run(
+                Method::GET,
+                &[("authorization", "Bearer a"), ("authorization", "Bearer b")],
+                None
+            ),
             Err(SeveralTokens)
         );
         assert_eq!(
-            run(Method::GET, &[("authorization", "Bearer a"), ("cookie", "session=b")], None),
+            run(
+                Method::GET,
+                &[("authorization", "Bearer a"), ("cookie", "session=b")],
+                None
+            ),
             Err(SeveralTokens)
         );
-        assert_eq!(run(Method::GET, &[], Some("access_token=a&access_token=b")), Err(SeveralTokens));
-        assert_eq!(run(Method::GET, &[("authorization", "Basic dXNlcjpwdw==")], None), Ok(None));
+        assert_eq!(
+            run(Method::GET, &[], Some("access_token=a&access_token=b")),
+            Err(SeveralTokens)
+        );
+        assert_eq!(
+            run(
+                Method::GET,
+                &[("authorization", "Basic dXNlcjpwdw==")],
+                None
+            ),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -248,15 +291,30 @@ mod tests {
         let c = ("cookie", "a=1; session=tok");
         assert!(run(Method::GET, &[c], None).unwrap().is_some());
         assert_eq!(run(Method::POST, &[c], None), Ok(None));
-        assert_eq!(run(Method::POST, &[c, ("origin", "https://evil.example")], None), Ok(None));
-        assert!(run(Method::POST, &[c, ("origin", "https://app.example.com")], None).unwrap().is_some());
+        assert_eq!(
+            run(Method::POST, &[c, ("origin", "https://evil.example")], None),
+            Ok(None)
+        );
+        assert!(run(
+            Method::POST,
+            &[c, ("origin", "https://app.example.com")],
+            None
+        )
+        .unwrap()
+        .is_some());
     }
 
     #[test]
     fn token_parameters_and_cookies_can_be_removed() {
-        assert_eq!(query_without("a=1&access_token=x&b=2", "access_token").as_deref(), Some("a=1&b=2"));
+        assert_eq!(
+            query_without("a=1&access_token=x&b=2", "access_token").as_deref(),
+            Some("a=1&b=2")
+        );
         assert_eq!(query_without("access_token=x", "access_token"), None);
-        assert_eq!(cookie_without("a=1; session=tok; b=2", "session").as_deref(), Some("a=1; b=2"));
+        assert_eq!(
+            cookie_without("a=1; session=tok; b=2", "session").as_deref(),
+            Some("a=1; b=2")
+        );
         assert_eq!(cookie_without("session=tok", "session"), None);
     }
 }

@@ -54,7 +54,12 @@ impl From<VerifyError> for AuthError {
 struct UntilExp;
 
 impl moka::Expiry<[u8; 32], Arc<Identity>> for UntilExp {
-    fn expire_after_create(&self, _: &[u8; 32], v: &Arc<Identity>, created_at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &[u8; 32],
+        v: &Arc<Identity>,
+        created_at: Instant,
+    ) -> Option<Duration> {
         Some(v.expires_at.saturating_duration_since(created_at))
     }
 }
@@ -65,7 +70,10 @@ pub struct Authenticator {
 }
 
 fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 impl Authenticator {
@@ -111,7 +119,9 @@ impl Authenticator {
         }
         let started = Instant::now();
         let result = self.verify_uncached(token, policy, keys, metrics).await;
-        metrics.verify_seconds.observe(started.elapsed().as_secs_f64());
+        metrics
+            .verify_seconds
+            .observe(started.elapsed().as_secs_f64());
         let identity = Arc::new(result?);
         if let Some(cache) = &self.cache {
             if identity.expires_at > Instant::now() {
@@ -130,26 +140,36 @@ impl Authenticator {
     ) -> Result<Identity, AuthError> {
         let parsed = verify::parse(token)?;
         let iss = verify::unverified_issuer(&parsed)?;
-        let index = *policy.issuer_by_iss.get(iss).ok_or(VerifyError::UnknownIssuer)?;
+        let index = *policy
+            .issuer_by_iss
+            .get(iss)
+            .ok_or(VerifyError::UnknownIssuer)?;
         let rules = &policy.issuers[index];
         let alg = verify::check_header(&parsed.header, rules)?;
 
-        let key_id = if let Some(secret) = rules.hmac.as_ref().filter(|_| keyset_family(alg).is_none()) {
-            verify::check_signature(&parsed, secret, alg)?;
-            0
-        } else {
-            let key = find_key(&parsed, alg, index, keys, metrics).await?;
-            verify::check_signature(&parsed, &key.key, alg)?;
-            key.id
-        };
+        let key_id =
+            if let Some(secret) = rules.hmac.as_ref().filter(|_| keyset_family(alg).is_none()) {
+                verify::check_signature(&parsed, secret, alg)?;
+                0
+            } else {
+                let key = find_key(&parsed, alg, index, keys, metrics).await?;
+                verify::check_signature(&parsed, &key.key, alg)?;
+                key.id
+            };
 
         let now = unix_now();
         let exp = verify::check_claims(&parsed.claims, rules, now)?;
         let scopes = ScopeSet::from_claims(&parsed.claims, &rules.scope_claims);
         let headers = policy.identity.values(&parsed.claims, &scopes);
-        let subject = parsed.claims.get("sub").and_then(Value::as_str).map(str::to_string);
+        let subject = parsed
+            .claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_string);
         let ttl = Duration::try_from_secs_f64((exp - now).max(0.0)).unwrap_or(Duration::MAX);
-        let expires_at = Instant::now().checked_add(ttl).unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
+        let expires_at = Instant::now()
+            .checked_add(ttl)
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
         Ok(Identity {
             issuer: index,
             key_id,

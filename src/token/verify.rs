@@ -108,7 +108,9 @@ pub struct Parsed<'a> {
 /// duplicate keys; the three segments unpadded base64url.
 pub fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
     let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(h), Some(p), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(VerifyError::Malformed);
     };
     if h.is_empty() || p.is_empty() || s.is_empty() {
@@ -142,7 +144,8 @@ fn decode_object(segment: &str) -> Result<Map<String, Value>, VerifyError> {
         .decode(segment)
         .map_err(|_| VerifyError::Malformed)?;
     let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let value = <StrictValue as de::Deserialize>::deserialize(&mut de).map_err(|_| VerifyError::Malformed)?;
+    let value = <StrictValue as de::Deserialize>::deserialize(&mut de)
+        .map_err(|_| VerifyError::Malformed)?;
     de.end().map_err(|_| VerifyError::Malformed)?;
     match value.0 {
         Value::Object(map) => Ok(map),
@@ -161,7 +164,10 @@ pub fn unverified_issuer<'a>(parsed: &'a Parsed<'_>) -> Result<&'a str, VerifyEr
 
 /// Header rules: `alg` on the issuer's allow-list (never `none`), no `crit`, the required `typ`.
 pub fn check_header(header: &JoseHeader, rules: &IssuerRules) -> Result<Algorithm, VerifyError> {
-    let alg: Algorithm = header.alg.parse().map_err(|_| VerifyError::AlgorithmNotAllowed)?;
+    let alg: Algorithm = header
+        .alg
+        .parse()
+        .map_err(|_| VerifyError::AlgorithmNotAllowed)?;
     if !rules.algorithms.contains(&alg) {
         return Err(VerifyError::AlgorithmNotAllowed);
     }
@@ -179,8 +185,13 @@ pub fn check_header(header: &JoseHeader, rules: &IssuerRules) -> Result<Algorith
 }
 
 /// Check the signature of `parsed` with `key` under `alg`.
-pub fn check_signature(parsed: &Parsed<'_>, key: &DecodingKey, alg: Algorithm) -> Result<(), VerifyError> {
-    match jsonwebtoken::crypto::verify(parsed.signature, parsed.signing_input.as_bytes(), key, alg) {
+pub fn check_signature(
+    parsed: &Parsed<'_>,
+    key: &DecodingKey,
+    alg: Algorithm,
+) -> Result<(), VerifyError> {
+    match jsonwebtoken::crypto::verify(parsed.signature, parsed.signing_input.as_bytes(), key, alg)
+    {
         Ok(true) => Ok(()),
         _ => Err(VerifyError::BadSignature),
     }
@@ -317,15 +328,36 @@ mod tests {
         let h = b64(r#"{"alg":"RS256","kid":"k"}"#);
         let p = b64(r#"{"iss":"i"}"#);
         assert!(parse(&format!("{h}.{p}.c2ln")).is_ok());
-        assert_eq!(parse(&format!("{h}.{p}")).unwrap_err(), VerifyError::Malformed);
-        assert_eq!(parse(&format!("{h}.{p}.c2ln.x")).unwrap_err(), VerifyError::Malformed);
-        assert_eq!(parse(&format!("{h}.{p}.")).unwrap_err(), VerifyError::Malformed);
+        assert_eq!(
+            parse(&format!("{h}.{p}")).unwrap_err(),
+            VerifyError::Malformed
+        );
+        assert_eq!(
+            parse(&format!("{h}.{p}.c2ln.x")).unwrap_err(),
+            VerifyError::Malformed
+        );
+        assert_eq!(
+            parse(&format!("{h}.{p}.")).unwrap_err(),
+            VerifyError::Malformed
+        );
         let dup = b64(r#"{"iss":"i","iss":"j"}"#);
-        assert_eq!(parse(&format!("{h}.{dup}.c2ln")).unwrap_err(), VerifyError::Malformed);
+        assert_eq!(
+            parse(&format!("{h}.{dup}.c2ln")).unwrap_err(),
+            VerifyError::Malformed
+        );
         let arr = b64("[1]");
-        assert_eq!(parse(&format!("{h}.{arr}.c2ln")).unwrap_err(), VerifyError::Malformed);
-        assert_eq!(parse(&format!("{h}=.{p}.c2ln")).unwrap_err(), VerifyError::Malformed);
+        assert_eq!(
+            parse(&format!("{h}.{arr}.c2ln")).unwrap_err(),
+            VerifyError::Malformed
+        );
+        assert_eq!(
+            parse(&format!("{h}=.{p}.c2ln")).unwrap_err(),
+            VerifyError::Malformed
+        );
         let kid_num = b64(r#"{"alg":"RS256","kid":7}"#);
-        assert_eq!(parse(&format!("{kid_num}.{p}.c2ln")).unwrap_err(), VerifyError::Malformed);
+        assert_eq!(
+            parse(&format!("{kid_num}.{p}.c2ln")).unwrap_err(),
+            VerifyError::Malformed
+        );
     }
 }

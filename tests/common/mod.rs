@@ -1,0 +1,471 @@
+//! Test harness: the real `portcullis` binary on port 0, the demo issuer (discovery + JWKS over
+//! HTTP) and echo upstream in-process, and a raw HTTP/1.1 client that sends exactly the bytes
+//! a test writes (no path normalisation, duplicate headers allowed).
+#![allow(dead_code)]
+
+use jsonwebtoken::Algorithm;
+use portcullis::demo::{echo, issuer::Issuer, keys::SigningKey};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use portcullis::demo::keys::now;
+
+/// The audience every test issuer accepts.
+pub const AUD: &str = "api://test";
+
+/// A gateway process; killed on drop.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    child: Child,
+    /// Every stdout line the process printed so far (JSON logs).
+    pub logs: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Write `yaml` to a temp file and run `portcullis run -c` on it. Waits until the main
+/// listener accepts connections.
+pub fn start_gateway(yaml: &str) -> Gateway {
+    start_gateway_env(yaml, &[])
+}
+
+pub fn start_gateway_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("portcullis.yaml");
+    std::fs::write(&path, yaml).expect("write config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "-c"])
+        .arg(&path)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn portcullis");
+    let stdout = child.stdout.take().expect("stdout");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Arc::clone(&logs);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("\"message\":\"listening\"") {
+                let _ = tx.send(line.clone());
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            panic!("gateway did not start: {err}");
+        }
+    };
+    let v: Value = serde_json::from_str(&line).expect("JSON log line");
+    let addr: SocketAddr = v["listen"].as_str().unwrap().parse().unwrap();
+    let admin = v["admin"].as_str().and_then(|a| a.parse().ok());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "gateway never accepted connections"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Gateway {
+        addr,
+        admin,
+        child,
+        logs,
+        _dir: dir,
+    }
+}
+
+impl Gateway {
+    /// Wait until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if self.admin_get("/readyz").await.status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "gateway never became ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Response {
+        let admin = self.admin.expect("admin listener");
+        send_raw(
+            admin,
+            format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+    }
+
+    /// `GET target` with these extra headers.
+    pub async fn get(&self, target: &str, headers: &[(&str, &str)]) -> Response {
+        self.request("GET", target, headers, "").await
+    }
+
+    /// `GET target` with a bearer token.
+    pub async fn get_bearer(&self, target: &str, token: &str) -> Response {
+        let auth = format!("Bearer {token}");
+        self.get(target, &[("Authorization", &auth)]).await
+    }
+
+    /// Any request; `Host: gateway.test` unless a Host header is given.
+    pub async fn request(
+        &self,
+        method: &str,
+        target: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Response {
+        let mut raw = format!("{method} {target} HTTP/1.1\r\n");
+        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+            raw.push_str("Host: gateway.test\r\n");
+        }
+        for (k, v) in headers {
+            raw.push_str(&format!("{k}: {v}\r\n"));
+        }
+        if !body.is_empty() {
+            raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        raw.push_str("Connection: close\r\n\r\n");
+        raw.push_str(body);
+        send_raw(self.addr, raw.as_bytes()).await
+    }
+
+    /// The access-log lines printed so far.
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// Values of header `name` (case-insensitive).
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_all(name).first().copied()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|_| {
+            panic!(
+                "not JSON ({}): {}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The `error` code of a gateway reply.
+    pub fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// What the echo upstream saw.
+    pub fn echo(&self) -> Echo {
+        assert_eq!(
+            self.status,
+            200,
+            "expected the upstream's 200, got {}: {}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        let v = self.json();
+        Echo {
+            method: v["method"].as_str().unwrap().to_string(),
+            target: v["target"].as_str().unwrap().to_string(),
+            headers: v["headers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p[0].as_str().unwrap().to_string(),
+                        p[1].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect(),
+            body: v["body"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+/// The request as the echo upstream received it.
+#[derive(Debug, Clone)]
+pub struct Echo {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Echo {
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let all = self.header_all(name);
+        assert!(
+            all.len() <= 1,
+            "header {name} sent {} times: {all:?}",
+            all.len()
+        );
+        all.first().copied()
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        !self.header_all(name).is_empty()
+    }
+}
+
+/// Send raw bytes, read the whole response (the request should say `Connection: close`).
+pub async fn send_raw(addr: SocketAddr, raw: &[u8]) -> Response {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(raw).await.expect("write request");
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut buf)).await;
+    parse_response(&buf)
+        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(&buf)))
+}
+
+/// Parse one HTTP/1.1 response (Content-Length, chunked, or until close).
+pub fn parse_response(buf: &[u8]) -> Option<Response> {
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let rest = &buf[end + 4..];
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..pos]).unwrap_or("0").trim(), 16)
+                .unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = pos + 2;
+        out.extend_from_slice(&data[start..(start + size).min(data.len())]);
+        data = &data[(start + size + 2).min(data.len())..];
+    }
+    out
+}
+
+/// A test issuer: RS256, PS256, ES256 and EdDSA keys, served over HTTP with discovery.
+pub struct TestIssuer {
+    pub server: Issuer,
+    pub rs: SigningKey,
+    pub ps: SigningKey,
+    pub es: SigningKey,
+    pub ed: SigningKey,
+}
+
+impl TestIssuer {
+    pub async fn start() -> TestIssuer {
+        let rs = SigningKey::generate("rs", Algorithm::RS256);
+        let ps = SigningKey::generate("ps", Algorithm::PS256);
+        let es = SigningKey::generate("es", Algorithm::ES256);
+        let ed = SigningKey::generate("ed", Algorithm::EdDSA);
+        let jwks = portcullis::demo::keys::jwks(&[&rs, &ps, &es, &ed]);
+        let server = Issuer::start(jwks).await.expect("issuer");
+        TestIssuer {
+            server,
+            rs,
+            ps,
+            es,
+            ed,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+
+    /// Claims of a valid token: iss, aud, sub, iat now, exp in an hour, plus `extra`.
+    pub fn claims(&self, extra: Value) -> Value {
+        let mut c = json!({"iss": self.url(), "aud": AUD, "sub": "user-1", "iat": now(), "exp": now() + 3600});
+        if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                if v.is_null() {
+                    c.remove(k);
+                } else {
+                    c.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        c
+    }
+
+    /// A valid RS256 token with these extra claims (`null` removes a claim).
+    pub fn token(&self, extra: Value) -> String {
+        self.rs.mint(&self.claims(extra))
+    }
+}
+
+/// The echo upstream, on the current runtime.
+pub async fn start_echo() -> SocketAddr {
+    echo::start().await.expect("echo upstream")
+}
+
+/// A TCP port nobody listens on.
+pub fn dead_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A listener that accepts and never answers (for read timeouts).
+pub async fn start_silent() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            held.push(s);
+        }
+    });
+    addr
+}
+
+/// The standard test policy: see the route list inside.
+pub fn standard_config(iss: &str, echo: SocketAddr, extra_issuer: &str) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:0
+admin_listen: 127.0.0.1:0
+upstreams:
+  echo: {{ url: "http://{echo}" }}
+upstream: echo
+issuers:
+  main:
+    issuer: "{iss}"
+    discovery: true
+    allow_http: true
+    audiences: [{AUD}, api://other]
+    algorithms: [RS256, PS256, ES256, EdDSA]
+    refetch_cooldown: 1s
+{extra_issuer}
+identity:
+  headers:
+    x-auth-subject: sub
+    x-auth-email: email
+    x-auth-scopes: scope
+    x-auth-roles: /https:~1~1example.com~1roles
+    x-user-org: org_id
+  claims_header: x-auth-claims
+routes:
+  - name: health
+    match: {{ path: /healthz }}
+    auth: none
+  - name: optional
+    match: {{ path: /opt/** }}
+    auth: optional
+  - name: orders-read
+    match: {{ path: /api/orders/**, methods: [GET, HEAD] }}
+    scopes: [read:orders]
+  - name: orders-delete
+    match: {{ path: /api/orders/**, methods: [DELETE] }}
+    scopes: {{ any_of: [admin, orders:delete] }}
+  - name: reports
+    match: {{ path: /api/reports/** }}
+    scopes: {{ all_of: [read:reports, export] }}
+  - name: org
+    match: {{ path: /api/org/** }}
+    claims: {{ /org_id: [acme, globex], email_verified: true }}
+  - name: admin-host
+    match: {{ path: /admin/**, host: admin.example.com }}
+  - name: tenant-host
+    match: {{ path: /tenant/**, host: "*.tenants.example.com" }}
+  - name: profile
+    match: {{ path: /users/*/profile }}
+  - name: api
+    match: {{ path: /api/** }}
+"#
+    )
+}
+
+/// Issuer + echo + gateway on the standard policy, ready.
+pub struct Setup {
+    pub issuer: TestIssuer,
+    pub echo: SocketAddr,
+    pub gw: Gateway,
+}
+
+pub async fn setup() -> Setup {
+    let issuer = TestIssuer::start().await;
+    let echo = start_echo().await;
+    let gw = start_gateway(&standard_config(&issuer.url(), echo, ""));
+    gw.wait_ready().await;
+    Setup { issuer, echo, gw }
+}
