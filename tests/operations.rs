@@ -1,0 +1,350 @@
+//! Operating the gateway: `check`, config errors, the admin listener, metrics, keep-alive,
+//! streamed bodies, WebSocket pass-through, SIGTERM, and logs that never hold a token.
+mod common;
+use common::*;
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn check(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+const GOOD: &str = r#"
+upstreams:
+  app: { url: "http://127.0.0.1:3000" }
+issuers:
+  auth0:
+    issuer: https://example.eu.auth0.com/
+    discovery: true
+    audiences: [https://api.example.com]
+routes:
+  - name: health
+    match: { path: /healthz, methods: [GET] }
+    auth: none
+  - name: orders
+    match: { path: /api/orders/** }
+    scopes: [read:orders]
+upstream: app
+"#;
+
+#[test]
+fn check_accepts_a_good_file() {
+    let (ok, text) = check(GOOD);
+    assert!(ok, "{text}");
+}
+
+#[test]
+fn check_names_file_line_column_and_key_of_an_unknown_key() {
+    let (ok, text) = check(&GOOD.replace("    scopes: [read:orders]", "    scope: [read:orders]"));
+    assert!(!ok);
+    assert!(text.contains("bad.yaml:15:"), "{text}");
+    assert!(text.contains("routes[1]"), "{text}");
+    assert!(text.contains("unknown field `scope`"), "{text}");
+}
+
+#[test]
+fn check_refuses_each_unsafe_or_inconsistent_setting_naming_its_key() {
+    let cases = [
+        (
+            GOOD.replace("    audiences: [https://api.example.com]\n", ""),
+            "issuers.auth0.audiences",
+        ),
+        (
+            GOOD.replace(
+                "    discovery: true\n",
+                "    discovery: true\n    algorithms: [none]\n",
+            ),
+            "issuers.auth0.algorithms[0]",
+        ),
+        (
+            GOOD.replace("https://example.eu.auth0.com/", "http://idp.local/"),
+            "issuers.auth0.issuer",
+        ),
+        (
+            GOOD.replace("upstream: app\n", "upstream: nope\n"),
+            "upstream",
+        ),
+        (
+            GOOD.replace(
+                "    scopes: [read:orders]",
+                "    scopes: [read:orders]\n    upstream: ghost",
+            ),
+            "routes[1].upstream",
+        ),
+        (
+            GOOD.replace(
+                "    scopes: [read:orders]",
+                "    scopes: [read:orders]\n    issuers: [okta]",
+            ),
+            "routes[1].issuers[0]",
+        ),
+        (
+            GOOD.replace("name: orders", "name: health"),
+            "routes[1].name",
+        ),
+        (
+            GOOD.replace("/api/orders/**", "/api/**/orders"),
+            "routes[1].match.path",
+        ),
+        (
+            GOOD.replace(
+                "    discovery: true\n",
+                "    discovery: true\n    leeway: soon\n",
+            ),
+            "issuers.auth0.leeway",
+        ),
+        (
+            GOOD.replace(
+                "    discovery: true\n",
+                "    discovery: true\n    algorithms: [HS256]\n",
+            ),
+            "issuers.auth0.algorithms",
+        ),
+    ];
+    for (yaml, key) in cases {
+        let (ok, text) = check(&yaml);
+        assert!(!ok, "accepted a bad file (expected an error at {key})");
+        assert!(
+            text.contains(&format!(": {key}: ")),
+            "error should name {key}: {text}"
+        );
+        assert!(text.contains("bad.yaml:"), "{text}");
+    }
+}
+
+#[test]
+fn run_refuses_to_start_on_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, "routes: 7\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["run", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listener_serves_health_readiness_and_metrics() {
+    let s = setup().await;
+    assert_eq!(s.gw.admin_get("/healthz").await.status, 200);
+    assert_eq!(s.gw.admin_get("/readyz").await.status, 200);
+    let token = s.issuer.token(json!({"scope": "read:orders"}));
+    assert_eq!(s.gw.get_bearer("/api/orders/1", &token).await.status, 200);
+    assert_eq!(s.gw.get("/api/orders/1", &[]).await.status, 401);
+    let metrics = String::from_utf8(s.gw.admin_get("/metrics").await.body).unwrap();
+    assert!(
+        metrics.contains("portcullis_requests_total{decision=\"allowed\",route=\"orders-read\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "portcullis_requests_total{decision=\"missing_token\",route=\"orders-read\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("portcullis_jwks_refresh_total{issuer=\"main\",result=\"ok\"}"),
+        "{metrics}"
+    );
+    // The admin paths are not served on the main listener: there they are ordinary routes.
+    assert_eq!(s.gw.get("/metrics", &[]).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_serves_several_requests_on_one_connection() {
+    let s = setup().await;
+    let mut conn = tokio::net::TcpStream::connect(s.gw.addr).await.unwrap();
+    for i in 0..3 {
+        let req = format!("GET /healthz?n={i} HTTP/1.1\r\nHost: gateway.test\r\n\r\n");
+        conn.write_all(req.as_bytes()).await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Read until the whole response (headers + content-length body) has arrived.
+        loop {
+            let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(n > 0, "connection closed after {i} responses");
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(r) = parse_response(&buf) {
+                let len: usize = r.header("content-length").unwrap().parse().unwrap();
+                if r.body.len() >= len {
+                    assert_eq!(r.status, 200);
+                    assert!(String::from_utf8_lossy(&r.body).contains(&format!("n={i}")));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_bodies_are_streamed_to_the_upstream() {
+    let s = setup().await;
+    let body = "x".repeat(300_000);
+    let echo = s.gw.request("POST", "/healthz", &[], &body).await.echo();
+    assert_eq!(echo.method, "POST");
+    assert_eq!(echo.body.len(), body.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_upgrade_is_passed_through_after_authorisation() {
+    let s = setup().await;
+    let token = s.issuer.token(json!({}));
+    let handshake = |auth: String| {
+        format!(
+            "GET /api/ws HTTP/1.1\r\nHost: gateway.test\r\n{auth}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+    };
+    // Without a token the upgrade is refused like any request.
+    let refused = send_raw(
+        s.gw.addr,
+        handshake(String::new())
+            .replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    assert_eq!(refused.status, 401);
+
+    let mut conn = tokio::net::TcpStream::connect(s.gw.addr).await.unwrap();
+    conn.write_all(handshake(format!("Authorization: Bearer {token}\r\n")).as_bytes())
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    conn.write_all(b"ping-through-the-gateway").await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < 24 {
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(&got, b"ping-through-the-gateway");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_nothing_in_flight_exits_at_once_with_status_zero() {
+    let mut s = setup().await;
+    assert_eq!(s.gw.get("/healthz", &[]).await.status, 200);
+    let started = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &s.gw.pid().to_string()])
+        .status()
+        .unwrap();
+    let status = loop {
+        if let Some(status) = s.gw.child().try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_request_finish() {
+    let issuer = TestIssuer::start().await;
+    // An upstream that answers after 500 ms.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_addr = slow.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = slow.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+                    .await;
+            });
+        }
+    });
+    let mut gw = start_gateway(&standard_config(&issuer.url(), slow_addr, ""));
+    gw.wait_ready().await;
+    let addr = gw.addr;
+    let pending = tokio::spawn(async move {
+        send_raw(
+            addr,
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    let r = pending.await.unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"slow");
+    let started = Instant::now();
+    while gw.child().try_wait().unwrap().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still running after the drain"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_has_one_json_line_per_request_and_never_a_token_or_query() {
+    let s = setup().await;
+    let token = s.issuer.token(json!({"scope": "read:orders"}));
+    let auth = format!("Bearer {token}");
+    let r =
+        s.gw.get(
+            "/api/orders/1?secret=hunter2",
+            &[("Authorization", &auth), ("Cookie", "sid=cookie-secret")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let bad =
+        s.gw.get_bearer("/api/orders/1?secret=hunter2", &format!("{token}x"))
+            .await;
+    assert_eq!(bad.status, 401);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let logs = s.gw.log_text();
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "access")
+        .collect();
+    assert_eq!(access.len(), 2, "{logs}");
+    assert_eq!(access[0]["route"], "orders-read");
+    assert_eq!(access[0]["status"], 200);
+    assert_eq!(access[0]["path"], "/api/orders/1");
+    assert_eq!(access[1]["decision"], "invalid_token");
+    for needle in [&token[..40], "hunter2", "cookie-secret", "Bearer"] {
+        assert!(!logs.contains(needle), "log leaks {needle}: {logs}");
+    }
+}
