@@ -348,3 +348,10 @@ async fn access_log_has_one_json_line_per_request_and_never_a_token_or_query() {
         assert!(!logs.contains(needle), "log leaks {needle}: {logs}");
     }
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis")).args(["check", "-c", path]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
