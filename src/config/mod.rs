@@ -76,8 +76,13 @@ pub fn from_str(text: &str, file: &str, base: &Path) -> Result<Policy, ConfigErr
     })
 }
 
-/// serde_yaml_ng appends " at line L column C"; the error already says where.
+/// serde_yaml_ng prefixes its own key path and appends " at line L column C"; the error
+/// already says both.
 fn strip_location(message: &str) -> String {
+    let message = match message.split_once(": ") {
+        Some((prefix, rest)) if !prefix.is_empty() && !prefix.contains(char::is_whitespace) => rest,
+        _ => message,
+    };
     match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
         None => message.to_string(),
