@@ -63,6 +63,10 @@ pub fn prepare(policy: Policy, control: tokio::runtime::Runtime) -> std::io::Res
     let auth = Arc::new(Authenticator::new(policy.limits.token_cache_entries));
     let in_flight = Arc::new(AtomicUsize::new(0));
 
+    let cache = Arc::clone(&auth);
+    keys.on_change(Arc::new(move |issuer, set| {
+        cache.forget_removed_keys(issuer, set)
+    }));
     keys.spawn_refreshers(control.handle(), Arc::clone(&metrics));
     let admin_addr = match policy.admin_listen {
         Some(addr) => {

@@ -489,6 +489,7 @@ fn compile_issuer(
             allow_http: i.allow_http,
             refresh_interval,
             refetch_cooldown,
+            max_stale: i.max_stale.map(|d| d.0),
             limits,
         },
         inline,

@@ -125,6 +125,10 @@ pub struct RawIssuer {
     /// Least time between two unknown-`kid` refetches. Default 30s.
     #[serde(default)]
     pub refetch_cooldown: Option<Dur>,
+    /// Drop the issuer's keys when no refresh has succeeded for this long (its tokens then get
+    /// 503). Default: never; last-known-good keys serve through any outage.
+    #[serde(default)]
+    pub max_stale: Option<Dur>,
     /// Environment variable holding the HS256/384/512 secret.
     #[serde(default)]
     pub hmac_secret_env: Option<String>,

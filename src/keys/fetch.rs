@@ -142,7 +142,7 @@ impl Fetcher {
             .get("jwks_uri")
             .and_then(|v| v.as_str())
             .ok_or_else(|| FetchError::Invalid("discovery document has no jwks_uri".into()))?;
-        if !uri.starts_with("https://") && !(self.allow_http && uri.starts_with("http://")) {
+        if !(uri.starts_with("https://") || self.allow_http && uri.starts_with("http://")) {
             return Err(FetchError::Invalid(
                 "discovery jwks_uri is not https".into(),
             ));

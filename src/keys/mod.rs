@@ -23,6 +23,8 @@ pub const MIN_REFRESH: Duration = Duration::from_secs(60);
 pub const MAX_REFRESH: Duration = Duration::from_secs(24 * 3600);
 /// First retry after a failed fetch; doubles up to the refresh interval.
 pub const FIRST_RETRY: Duration = Duration::from_secs(1);
+/// Most kids remembered as missing per issuer.
+const MISSING_KIDS: u64 = 4096;
 
 /// Where an issuer's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct KeySettings {
     pub allow_http: bool,
     pub refresh_interval: Duration,
     pub refetch_cooldown: Duration,
+    /// Drop the keys after this long without a good refresh. `None`: never.
+    pub max_stale: Option<Duration>,
     pub limits: FetchLimits,
 }
 
@@ -52,9 +56,15 @@ struct FetchState {
     last_attempt: Option<Instant>,
 }
 
+/// Called with (issuer index, new set) whenever an issuer's key set is replaced.
+pub type OnKeysChanged = Arc<dyn Fn(usize, &KeySet) + Send + Sync>;
+
 /// One issuer's live keys.
 pub struct IssuerKeys {
     pub name: String,
+    /// Index into `Policy::issuers`.
+    index: usize,
+    on_change: std::sync::OnceLock<OnKeysChanged>,
     settings: KeySettings,
     /// The HMAC secret alone verifies this issuer's tokens: ready without any JWKS.
     hmac_only: bool,
@@ -66,6 +76,9 @@ pub struct IssuerKeys {
     /// Unix seconds of the last good refresh (0: never).
     last_good: std::sync::atomic::AtomicU64,
     etag: Mutex<Option<String>>,
+    /// Kids that a fresh fetch did not have, for one cooldown: a repeated bad kid is refused at
+    /// once instead of waiting on a fetch.
+    missing_kids: moka::sync::Cache<String, ()>,
 }
 
 /// The outcome of asking for a refetch because of an unknown `kid`.
@@ -80,10 +93,19 @@ pub enum Refetch {
 }
 
 impl IssuerKeys {
-    fn new(name: String, settings: KeySettings, inline: Option<KeySet>, hmac_only: bool) -> Self {
+    fn new(
+        index: usize,
+        name: String,
+        settings: KeySettings,
+        inline: Option<KeySet>,
+        hmac_only: bool,
+    ) -> Self {
         let has_inline = inline.is_some();
+        let settings_cooldown = settings.refetch_cooldown.max(Duration::from_secs(1));
         let keys = IssuerKeys {
             name,
+            index,
+            on_change: std::sync::OnceLock::new(),
             settings,
             hmac_only,
             current: ArcSwapOption::new(inline.map(Arc::new)),
@@ -92,6 +114,10 @@ impl IssuerKeys {
             kick: Notify::new(),
             last_good: std::sync::atomic::AtomicU64::new(0),
             etag: Mutex::new(None),
+            missing_kids: moka::sync::Cache::builder()
+                .max_capacity(MISSING_KIDS)
+                .time_to_live(settings_cooldown)
+                .build(),
         };
         if has_inline {
             keys.mark_good();
@@ -112,6 +138,33 @@ impl IssuerKeys {
     /// Unix seconds of the last good refresh; 0 if never.
     pub fn last_good(&self) -> u64 {
         self.last_good.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Did a fetch within the last cooldown show that this kid is not in the set?
+    pub fn known_missing(&self, kid: &str) -> bool {
+        self.missing_kids.contains_key(kid)
+    }
+
+    /// Remember that a fresh set lacks this kid.
+    pub fn mark_missing(&self, kid: &str) {
+        self.missing_kids.insert(kid.to_string(), ());
+    }
+
+    /// Past `max_stale` without a good refresh: drop the keys (fail closed on old keys).
+    fn drop_if_stale(&self, metrics: &Metrics) {
+        let Some(max) = self.settings.max_stale else {
+            return;
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let last = self.last_good();
+        if last > 0 && now.saturating_sub(last) >= max.as_secs() && self.current.load().is_some() {
+            tracing::error!(issuer = %self.name, stale_s = now - last, "keys older than max_stale: dropped");
+            self.current.store(None);
+            metrics.keys.with_label_values(&[&self.name]).set(0);
+        }
     }
 
     fn mark_good(&self) {
@@ -195,6 +248,9 @@ impl IssuerKeys {
                         .keys
                         .with_label_values(&[&self.name])
                         .set(set.len() as i64);
+                    if let Some(hook) = self.on_change.get() {
+                        hook(self.index, &set);
+                    }
                     self.current.store(Some(Arc::new(set)));
                     *self.etag.lock().unwrap_or_else(|p| p.into_inner()) = etag;
                     self.mark_good();
@@ -213,6 +269,7 @@ impl IssuerKeys {
                     delay = backoff(failures, self.settings.refresh_interval);
                     tracing::warn!(issuer = %self.name, error = %e, retry_in_ms = delay.as_millis() as u64,
                         "key refresh failed; keeping the last good keys");
+                    self.drop_if_stale(&metrics);
                     e.label()
                 }
             };
@@ -263,8 +320,24 @@ impl KeyStore {
         KeyStore {
             issuers: issuers
                 .into_iter()
-                .map(|c| Arc::new(IssuerKeys::new(c.name, c.settings, c.inline, c.hmac_only)))
+                .enumerate()
+                .map(|(i, c)| {
+                    Arc::new(IssuerKeys::new(
+                        i,
+                        c.name,
+                        c.settings,
+                        c.inline,
+                        c.hmac_only,
+                    ))
+                })
                 .collect(),
+        }
+    }
+
+    /// Register the hook run when a key set is replaced (set once, before refreshers start).
+    pub fn on_change(&self, hook: OnKeysChanged) {
+        for issuer in &self.issuers {
+            let _ = issuer.on_change.set(Arc::clone(&hook));
         }
     }
 

@@ -131,6 +131,11 @@ impl KeySet {
         self.keys.iter().filter(move |k| k.accepts(alg))
     }
 
+    /// Fingerprints of the keys in the set.
+    pub fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.keys.iter().map(|k| k.id)
+    }
+
     pub fn contains_id(&self, id: u64) -> bool {
         self.keys.iter().any(|k| k.id == id)
     }

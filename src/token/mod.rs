@@ -7,7 +7,7 @@ pub mod verify;
 
 use crate::config::Policy;
 use crate::identity::UnsafeClaim;
-use crate::keys::{KeyStore, Refetch, VerifyKey};
+use crate::keys::{KeySet, KeyStore, Refetch, VerifyKey};
 use crate::metrics::Metrics;
 use aws_lc_rs::digest;
 use claims::ScopeSet;
@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use verify::VerifyError;
 
+/// Longest `kid` that may trigger a refetch.
+pub const MAX_KID_BYTES: usize = 256;
 /// The longest a request waits for a kid-miss refetch.
 pub const REFETCH_WAIT: Duration = Duration::from_secs(3);
 
@@ -83,9 +85,21 @@ impl Authenticator {
             moka::sync::Cache::builder()
                 .max_capacity(cache_entries)
                 .expire_after(UntilExp)
+                .support_invalidation_closures()
                 .build()
         });
         Authenticator { cache }
+    }
+
+    /// Drop cached tokens of `issuer` whose key is not in `set` (called when a set is replaced).
+    pub fn forget_removed_keys(&self, issuer: usize, set: &KeySet) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let kept: Vec<u64> = set.ids().collect();
+        let _ = cache.invalidate_entries_if(move |_, v| {
+            v.issuer == issuer && v.key_id != 0 && !kept.contains(&v.key_id)
+        });
     }
 
     pub fn cached_entries(&self) -> u64 {
@@ -230,12 +244,19 @@ async fn find_key(
     let key = match set.by_kid(kid) {
         Some(key) => Arc::clone(key),
         None => {
-            if live.refetch(REFETCH_WAIT, metrics).await != Refetch::Done {
+            // A kid no IdP would issue, or one a fresh set just lacked: no fetch, no wait.
+            if kid.len() > MAX_KID_BYTES
+                || live.known_missing(kid)
+                || live.refetch(REFETCH_WAIT, metrics).await != Refetch::Done
+            {
                 return Err(VerifyError::UnknownKey.into());
             }
             let fresh = live.current().ok_or(AuthError::KeysUnavailable)?;
-            let key = fresh.by_kid(kid).cloned();
-            key.ok_or(VerifyError::UnknownKey)?
+            let Some(key) = fresh.by_kid(kid).cloned() else {
+                live.mark_missing(kid);
+                return Err(VerifyError::UnknownKey.into());
+            };
+            key
         }
     };
     if !key.accepts(alg) {
