@@ -352,6 +352,13 @@ async fn access_log_has_one_json_line_per_request_and_never_a_token_or_query() {
 #[test]
 fn the_shipped_example_config_is_valid() {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.yaml");
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis")).args(["check", "-c", path]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c", path])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

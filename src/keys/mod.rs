@@ -53,7 +53,9 @@ pub struct KeySettings {
 #[derive(Debug, Default)]
 struct FetchState {
     in_flight: bool,
-    last_attempt: Option<Instant>,
+    /// When the last unknown-kid refetch was started. Periodic refreshes do not count: a key
+    /// published just after one is still picked up by the first request that uses it.
+    last_refetch: Option<Instant>,
 }
 
 /// Called with (issuer index, new set) whenever an issuer's key set is replaced.
@@ -188,7 +190,7 @@ impl IssuerKeys {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             if !st.in_flight {
                 let cooling = st
-                    .last_attempt
+                    .last_refetch
                     .is_some_and(|t| t.elapsed() < self.settings.refetch_cooldown);
                 if cooling {
                     metrics
@@ -198,6 +200,7 @@ impl IssuerKeys {
                     return Refetch::Suppressed;
                 }
                 st.in_flight = true;
+                st.last_refetch = Some(Instant::now());
                 metrics.kid_refetch.with_label_values(&[&self.name]).inc();
                 self.kick.notify_one();
             }
@@ -280,7 +283,6 @@ impl IssuerKeys {
             {
                 let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.in_flight = false;
-                st.last_attempt = Some(Instant::now());
             }
             self.attempts.send_modify(|n| *n += 1);
         }

@@ -227,11 +227,9 @@ async fn find_key(
     let set = match live.current() {
         Some(set) => set,
         None => {
-            if live.refetch(REFETCH_WAIT, metrics).await == Refetch::Done {
-                live.current().ok_or(AuthError::KeysUnavailable)?
-            } else {
-                return Err(AuthError::KeysUnavailable);
-            }
+            // Wait for the first fetch if one is running (or start one, cooldown allowing).
+            live.refetch(REFETCH_WAIT, metrics).await;
+            live.current().ok_or(AuthError::KeysUnavailable)?
         }
     };
     let Some(kid) = parsed.header.kid.as_deref() else {
@@ -245,15 +243,16 @@ async fn find_key(
         Some(key) => Arc::clone(key),
         None => {
             // A kid no IdP would issue, or one a fresh set just lacked: no fetch, no wait.
-            if kid.len() > MAX_KID_BYTES
-                || live.known_missing(kid)
-                || live.refetch(REFETCH_WAIT, metrics).await != Refetch::Done
-            {
+            if kid.len() > MAX_KID_BYTES || live.known_missing(kid) {
                 return Err(VerifyError::UnknownKey.into());
             }
+            let outcome = live.refetch(REFETCH_WAIT, metrics).await;
+            // Whatever the outcome, another request's fetch may have landed meanwhile.
             let fresh = live.current().ok_or(AuthError::KeysUnavailable)?;
             let Some(key) = fresh.by_kid(kid).cloned() else {
-                live.mark_missing(kid);
+                if outcome == Refetch::Done {
+                    live.mark_missing(kid);
+                }
                 return Err(VerifyError::UnknownKey.into());
             };
             key
