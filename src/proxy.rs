@@ -8,7 +8,7 @@ use crate::config::Policy;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::path;
-use crate::response::{self, Deny};
+use crate::response::{self, Deny, Limit};
 use crate::route::{self, Auth};
 use crate::token::extract::{self, Source};
 use crate::token::{AuthError, Authenticator, Identity};
@@ -54,6 +54,8 @@ pub struct Ctx {
     token_source: Option<Source>,
     /// The reason recorded in metrics and logs.
     decision: &'static str,
+    /// Request body bytes seen so far, against `limits.max_body_bytes`.
+    body_bytes: u64,
     _in_flight: InFlight,
 }
 
@@ -61,6 +63,7 @@ impl Gateway {
     /// Run the pipeline up to the forward decision. `Err` is the denial to answer.
     async fn decide(&self, session: &mut Session, ctx: &mut Ctx) -> Result<(), Deny> {
         let policy = Arc::clone(&ctx.policy);
+        check_limits(session, &policy, self.in_flight.load(Ordering::Acquire))?;
         let target = path::parse_target(session.req_header().raw_path())
             .map_err(|e| Deny::BadRequest(e.description()))?;
         ctx.path = target.path;
@@ -137,6 +140,43 @@ impl Gateway {
         ctx.decision = "allowed";
         Ok(())
     }
+}
+
+/// The `limits:` that can be judged from the request head, before anything else.
+fn check_limits(session: &mut Session, policy: &Policy, in_flight: usize) -> Result<(), Deny> {
+    let limits = &policy.limits;
+    session.set_read_timeout(Some(limits.client_body_timeout));
+    session.set_keepalive(Some(limits.client_idle_timeout.as_secs()));
+    // `in_flight` counts this request too.
+    if in_flight > limits.max_in_flight {
+        return Err(Deny::Limit(Limit::Busy));
+    }
+    let req = session.req_header();
+    if req.raw_path().len() > limits.max_target_bytes {
+        return Err(Deny::Limit(Limit::Target));
+    }
+    if req.headers.len() > limits.max_header_count {
+        return Err(Deny::Limit(Limit::Headers));
+    }
+    let header_bytes: usize = req
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return Err(Deny::Limit(Limit::Headers));
+    }
+    if let Some(max) = limits.max_body_bytes {
+        let declared = req
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(Deny::Limit(Limit::Body));
+        }
+    }
+    Ok(())
 }
 
 /// The request's host for route matching: the absolute-form authority or the `Host` header,
@@ -216,6 +256,7 @@ impl ProxyHttp for Gateway {
             identity: None,
             token_source: None,
             decision: "",
+            body_bytes: 0,
             _in_flight: InFlight(Arc::clone(&self.in_flight)),
         }
     }
@@ -234,6 +275,25 @@ impl ProxyHttp for Gateway {
                 Ok(true)
             }
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let (Some(chunk), Some(max)) = (body.as_ref(), ctx.policy.limits.max_body_bytes) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > max {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "request body over max_body_bytes",
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -350,6 +410,10 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let deny = match (e.esource(), e.etype()) {
+            (_, ErrorType::HTTPStatus(413)) => Some(Deny::Limit(Limit::Body)),
+            (ErrorSource::Downstream, ErrorType::ReadTimedout) => {
+                Some(Deny::Limit(Limit::BodyTimeout))
+            }
             (_, ErrorType::HTTPStatus(400)) | (ErrorSource::Downstream, _) => {
                 Some(Deny::BadRequest("bad request"))
             }

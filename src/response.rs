@@ -28,6 +28,23 @@ pub enum Deny {
     KeysUnavailable,
     /// 504 `upstream_timeout`.
     UpstreamTimeout,
+    /// A request over one of the `limits:` (408, 413, 414, 431, 503).
+    Limit(Limit),
+}
+
+/// Which limit a request went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// 408 `request_timeout`: the body stalled longer than `client_body_timeout`.
+    BodyTimeout,
+    /// 413 `body_too_large`.
+    Body,
+    /// 414 `uri_too_long`.
+    Target,
+    /// 431 `headers_too_large`: too many headers, or too many header bytes.
+    Headers,
+    /// 503 `overloaded`: `max_in_flight` requests already being handled.
+    Busy,
 }
 
 impl Deny {
@@ -40,6 +57,11 @@ impl Deny {
             Deny::UpstreamError => 502,
             Deny::KeysUnavailable => 503,
             Deny::UpstreamTimeout => 504,
+            Deny::Limit(Limit::BodyTimeout) => 408,
+            Deny::Limit(Limit::Body) => 413,
+            Deny::Limit(Limit::Target) => 414,
+            Deny::Limit(Limit::Headers) => 431,
+            Deny::Limit(Limit::Busy) => 503,
         }
     }
 
@@ -54,6 +76,11 @@ impl Deny {
             Deny::UpstreamError => "upstream_error",
             Deny::KeysUnavailable => "keys_unavailable",
             Deny::UpstreamTimeout => "upstream_timeout",
+            Deny::Limit(Limit::BodyTimeout) => "request_timeout",
+            Deny::Limit(Limit::Body) => "body_too_large",
+            Deny::Limit(Limit::Target) => "uri_too_long",
+            Deny::Limit(Limit::Headers) => "headers_too_large",
+            Deny::Limit(Limit::Busy) => "overloaded",
         }
     }
 
@@ -66,6 +93,11 @@ impl Deny {
             Deny::UpstreamError => "upstream unavailable",
             Deny::KeysUnavailable => "signing keys not available yet",
             Deny::UpstreamTimeout => "upstream timed out",
+            Deny::Limit(Limit::BodyTimeout) => "request body timed out",
+            Deny::Limit(Limit::Body) => "request body too large",
+            Deny::Limit(Limit::Target) => "request target too long",
+            Deny::Limit(Limit::Headers) => "request headers too large",
+            Deny::Limit(Limit::Busy) => "too many requests in flight",
         }
     }
 
@@ -128,7 +160,9 @@ pub fn reply(deny: &Deny, grpc: bool) -> Reply {
                 None => format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\""),
             },
         )),
-        Deny::KeysUnavailable => headers.push(("retry-after", RETRY_AFTER_SECS.to_string())),
+        Deny::KeysUnavailable | Deny::Limit(Limit::Busy) => {
+            headers.push(("retry-after", RETRY_AFTER_SECS.to_string()))
+        }
         _ => {}
     }
     Reply {
@@ -153,6 +187,11 @@ mod tests {
             (Deny::UpstreamError, 502, "upstream_error"),
             (Deny::KeysUnavailable, 503, "keys_unavailable"),
             (Deny::UpstreamTimeout, 504, "upstream_timeout"),
+            (Deny::Limit(Limit::BodyTimeout), 408, "request_timeout"),
+            (Deny::Limit(Limit::Body), 413, "body_too_large"),
+            (Deny::Limit(Limit::Target), 414, "uri_too_long"),
+            (Deny::Limit(Limit::Headers), 431, "headers_too_large"),
+            (Deny::Limit(Limit::Busy), 503, "overloaded"),
         ];
         for (deny, status, code) in table {
             assert_eq!((deny.status(), deny.code()), (status, code));

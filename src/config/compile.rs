@@ -58,6 +58,13 @@ pub struct KeyPlan {
 pub struct Limits {
     pub max_token_bytes: usize,
     pub token_cache_entries: u64,
+    pub max_header_count: usize,
+    pub max_header_bytes: usize,
+    pub max_target_bytes: usize,
+    pub max_body_bytes: Option<u64>,
+    pub max_in_flight: usize,
+    pub client_body_timeout: Duration,
+    pub client_idle_timeout: Duration,
 }
 
 /// `server:`.
@@ -229,13 +236,7 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
         identity,
         token_sources,
         trusted_proxies,
-        limits: Limits {
-            max_token_bytes,
-            token_cache_entries: raw
-                .limits
-                .token_cache_entries
-                .unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES),
-        },
+        limits: compile_limits(&raw.limits, max_token_bytes)?,
         server: ServerSettings {
             threads,
             shutdown_grace: raw
@@ -244,6 +245,39 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
                 .map_or(Duration::from_secs(25), |d| d.0),
         },
         log_subject: raw.log_subject,
+    })
+}
+
+fn compile_limits(l: &raw::RawLimits, max_token_bytes: usize) -> Result<Limits, CompileError> {
+    let positive = |path: &str, v: usize| -> Result<usize, CompileError> {
+        if v == 0 {
+            err(format!("limits.{path}"), "must be above zero")
+        } else {
+            Ok(v)
+        }
+    };
+    let body_timeout = l
+        .client_body_timeout
+        .map_or(Duration::from_secs(30), |d| d.0);
+    let idle_timeout = l
+        .client_idle_timeout
+        .map_or(Duration::from_secs(60), |d| d.0);
+    if body_timeout.is_zero() {
+        return err("limits.client_body_timeout", "must be above zero");
+    }
+    if idle_timeout.as_secs() == 0 {
+        return err("limits.client_idle_timeout", "must be at least 1s");
+    }
+    Ok(Limits {
+        max_token_bytes,
+        token_cache_entries: l.token_cache_entries.unwrap_or(DEFAULT_TOKEN_CACHE_ENTRIES),
+        max_header_count: positive("max_header_count", l.max_header_count.unwrap_or(100))?,
+        max_header_bytes: positive("max_header_bytes", l.max_header_bytes.unwrap_or(32 * 1024))?,
+        max_target_bytes: positive("max_target_bytes", l.max_target_bytes.unwrap_or(8192))?,
+        max_body_bytes: l.max_body_bytes,
+        max_in_flight: positive("max_in_flight", l.max_in_flight.unwrap_or(10_000))?,
+        client_body_timeout: body_timeout,
+        client_idle_timeout: idle_timeout,
     })
 }
 

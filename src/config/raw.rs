@@ -258,6 +258,27 @@ pub struct RawLimits {
     /// Default 10000; 0 disables the verified-token cache.
     #[serde(default)]
     pub token_cache_entries: Option<u64>,
+    /// Most request headers. Default 100; more: 431.
+    #[serde(default)]
+    pub max_header_count: Option<usize>,
+    /// Most bytes of all header names and values together. Default 32768; more: 431.
+    #[serde(default)]
+    pub max_header_bytes: Option<usize>,
+    /// Longest request target (path and query). Default 8192; longer: 414.
+    #[serde(default)]
+    pub max_target_bytes: Option<usize>,
+    /// Largest request body. Default: no limit; larger: 413.
+    #[serde(default)]
+    pub max_body_bytes: Option<u64>,
+    /// Most requests handled at once. Default 10000; more: 503 `overloaded`.
+    #[serde(default)]
+    pub max_in_flight: Option<usize>,
+    /// Longest wait for the next bytes of a request body. Default 30s; exceeded: 408.
+    #[serde(default)]
+    pub client_body_timeout: Option<Dur>,
+    /// How long an idle keep-alive connection stays open. Default 60s.
+    #[serde(default)]
+    pub client_idle_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]
