@@ -37,11 +37,19 @@ pub struct UnsafeClaim;
 impl IdentityPlan {
     /// Must this incoming header be removed? True for every managed header and every header
     /// with the strip prefix, whatever its casing (`name` from `http` is already lower-case).
+    /// `X_Auth_Subject` counts as `x-auth-subject`: CGI-style upstreams (PHP, WSGI) read
+    /// `_` and `-` alike.
     pub fn strips(&self, name: &HeaderName) -> bool {
-        let n = name.as_str();
+        let dashed;
+        let n = if name.as_str().contains('_') {
+            dashed = name.as_str().replace('_', "-");
+            dashed.as_str()
+        } else {
+            name.as_str()
+        };
         (!self.strip_prefix.is_empty() && n.starts_with(&self.strip_prefix))
-            || self.headers.iter().any(|(h, _)| h == name)
-            || self.claims_header.as_ref() == Some(name)
+            || self.headers.iter().any(|(h, _)| h.as_str() == n)
+            || self.claims_header.as_ref().is_some_and(|h| h.as_str() == n)
     }
 
     /// The identity headers for a verified token. An absent claim sends no header.
@@ -87,10 +95,10 @@ pub fn render(value: &Value) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
-/// A header value only if every byte is safe: no control character (CR, LF, NUL, TAB, DEL…)
-/// and not over `MAX_HEADER_VALUE_BYTES`.
+/// A header value only if every character is safe: no control character, ASCII (CR, LF, NUL,
+/// TAB, DEL…) or Unicode C1 (NEL U+0085…), and not over `MAX_HEADER_VALUE_BYTES`.
 pub fn header_value(text: &str) -> Result<HeaderValue, UnsafeClaim> {
-    if text.len() > MAX_HEADER_VALUE_BYTES || text.bytes().any(|b| b < 0x20 || b == 0x7f) {
+    if text.len() > MAX_HEADER_VALUE_BYTES || text.chars().any(char::is_control) {
         return Err(UnsafeClaim);
     }
     HeaderValue::from_str(text).map_err(|_| UnsafeClaim)
@@ -126,6 +134,8 @@ mod tests {
         assert!(p.strips(&HeaderName::from_static("x-user")));
         assert!(p.strips(&HeaderName::from_static("x-auth-anything")));
         assert!(!p.strips(&HeaderName::from_static("x-other")));
+        assert!(p.strips(&HeaderName::from_static("x_auth_subject")));
+        assert!(p.strips(&HeaderName::from_static("x_user")));
     }
 
     #[test]
@@ -145,5 +155,6 @@ mod tests {
         }
         assert!(header_value(&"a".repeat(MAX_HEADER_VALUE_BYTES + 1)).is_err());
         assert!(header_value("José").is_ok());
+        assert_eq!(header_value("a\u{85}b"), Err(UnsafeClaim));
     }
 }

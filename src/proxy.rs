@@ -316,10 +316,12 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         let policy = &ctx.policy;
         // Forward exactly the path that was matched.
-        let query = match (ctx.token_source, &policy.token_sources.query, &ctx.query) {
-            (Some(Source::Query), Some(name), Some(q)) if !policy.identity.forward_token => {
-                extract::query_without(q, name)
-            }
+        // On routes that read tokens, token carriers never go upstream unless forward_token:
+        // not the one used, and not one that was ignored (a cross-site cookie).
+        let route_auth = ctx.route.map(|r| policy.routes.routes()[r].auth);
+        let strip_tokens = route_auth != Some(Auth::None) && !policy.identity.forward_token;
+        let query = match (&policy.token_sources.query, &ctx.query) {
+            (Some(name), Some(q)) if strip_tokens => extract::query_without(q, name),
             _ => ctx.query.clone(),
         };
         let target = match &query {
@@ -331,12 +333,9 @@ impl ProxyHttp for Gateway {
         })?;
         upstream.set_uri(uri);
 
-        let route_auth = ctx.route.map(|r| policy.routes.routes()[r].auth);
-        if route_auth != Some(Auth::None) && !policy.identity.forward_token {
+        if strip_tokens {
             upstream.remove_header(&header::AUTHORIZATION);
-            if let (Some(Source::Cookie), Some(name)) =
-                (ctx.token_source, &policy.token_sources.cookie)
-            {
+            if let Some(name) = &policy.token_sources.cookie {
                 let cookies: Vec<String> = upstream
                     .headers
                     .get_all(header::COOKIE)
