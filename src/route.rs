@@ -159,26 +159,252 @@ impl Route {
     }
 }
 
-/// Routes in file order.
+/// Routes in file order, compiled into a matcher that finds the first match without trying
+/// every route.
+///
+/// Routes are grouped by host condition (one exact name, one `*.suffix`, or any host); each
+/// group is a trie over path segments whose edges are literal segments (binary-searched) and
+/// `*`, with the routes that end at a node (and those whose `**` starts there) listed in file
+/// order. A lookup walks the request host's groups and the path's segments once, keeps the
+/// lowest matching route index found so far, and skips every subtree whose lowest route index
+/// cannot beat it. The result is always the one a scan in file order would give.
 #[derive(Debug, Default)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    matcher: Matcher,
 }
 
 impl RouteTable {
     pub fn new(routes: Vec<Route>) -> Self {
-        RouteTable { routes }
+        let matcher = Matcher::build(&routes);
+        RouteTable { routes, matcher }
     }
 
-    /// The index of the first route that matches.
+    /// The index of the first route, in file order, that matches.
     pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> Option<usize> {
-        self.routes
-            .iter()
-            .position(|r| r.matches(host, method, path))
+        self.matcher.find(&self.routes, host, method, path)
     }
 
     pub fn routes(&self) -> &[Route] {
         &self.routes
+    }
+}
+
+/// Sentinel for "no route found yet": higher than any route index.
+const NONE: u32 = u32::MAX;
+
+#[derive(Debug, Default)]
+struct Node {
+    /// Literal segment edges, sorted by segment.
+    literals: Vec<(Box<str>, u32)>,
+    /// The `*` edge.
+    one: Option<u32>,
+    /// Routes whose pattern ends here, ascending.
+    exact: Vec<u32>,
+    /// Routes whose pattern ends here in `**`, ascending.
+    rest: Vec<u32>,
+    /// Lowest route index in this subtree (`NONE` if empty).
+    min: u32,
+}
+
+#[derive(Debug, Default)]
+struct Matcher {
+    nodes: Vec<Node>,
+    /// Root node of the routes for each exact host, sorted by host.
+    exact_hosts: Vec<(Box<str>, u32)>,
+    /// Root node of the routes for each `*.suffix` (stored as `.suffix`), sorted by suffix.
+    suffix_hosts: Vec<(Box<str>, u32)>,
+    /// Root node of the routes without a host condition.
+    any_host: Option<u32>,
+}
+
+impl Matcher {
+    fn build(routes: &[Route]) -> Self {
+        let mut m = Matcher::default();
+        let mut exact = std::collections::BTreeMap::<&str, u32>::new();
+        let mut suffix = std::collections::BTreeMap::<&str, u32>::new();
+        for (index, route) in routes.iter().enumerate() {
+            let index = u32::try_from(index).expect("fewer than 2^32 routes");
+            let existing = match &route.host {
+                HostMatch::Any => m.any_host,
+                HostMatch::Exact(h) => exact.get(h.as_str()).copied(),
+                HostMatch::Suffix(s) => suffix.get(s.as_str()).copied(),
+            };
+            let root = match existing {
+                Some(root) => root,
+                None => {
+                    let root = m.new_node();
+                    match &route.host {
+                        HostMatch::Any => m.any_host = Some(root),
+                        HostMatch::Exact(h) => {
+                            exact.insert(h, root);
+                        }
+                        HostMatch::Suffix(s) => {
+                            suffix.insert(s, root);
+                        }
+                    }
+                    root
+                }
+            };
+            m.insert(root, &route.path, index);
+        }
+        m.exact_hosts = exact.into_iter().map(|(h, r)| (h.into(), r)).collect();
+        m.suffix_hosts = suffix.into_iter().map(|(h, r)| (h.into(), r)).collect();
+        for root in m.roots() {
+            m.compute_min(root);
+        }
+        m
+    }
+
+    fn new_node(&mut self) -> u32 {
+        self.nodes.push(Node::default());
+        u32::try_from(self.nodes.len() - 1).expect("fewer than 2^32 nodes")
+    }
+
+    fn roots(&self) -> Vec<u32> {
+        let hosts = self.exact_hosts.iter().chain(&self.suffix_hosts);
+        hosts.map(|&(_, r)| r).chain(self.any_host).collect()
+    }
+
+    fn insert(&mut self, root: u32, pattern: &PathPattern, index: u32) {
+        let mut node = root;
+        for seg in &pattern.segments {
+            node = match seg {
+                Segment::One => match self.nodes[node as usize].one {
+                    Some(next) => next,
+                    None => {
+                        let next = self.new_node();
+                        self.nodes[node as usize].one = Some(next);
+                        next
+                    }
+                },
+                Segment::Literal(lit) => {
+                    let at = self.nodes[node as usize]
+                        .literals
+                        .binary_search_by(|(l, _)| (**l).cmp(lit.as_str()));
+                    match at {
+                        Ok(i) => self.nodes[node as usize].literals[i].1,
+                        Err(i) => {
+                            let next = self.new_node();
+                            self.nodes[node as usize]
+                                .literals
+                                .insert(i, (lit.as_str().into(), next));
+                            next
+                        }
+                    }
+                }
+            };
+        }
+        let node = &mut self.nodes[node as usize];
+        // Routes are inserted in file order, so each list stays ascending.
+        if pattern.rest {
+            node.rest.push(index);
+        } else {
+            node.exact.push(index);
+        }
+    }
+
+    fn compute_min(&mut self, node: u32) -> u32 {
+        let n = &self.nodes[node as usize];
+        let children: Vec<u32> = n.literals.iter().map(|&(_, c)| c).chain(n.one).collect();
+        let mut min = n.exact.first().copied().unwrap_or(NONE);
+        min = min.min(n.rest.first().copied().unwrap_or(NONE));
+        for child in children {
+            min = min.min(self.compute_min(child));
+        }
+        self.nodes[node as usize].min = min;
+        min
+    }
+
+    fn find(
+        &self,
+        routes: &[Route],
+        host: Option<&str>,
+        method: &Method,
+        path: &str,
+    ) -> Option<usize> {
+        // Segments after the leading `/`, split as `PathPattern::matches` splits them: `/` has
+        // none, `/a/` has "a" and "".
+        let body = &path[1.min(path.len())..];
+        let segments = (!body.is_empty()).then_some(body);
+        let mut search = Search {
+            nodes: &self.nodes,
+            routes,
+            method,
+            best: NONE,
+        };
+        if let Some(host) = host {
+            if let Some(root) = lookup(&self.exact_hosts, host) {
+                search.walk(root, segments);
+            }
+            // `*.example.com` matches a name that ends in `.example.com` and has at least one
+            // more character before it: try each `.` after the first byte.
+            if !self.suffix_hosts.is_empty() {
+                for (i, _) in host.match_indices('.').filter(|&(i, _)| i > 0) {
+                    if let Some(root) = lookup(&self.suffix_hosts, &host[i..]) {
+                        search.walk(root, segments);
+                    }
+                }
+            }
+        }
+        if let Some(root) = self.any_host {
+            search.walk(root, segments);
+        }
+        (search.best != NONE).then_some(search.best as usize)
+    }
+}
+
+fn lookup(sorted: &[(Box<str>, u32)], key: &str) -> Option<u32> {
+    sorted
+        .binary_search_by(|(k, _)| (**k).cmp(key))
+        .ok()
+        .map(|i| sorted[i].1)
+}
+
+struct Search<'a> {
+    nodes: &'a [Node],
+    routes: &'a [Route],
+    method: &'a Method,
+    best: u32,
+}
+
+impl Search<'_> {
+    /// `segments`: what is left of the path, `None` when every segment has been consumed.
+    fn walk(&mut self, node: u32, segments: Option<&str>) {
+        let nodes = self.nodes;
+        let n = &nodes[node as usize];
+        if n.min >= self.best {
+            return;
+        }
+        self.take_first(&n.rest);
+        let Some(segments) = segments else {
+            self.take_first(&n.exact);
+            return;
+        };
+        let (segment, tail) = match segments.split_once('/') {
+            Some((segment, tail)) => (segment, Some(tail)),
+            None => (segments, None),
+        };
+        if let Some(child) = lookup(&n.literals, segment) {
+            self.walk(child, tail);
+        }
+        if let Some(child) = n.one.filter(|_| !segment.is_empty()) {
+            self.walk(child, tail);
+        }
+    }
+
+    /// The first route of an ascending list that allows the method, if it beats the best.
+    fn take_first(&mut self, list: &[u32]) {
+        for &index in list {
+            if index >= self.best {
+                return;
+            }
+            let methods = &self.routes[index as usize].methods;
+            if methods.as_ref().is_none_or(|m| m.contains(self.method)) {
+                self.best = index;
+                return;
+            }
+        }
     }
 }
 
@@ -265,5 +491,153 @@ mod tests {
             Some("api.example.com")
         );
         assert_eq!(normalise_host("[::1]:80").as_deref(), Some("[::1]"));
+    }
+
+    /// A small deterministic generator (xorshift64*), so a failure always reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len())]
+        }
+    }
+
+    const SEGMENTS: &[&str] = &["a", "b", "api", "v1", "x"];
+    const HOSTS: &[&str] = &[
+        "api.example.com",
+        "example.com",
+        "a.api.example.com",
+        "other.org",
+        ".example.com",
+        "x.y.example.com",
+    ];
+
+    fn route(host: HostMatch, methods: Option<Vec<Method>>, path: PathPattern) -> Route {
+        Route {
+            name: String::new(),
+            host,
+            methods,
+            path,
+            auth: Auth::Required,
+            issuers: None,
+            scopes: ScopeRule::Nothing,
+            claims: Vec::new(),
+            upstream: 0,
+        }
+    }
+
+    fn random_route(rng: &mut Rng) -> Route {
+        loop {
+            let mut pattern = String::new();
+            for _ in 0..rng.below(4) {
+                pattern.push('/');
+                pattern.push_str(if rng.below(3) == 0 {
+                    "*"
+                } else {
+                    rng.pick(SEGMENTS)
+                });
+            }
+            match rng.below(4) {
+                0 => pattern.push_str("/**"),
+                1 => pattern.push('/'),
+                _ if pattern.is_empty() => pattern.push('/'),
+                _ => {}
+            }
+            let Ok(path) = PathPattern::parse(&pattern) else {
+                continue;
+            };
+            let host = match rng.below(5) {
+                0 | 1 => None,
+                2 => Some("*.example.com"),
+                3 => Some("*.api.example.com"),
+                _ => Some(rng.pick(HOSTS).trim_start_matches('.')),
+            };
+            let methods = match rng.below(3) {
+                0 => None,
+                1 => Some(vec![Method::GET]),
+                _ => Some(vec![Method::POST, Method::DELETE]),
+            };
+            return route(HostMatch::parse(host).unwrap(), methods, path);
+        }
+    }
+
+    fn random_request(rng: &mut Rng) -> (Option<&'static str>, Method, String) {
+        let mut path = String::new();
+        for _ in 0..rng.below(5) {
+            path.push('/');
+            // Empty segments too: `find` must agree with the scan on any input.
+            path.push_str(if rng.below(8) == 0 {
+                ""
+            } else {
+                rng.pick(SEGMENTS)
+            });
+        }
+        if path.is_empty() || rng.below(6) == 0 {
+            path.push('/');
+        }
+        let host = (rng.below(5) != 0).then(|| rng.pick(HOSTS));
+        let method = [Method::GET, Method::POST, Method::PUT][rng.below(3)].clone();
+        (host, method, path)
+    }
+
+    #[test]
+    fn compiled_matcher_agrees_with_a_scan_in_file_order() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut matched = 0;
+        for _ in 0..400 {
+            let count = 1 + rng.below(40);
+            let table = RouteTable::new((0..count).map(|_| random_route(&mut rng)).collect());
+            for _ in 0..200 {
+                let (host, method, path) = random_request(&mut rng);
+                let scan = table
+                    .routes()
+                    .iter()
+                    .position(|r| r.matches(host, &method, &path));
+                assert_eq!(
+                    table.find(host, &method, &path),
+                    scan,
+                    "{host:?} {method} {path} in {:#?}",
+                    table.routes()
+                );
+                matched += usize::from(scan.is_some());
+            }
+        }
+        // The generator must exercise matches, not only misses.
+        assert!(matched > 10_000, "{matched}");
+    }
+
+    #[test]
+    fn first_route_in_file_order_wins_across_hosts_and_wildcards() {
+        let table = RouteTable::new(vec![
+            route(HostMatch::Any, Some(vec![Method::POST]), pat("/api/**")),
+            route(
+                HostMatch::parse(Some("*.example.com")).unwrap(),
+                None,
+                pat("/api/*/x"),
+            ),
+            route(
+                HostMatch::parse(Some("a.example.com")).unwrap(),
+                None,
+                pat("/api/v1/x"),
+            ),
+            route(HostMatch::Any, None, pat("/api/v1/**")),
+        ]);
+        let get = Method::GET;
+        assert_eq!(
+            table.find(Some("a.example.com"), &get, "/api/v1/x"),
+            Some(1)
+        );
+        assert_eq!(table.find(Some("example.com"), &get, "/api/v1/x"), Some(3));
+        assert_eq!(table.find(None, &get, "/api/v1"), Some(3));
+        assert_eq!(table.find(None, &Method::POST, "/api/v1"), Some(0));
+        assert_eq!(table.find(None, &get, "/api"), None);
+        assert_eq!(table.find(Some("a.example.com"), &get, "/api//x"), None);
+        assert_eq!(RouteTable::default().find(None, &get, "/"), None);
     }
 }

@@ -3,9 +3,10 @@
 //! that contradicts its `kty`) is skipped with a warning instead of failing the whole set.
 
 use aws_lc_rs::digest;
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::{Algorithm, DecodingKey, DecodingKeyKind};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -44,7 +45,72 @@ pub struct VerifyKey {
     pub family: KeyFamily,
     /// The JWK's own `alg`, when it names one.
     pub alg: Option<Algorithm>,
-    pub key: DecodingKey,
+    pub key: PublicKey,
+}
+
+/// Public key material parsed once, when the set is loaded: an aws-lc key for each algorithm
+/// the key may verify (an RSA JWK without `alg` serves RS256/384/512 and PS256/384/512), so a
+/// verification neither parses key material nor allocates.
+pub struct PublicKey {
+    parsed: Vec<(Algorithm, ParsedPublicKey)>,
+}
+
+impl PublicKey {
+    /// Parse `key` (from `DecodingKey::from_jwk`) for every algorithm of `family` that the
+    /// JWK's `alg` allows. RSA keys take aws-lc's 2048-8192-bit parameters, as jsonwebtoken's.
+    fn parse(key: &DecodingKey, family: KeyFamily, alg: Option<Algorithm>) -> Result<Self, String> {
+        use Algorithm::*;
+        let algs: &[Algorithm] = match family {
+            KeyFamily::Rsa => &[RS256, RS384, RS512, PS256, PS384, PS512],
+            KeyFamily::EcP256 => &[ES256],
+            KeyFamily::EcP384 => &[ES384],
+            KeyFamily::Ed25519 => &[EdDSA],
+        };
+        let mut parsed = Vec::new();
+        for &a in algs.iter().filter(|&&a| alg.is_none_or(|want| want == a)) {
+            let key = match (key.kind(), a) {
+                (DecodingKeyKind::RsaModulusExponent { n, e }, _) => {
+                    RsaPublicKeyComponents { n, e }.to_parsed_public_key(rsa_params(a))
+                }
+                (DecodingKeyKind::SecretOrDer(bytes), ES256) => {
+                    ParsedPublicKey::new(&sig::ECDSA_P256_SHA256_FIXED, bytes)
+                }
+                (DecodingKeyKind::SecretOrDer(bytes), ES384) => {
+                    ParsedPublicKey::new(&sig::ECDSA_P384_SHA384_FIXED, bytes)
+                }
+                (DecodingKeyKind::SecretOrDer(bytes), EdDSA) => {
+                    ParsedPublicKey::new(&sig::ED25519, bytes)
+                }
+                _ => return Err("unusable key material".into()),
+            }
+            .map_err(|e| format!("unusable key material ({e})"))?;
+            parsed.push((a, key));
+        }
+        if parsed.is_empty() {
+            return Err("unusable key material".into());
+        }
+        Ok(PublicKey { parsed })
+    }
+
+    /// Does `signature` sign `message` under `alg` with this key? False for an algorithm the
+    /// key was not parsed for.
+    pub fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        self.parsed
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .is_some_and(|(_, key)| key.verify_sig(message, signature).is_ok())
+    }
+}
+
+fn rsa_params(alg: Algorithm) -> &'static sig::RsaParameters {
+    match alg {
+        Algorithm::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+        _ => &sig::RSA_PKCS1_2048_8192_SHA256,
+    }
 }
 
 impl std::fmt::Debug for VerifyKey {
@@ -199,6 +265,7 @@ fn parse_key(item: &serde_json::Value) -> Result<VerifyKey, String> {
         }
     }
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| "unusable key material".to_string())?;
+    let key = PublicKey::parse(&key, family, alg)?;
     let kid = jwk.common.key_id.clone();
     let digest = digest::digest(
         &digest::SHA256,

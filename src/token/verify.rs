@@ -184,16 +184,69 @@ pub fn check_header(header: &JoseHeader, rules: &IssuerRules) -> Result<Algorith
     Ok(alg)
 }
 
-/// Check the signature of `parsed` with `key` under `alg`.
-pub fn check_signature(
+/// Longest signature accepted, in bytes: an RSA-8192 signature. Longer input is refused before
+/// it is decoded.
+pub const MAX_SIGNATURE_BYTES: usize = 1024;
+/// `MAX_SIGNATURE_BYTES` as unpadded base64url.
+const MAX_SIGNATURE_B64: usize = (MAX_SIGNATURE_BYTES * 4).div_ceil(3);
+
+/// Key material that can check a signature: a JWKS key parsed at load
+/// (`keys::set::PublicKey`) or an issuer's HMAC secret (`DecodingKey`).
+pub trait SignatureKey {
+    /// Does `signature` (raw bytes) sign `message` under `alg`?
+    fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool;
+}
+
+impl SignatureKey for crate::keys::set::PublicKey {
+    fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        crate::keys::set::PublicKey::verify(self, alg, message, signature)
+    }
+}
+
+impl SignatureKey for DecodingKey {
+    fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        use aws_lc_rs::hmac;
+        let hmac_alg = match alg {
+            Algorithm::HS256 => hmac::HMAC_SHA256,
+            Algorithm::HS384 => hmac::HMAC_SHA384,
+            Algorithm::HS512 => hmac::HMAC_SHA512,
+            // Not an HMAC algorithm: jsonwebtoken decides (and refuses a secret for it).
+            _ => {
+                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature);
+                return matches!(
+                    jsonwebtoken::crypto::verify(&b64, message, self, alg),
+                    Ok(true)
+                );
+            }
+        };
+        match (self.family(), self.try_get_as_bytes()) {
+            (jsonwebtoken::AlgorithmFamily::Hmac, Ok(secret)) => {
+                // Constant-time comparison, as jsonwebtoken's own HMAC verifier.
+                hmac::verify(&hmac::Key::new(hmac_alg, secret), message, signature).is_ok()
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Check the signature of `parsed` with `key` under `alg`. The signature is decoded onto the
+/// stack, and only up to `MAX_SIGNATURE_BYTES`.
+pub fn check_signature<K: SignatureKey + ?Sized>(
     parsed: &Parsed<'_>,
-    key: &DecodingKey,
+    key: &K,
     alg: Algorithm,
 ) -> Result<(), VerifyError> {
-    match jsonwebtoken::crypto::verify(parsed.signature, parsed.signing_input.as_bytes(), key, alg)
-    {
-        Ok(true) => Ok(()),
-        _ => Err(VerifyError::BadSignature),
+    if parsed.signature.len() > MAX_SIGNATURE_B64 {
+        return Err(VerifyError::BadSignature);
+    }
+    let mut buf = [0u8; MAX_SIGNATURE_B64.div_ceil(4) * 3];
+    let len = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode_slice(parsed.signature, &mut buf)
+        .map_err(|_| VerifyError::BadSignature)?;
+    if key.verify(alg, parsed.signing_input.as_bytes(), &buf[..len]) {
+        Ok(())
+    } else {
+        Err(VerifyError::BadSignature)
     }
 }
 

@@ -1,0 +1,375 @@
+#!/usr/bin/env bash
+# End-to-end load benchmark of issue 5 (documented in BENCHMARKS.md).
+#
+# On loopback, wrk (one thread) pinned to CPU 0; each server under test and the nginx static
+# upstream pinned together to CPU 1, one worker each, each its own process. Configurations, run
+# interleaved in ROUNDS rounds, every response's status checked (any non-2xx is counted and
+# reported):
+#
+#   nginx_direct          wrk -> nginx upstream (static 200)
+#   nginx_proxy           wrk -> nginx pass-through proxy (keep-alive upstream pool) -> upstream
+#   haproxy_jwt           wrk -> HAProxy 2.6 jwt_verify RS256 + iss/aud/exp checks, distinct tokens
+#   portcullis_pass       wrk -> portcullis `auth: none` route
+#   portcullis_pass_logs  the same with portcullis's per-request JSON log on (to /dev/null)
+#   portcullis_one        wrk -> portcullis `auth: required` route, one token (cache hits)
+#   portcullis_distinct   wrk -> the same route, a different token on every request (no hits)
+#
+# portcullis is restarted for each measurement, so every run starts with an empty token cache.
+# Then: latency at half of portcullis_one's throughput (pass-through vs one token, p99), and RSS
+# (idle; after 100,000 distinct tokens are cached; over a soak of SOAK seconds).
+#
+# Usage: benches/load.sh            (from the repository root; Debian 12, root for apt-get)
+# Knobs: ROUNDS=3 DURATION=4 CONNS=32 TOKENS=100000 SOAK=600 PORTCULLIS=target/release/portcullis
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-4}
+CONNS=${CONNS:-32}
+TOKENS=${TOKENS:-100000}
+SOAK=${SOAK:-600}
+WRK_CPU=${WRK_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+WORK=${WORK:-$(mktemp -d /tmp/portcullis-load.XXXXXX)}
+ISS="https://issuer.example/"
+AUD="api://load"
+P_UP=18080 P_NGINX=18081 P_HAPROXY=18082 P_PORTCULLIS=18083 P_ADMIN=18084
+
+log() { printf '== %s\n' "$*" >&2; }
+
+# --- tools -------------------------------------------------------------------------------
+need=()
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Debian starts the packaged services; they are not ours to measure.
+for svc in nginx haproxy; do
+  if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
+done
+
+log "building portcullis (release profile) and minting $TOKENS tokens into $WORK"
+cargo build --release --locked --quiet
+PORTCULLIS=${PORTCULLIS:-target/release/portcullis}
+cargo bench --locked --quiet --bench mint -- "$WORK" "$TOKENS" "$ISS" "$AUD"
+
+# --- configs -----------------------------------------------------------------------------
+mkdir -p "$WORK/up" "$WORK/proxy"
+cat >"$WORK/up/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/up/nginx.pid;
+error_log $WORK/up/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$P_UP default_server;
+    location / { return 200 "ok\n"; }
+  }
+}
+EOF
+cat >"$WORK/proxy/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/proxy/nginx.pid;
+error_log $WORK/proxy/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 10000000;
+  keepalive_timeout 300s;
+  upstream up {
+    server 127.0.0.1:$P_UP;
+    keepalive 64;
+    keepalive_requests 10000000;
+  }
+  server {
+    listen 127.0.0.1:$P_NGINX default_server;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+EOF
+# HAProxy's documented jwt_verify recipe, with the same rules portcullis applies (alg, iss,
+# aud, signature, exp); the key is loaded once at start.
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$P_HAPROXY
+  http-request set-var(txn.bearer) http_auth_bearer
+  http-request set-var(txn.jwt_alg) var(txn.bearer),jwt_header_query('\$.alg')
+  http-request set-var(txn.iss) var(txn.bearer),jwt_payload_query('\$.iss')
+  http-request set-var(txn.aud) var(txn.bearer),jwt_payload_query('\$.aud')
+  http-request set-var(txn.exp) var(txn.bearer),jwt_payload_query('\$.exp','int')
+  http-request set-var(txn.now) date()
+  http-request deny deny_status 401 unless { var(txn.jwt_alg) -m str RS256 }
+  http-request deny deny_status 401 unless { var(txn.iss) -m str $ISS }
+  http-request deny deny_status 401 unless { var(txn.aud) -m str $AUD }
+  http-request deny deny_status 401 unless { var(txn.bearer),jwt_verify(txn.jwt_alg,"$WORK/pubkey.pem") -m int 1 }
+  http-request deny deny_status 401 if { var(txn.exp),sub(txn.now) -m int lt 0 }
+  default_backend be
+backend be
+  server up 127.0.0.1:$P_UP
+EOF
+cat >"$WORK/portcullis.yaml" <<EOF
+listen: 127.0.0.1:$P_PORTCULLIS
+admin_listen: 127.0.0.1:$P_ADMIN
+upstreams:
+  nginx: { url: "http://127.0.0.1:$P_UP" }
+upstream: nginx
+issuers:
+  load:
+    issuer: "$ISS"
+    jwks_file: $WORK/jwks.json
+    audiences: ["$AUD"]
+    algorithms: [RS256]
+identity:
+  headers:
+    x-auth-subject: sub
+    x-auth-email: email
+    x-auth-scopes: scope
+routes:
+  - name: pass
+    match: { path: /pass/** }
+    auth: none
+  - name: api
+    match: { path: /api/** }
+    scopes: [read:orders]
+limits:
+  token_cache_entries: 100000
+server:
+  threads: 1
+  shutdown_grace: 1s
+EOF
+
+# wrk scripts: count every non-2xx response and print one machine-readable line.
+cat >"$WORK/common.lua" <<'EOF'
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+bad = 0
+function response(status, headers, body)
+  if status < 200 or status > 299 then bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local nb = 0
+  for _, t in ipairs(threads) do nb = nb + t:get("bad") end
+  local e = summary.errors
+  io.write(string.format("RESULT requests=%d rps=%.1f p50=%d p99=%d non2xx=%d errors=%d\n",
+    summary.requests, summary.requests / (summary.duration / 1e6),
+    latency:percentile(50), latency:percentile(99), nb,
+    e.connect + e.read + e.write + e.status + e.timeout))
+end
+EOF
+{ cat "$WORK/common.lua"; cat <<EOF
+wrk.headers["Authorization"] = "Bearer $(cat "$WORK/token.txt")"
+EOF
+} >"$WORK/one.lua"
+{ cat "$WORK/common.lua"; cat <<EOF
+local tokens = {}
+local i = 0
+function init(args)
+  for line in io.lines("$WORK/tokens.txt") do tokens[#tokens + 1] = line end
+end
+function request()
+  i = i % #tokens + 1
+  return wrk.format(nil, nil, { ["Authorization"] = "Bearer " .. tokens[i] })
+end
+EOF
+} >"$WORK/distinct.lua"
+# Paced: each connection sends one request per millisecond (plus the response time).
+for s in common one; do
+  { cat "$WORK/$s.lua"; echo 'function delay() return 1 end'; } >"$WORK/$s-paced.lua"
+done
+
+# --- processes ---------------------------------------------------------------------------
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}" ${PORTCULLIS_PID:-}; do kill "$p" 2>/dev/null || true; done
+  [ -f "$WORK/up/nginx.pid" ] && kill "$(cat "$WORK/up/nginx.pid")" 2>/dev/null || true
+  [ -f "$WORK/proxy/nginx.pid" ] && kill "$(cat "$WORK/proxy/nginx.pid")" 2>/dev/null || true
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "port $1 never opened" >&2
+  exit 1
+}
+
+start_nginx() { # dir
+  taskset -c "$SERVER_CPU" nginx -p "$WORK/$1" -c "$WORK/$1/nginx.conf" -e "$WORK/$1/error.log"
+}
+
+PORTCULLIS_PID=
+start_portcullis() { # RUST_LOG value
+  RUST_LOG=$1 taskset -c "$SERVER_CPU" "$PORTCULLIS" run -c "$WORK/portcullis.yaml" \
+    >/dev/null 2>"$WORK/portcullis.err" &
+  PORTCULLIS_PID=$!
+  wait_port $P_PORTCULLIS
+  for _ in $(seq 100); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_ADMIN/readyz")" = 200 ] && return 0
+    sleep 0.05
+  done
+  echo "portcullis never became ready" >&2
+  exit 1
+}
+stop_portcullis() {
+  kill -TERM "$PORTCULLIS_PID" 2>/dev/null || true
+  for _ in $(seq 60); do kill -0 "$PORTCULLIS_PID" 2>/dev/null || break; sleep 0.05; done
+  kill -KILL "$PORTCULLIS_PID" 2>/dev/null || true
+  wait "$PORTCULLIS_PID" 2>/dev/null || true
+  PORTCULLIS_PID=
+}
+rss_kib() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+metric() { # name-and-labels prefix
+  curl -s "http://127.0.0.1:$P_ADMIN/metrics" | awk -v m="$1" 'index($0, m) == 1 {print $2}' | head -1
+}
+
+run_wrk() { # script url [duration] [connections] -> RESULT line
+  taskset -c "$WRK_CPU" wrk -t1 -c"${4:-$CONNS}" -d"${3:-$DURATION}s" --latency -s "$WORK/$1" "$2" \
+    | grep '^RESULT' || { echo "RESULT requests=0 rps=0 p50=0 p99=0 non2xx=-1 errors=-1"; }
+}
+field() { sed -n "s/.*$1=\\([^ ]*\\).*/\\1/p"; }
+
+log "starting nginx upstream, nginx proxy, HAProxy (all on CPU $SERVER_CPU)"
+start_nginx up
+wait_port $P_UP
+start_nginx proxy
+wait_port $P_NGINX
+taskset -c "$SERVER_CPU" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+PIDS+=($!)
+wait_port $P_HAPROXY
+# Sanity: each path answers 200 before anything is measured.
+tok=$(cat "$WORK/token.txt")
+[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$P_HAPROXY/api/x")" = 200 ] \
+  || { echo "HAProxy refused a valid token" >&2; exit 1; }
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_HAPROXY/api/x")" = 401 ] \
+  || { echo "HAProxy accepted a request without a token" >&2; exit 1; }
+
+CONFIGS="nginx_direct nginx_proxy haproxy_jwt portcullis_pass portcullis_pass_logs portcullis_one portcullis_distinct"
+declare -A RPS
+measure() { # config -> appends rps to RPS[config]
+  local c=$1 line
+  case $c in
+    nginx_direct) line=$(run_wrk common.lua "http://127.0.0.1:$P_UP/pass/x") ;;
+    nginx_proxy) line=$(run_wrk common.lua "http://127.0.0.1:$P_NGINX/pass/x") ;;
+    haproxy_jwt) line=$(run_wrk distinct.lua "http://127.0.0.1:$P_HAPROXY/api/orders/7") ;;
+    portcullis_*)
+      if [ "$c" = portcullis_pass_logs ]; then start_portcullis info; else start_portcullis warn; fi
+      case $c in
+        portcullis_pass | portcullis_pass_logs) line=$(run_wrk common.lua "http://127.0.0.1:$P_PORTCULLIS/pass/x") ;;
+        portcullis_one) line=$(run_wrk one.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7") ;;
+        portcullis_distinct)
+          line=$(run_wrk distinct.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7")
+          line="$line hits=$(metric 'portcullis_token_cache_requests_total{result="hit"}')"
+          ;;
+      esac
+      stop_portcullis
+      ;;
+  esac
+  printf '%-22s round %s  %s\n' "$c" "$r" "$line"
+  [ "$(echo "$line" | field non2xx)" = 0 ] && [ "$(echo "$line" | field errors)" = 0 ] \
+    || echo "   ^ NOT ALL RESPONSES WERE 2xx: this run does not count" >&2
+  RPS[$c]="${RPS[$c]:-} $(echo "$line" | field rps)"
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print $2/1048576 " GiB"}' /proc/meminfo); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "wrk -t1 -c$CONNS -d${DURATION}s on CPU $WRK_CPU; servers on CPU $SERVER_CPU; $ROUNDS interleaved rounds"
+read -r -a ALL <<<"$CONFIGS"
+for r in $(seq "$ROUNDS"); do
+  # Rotate the order each round so no configuration always runs first or last.
+  for k in $(seq 0 $((${#ALL[@]} - 1))); do
+    measure "${ALL[$(((k + r - 1) % ${#ALL[@]}))]}"
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+declare -A MED
+echo
+echo "median req/s over $ROUNDS rounds:"
+for c in $CONFIGS; do
+  MED[$c]=$(echo "${RPS[$c]}" | median)
+  printf '  %-22s %10.0f   (%s)\n' "$c" "${MED[$c]}" "${RPS[$c]# }"
+done
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0) ? a / b : 0}'; }
+verdict() { awk -v x="$1" -v t="$2" 'BEGIN {print (x >= t) ? "met" : "NOT MET"}'; }
+t1=$(ratio "${MED[portcullis_one]}" "${MED[portcullis_pass]}")
+t2=$(ratio "${MED[portcullis_distinct]}" "${MED[haproxy_jwt]}")
+t3=$(ratio "${MED[portcullis_pass]}" "${MED[nginx_proxy]}")
+echo
+echo "targets (ratios of medians from this run):"
+echo "  1. one token / pass-through            $t1  (>= 0.95: $(verdict "$t1" 0.95))"
+echo "  2. distinct tokens / HAProxy jwt_verify $t2  (>= 1.00: $(verdict "$t2" 1.0))"
+echo "  3. pass-through / nginx proxy           $t3  (>= 0.90: $(verdict "$t3" 0.9))"
+echo "  (pass-through with request logs / without: $(ratio "${MED[portcullis_pass_logs]}" "${MED[portcullis_pass]}"))"
+
+# --- target 4: added latency at half of maximum load -------------------------------------
+half=$(awk -v m="${MED[portcullis_one]}" 'BEGIN {printf "%d", m / 2}')
+conns=$(awk -v h="$half" 'BEGIN {c = int(h / 1000 + 0.5); print (c < 1) ? 1 : c}')
+echo
+echo "latency at about half of portcullis_one's maximum ($half req/s: $conns connections, 1 request/ms each):"
+declare -A P99
+for r in $(seq "$ROUNDS"); do
+  for c in portcullis_pass portcullis_one; do
+    start_portcullis warn
+    if [ $c = portcullis_pass ]; then
+      line=$(run_wrk common-paced.lua "http://127.0.0.1:$P_PORTCULLIS/pass/x" 8 "$conns")
+    else
+      line=$(run_wrk one-paced.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7" 8 "$conns")
+    fi
+    stop_portcullis
+    printf '  %-16s round %s  %s\n' "$c" "$r" "$line"
+    P99[$c]="${P99[$c]:-} $(echo "$line" | field p99)"
+  done
+done
+p_pass=$(echo "${P99[portcullis_pass]}" | median)
+p_one=$(echo "${P99[portcullis_one]}" | median)
+added=$(awk -v a="$p_one" -v b="$p_pass" 'BEGIN {print a - b}')
+echo "  4. p99 one token ${p_one} us, pass-through ${p_pass} us: added ${added} us (<= 100: $(awk -v x="$added" 'BEGIN {print (x <= 100) ? "met" : "NOT MET"}'))"
+
+# --- target 5: memory --------------------------------------------------------------------
+echo
+start_portcullis warn
+sleep 1
+idle=$(rss_kib "$PORTCULLIS_PID")
+# Enough requests to go through every token once (the cache holds them all).
+need_s=$(awk -v n="$TOKENS" -v r="${MED[portcullis_distinct]}" 'BEGIN {s = int(1.3 * n / ((r > 0) ? r : 1000)) + 2; print s}')
+line=$(run_wrk distinct.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7" "$need_s")
+entries=$(metric portcullis_token_cache_entries)
+full=$(rss_kib "$PORTCULLIS_PID")
+echo "memory: idle RSS $((idle / 1024)).$(((idle % 1024) * 10 / 1024)) MiB (<= 16: $([ "$idle" -le 16384 ] && echo met || echo 'NOT MET'))"
+echo "        after ${need_s}s of distinct tokens ($(echo "$line" | field requests) requests, non2xx $(echo "$line" | field non2xx)), ${entries:-?} cached tokens: RSS $((full / 1024)).$(((full % 1024) * 10 / 1024)) MiB (<= 64: $([ "$full" -le 65536 ] && echo met || echo 'NOT MET'))"
+if [ "$SOAK" -gt 0 ]; then
+  step=$(( SOAK < 300 ? (SOAK + 9) / 10 : 30 ))
+  samples=""
+  for _ in $(seq $(( (SOAK + step - 1) / step ))); do
+    line=$(run_wrk distinct.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7" "$step")
+    [ "$(echo "$line" | field non2xx)" = 0 ] || echo "   soak: non-2xx responses: $line" >&2
+    samples="$samples $(( $(rss_kib "$PORTCULLIS_PID") / 1024 ))"
+  done
+  echo "        soak ${SOAK}s under distinct-token load, RSS every ${step}s (MiB):$samples"
+fi
+stop_portcullis
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
