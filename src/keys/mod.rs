@@ -78,6 +78,8 @@ pub struct IssuerKeys {
     /// Unix seconds of the last good refresh (0: never).
     last_good: std::sync::atomic::AtomicU64,
     etag: Mutex<Option<String>>,
+    /// The last good refresh on the monotonic clock, for `max_stale`.
+    last_good_at: Mutex<Option<Instant>>,
     /// Kids that a fresh fetch did not have, for one cooldown: a repeated bad kid is refused at
     /// once instead of waiting on a fetch.
     missing_kids: moka::sync::Cache<String, ()>,
@@ -116,6 +118,7 @@ impl IssuerKeys {
             kick: Notify::new(),
             last_good: std::sync::atomic::AtomicU64::new(0),
             etag: Mutex::new(None),
+            last_good_at: Mutex::new(None),
             missing_kids: moka::sync::Cache::builder()
                 .max_capacity(MISSING_KIDS)
                 .time_to_live(settings_cooldown)
@@ -157,19 +160,19 @@ impl IssuerKeys {
         let Some(max) = self.settings.max_stale else {
             return;
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let last = self.last_good();
-        if last > 0 && now.saturating_sub(last) >= max.as_secs() && self.current.load().is_some() {
-            tracing::error!(issuer = %self.name, stale_s = now - last, "keys older than max_stale: dropped");
+        let last = *self.last_good_at.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(age) = last.map(|t| t.elapsed()) else {
+            return;
+        };
+        if age >= max && self.current.load().is_some() {
+            tracing::error!(issuer = %self.name, stale_ms = age.as_millis() as u64, "keys older than max_stale: dropped");
             self.current.store(None);
             metrics.keys.with_label_values(&[&self.name]).set(0);
         }
     }
 
     fn mark_good(&self) {
+        *self.last_good_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
