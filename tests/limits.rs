@@ -97,21 +97,7 @@ async fn a_stalled_request_body_is_408() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_beyond_max_in_flight_get_503_overloaded() {
-    // An upstream that holds each request for 1 s.
-    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let slow_addr = slow.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = slow.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .await;
-            });
-        }
-    });
+    let slow_addr = start_slow(Duration::from_secs(1), "ok").await;
     let (_i, gw) = gateway_with_limits("  max_in_flight: 1", slow_addr).await;
     let addr = gw.addr;
     let first = tokio::spawn(async move {

@@ -273,21 +273,7 @@ async fn sigterm_with_nothing_in_flight_exits_at_once_with_status_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_request_finish() {
     let issuer = TestIssuer::start().await;
-    // An upstream that answers after 500 ms.
-    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let slow_addr = slow.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = slow.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
-                    .await;
-            });
-        }
-    });
+    let slow_addr = start_slow(Duration::from_millis(500), "slow").await;
     let mut gw = start_gateway(&standard_config(&issuer.url(), slow_addr, ""));
     gw.wait_ready().await;
     let addr = gw.addr;

@@ -169,6 +169,15 @@ impl Gateway {
     }
 }
 
+/// Values of header `name` (case-insensitive) in a list of pairs.
+fn values_of<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 /// A parsed HTTP response.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -180,11 +189,7 @@ pub struct Response {
 impl Response {
     /// Values of header `name` (case-insensitive).
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        values_of(&self.headers, name)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -249,11 +254,7 @@ pub struct Echo {
 
 impl Echo {
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        values_of(&self.headers, name)
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -393,6 +394,27 @@ pub async fn start_silent() -> SocketAddr {
         let mut held = Vec::new();
         while let Ok((s, _)) = l.accept().await {
             held.push(s);
+        }
+    });
+    addr
+}
+
+/// An upstream that reads a request, waits `delay`, then answers 200 with `body`.
+pub async fn start_slow(delay: Duration, body: &'static str) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(delay).await;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            });
         }
     });
     addr
