@@ -19,7 +19,11 @@
 # (idle; after 100,000 distinct tokens are cached; over a soak of SOAK seconds).
 #
 # Usage: benches/load.sh            (from the repository root; Debian 12, root for apt-get)
-# Knobs: ROUNDS=3 DURATION=4 CONNS=32 TOKENS=100000 SOAK=600 PORTCULLIS=target/release/portcullis
+# Knobs: ROUNDS=3 DURATION=4 CONNS=32 TOKENS=100000 SOAK=600 BASE_PORT=28080 (five ports)
+#        WORK=/tmp/dir (minted tokens are kept there and reused)
+#        PORTCULLIS=path (default: build target/release/portcullis)
+#        PORTCULLIS_ALT=path: a second build (another allocator, say) measured in the same
+#        rounds as alt_pass, alt_one, alt_distinct, with its RSS beside the first one's.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +37,15 @@ SERVER_CPU=${SERVER_CPU:-1}
 WORK=${WORK:-$(mktemp -d /tmp/portcullis-load.XXXXXX)}
 ISS="https://issuer.example/"
 AUD="api://load"
-P_UP=18080 P_NGINX=18081 P_HAPROXY=18082 P_PORTCULLIS=18083 P_ADMIN=18084
+BASE_PORT=${BASE_PORT:-28080}
+P_UP=$BASE_PORT P_NGINX=$((BASE_PORT + 1)) P_HAPROXY=$((BASE_PORT + 2))
+P_PORTCULLIS=$((BASE_PORT + 3)) P_ADMIN=$((BASE_PORT + 4))
+for p in $P_UP $P_NGINX $P_HAPROXY $P_PORTCULLIS $P_ADMIN; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "port $p is already in use: set BASE_PORT to a free range of five ports" >&2
+    exit 1
+  fi
+done
 
 log() { printf '== %s\n' "$*" >&2; }
 
@@ -55,10 +67,15 @@ for svc in nginx haproxy; do
   if command -v systemctl >/dev/null 2>&1; then systemctl stop "$svc" >/dev/null 2>&1 || true; fi
 done
 
-log "building portcullis (release profile) and minting $TOKENS tokens into $WORK"
-cargo build --release --locked --quiet
-PORTCULLIS=${PORTCULLIS:-target/release/portcullis}
-cargo bench --locked --quiet --bench mint -- "$WORK" "$TOKENS" "$ISS" "$AUD"
+if [ -z "${PORTCULLIS:-}" ]; then
+  log "building portcullis (release profile)"
+  cargo build --release --locked --quiet
+  PORTCULLIS=target/release/portcullis
+fi
+if [ "$(wc -l <"$WORK/tokens.txt" 2>/dev/null || echo 0)" != "$TOKENS" ]; then
+  log "minting $TOKENS tokens into $WORK"
+  cargo bench --locked --quiet --bench mint -- "$WORK" "$TOKENS" "$ISS" "$AUD"
+fi
 
 # --- configs -----------------------------------------------------------------------------
 mkdir -p "$WORK/up" "$WORK/proxy"
@@ -223,8 +240,8 @@ start_nginx() { # dir
 }
 
 PORTCULLIS_PID=
-start_portcullis() { # RUST_LOG value
-  RUST_LOG=$1 taskset -c "$SERVER_CPU" "$PORTCULLIS" run -c "$WORK/portcullis.yaml" \
+start_portcullis() { # RUST_LOG value [binary]
+  RUST_LOG=$1 taskset -c "$SERVER_CPU" "${2:-$PORTCULLIS}" run -c "$WORK/portcullis.yaml" \
     >/dev/null 2>"$WORK/portcullis.err" &
   PORTCULLIS_PID=$!
   wait_port $P_PORTCULLIS
@@ -269,6 +286,7 @@ tok=$(cat "$WORK/token.txt")
   || { echo "HAProxy accepted a request without a token" >&2; exit 1; }
 
 CONFIGS="nginx_direct nginx_proxy haproxy_jwt portcullis_pass portcullis_pass_logs portcullis_one portcullis_distinct"
+[ -n "${PORTCULLIS_ALT:-}" ] && CONFIGS="$CONFIGS alt_pass alt_one alt_distinct"
 declare -A RPS
 measure() { # config -> appends rps to RPS[config]
   local c=$1 line
@@ -276,12 +294,15 @@ measure() { # config -> appends rps to RPS[config]
     nginx_direct) line=$(run_wrk common.lua "http://127.0.0.1:$P_UP/pass/x") ;;
     nginx_proxy) line=$(run_wrk common.lua "http://127.0.0.1:$P_NGINX/pass/x") ;;
     haproxy_jwt) line=$(run_wrk distinct.lua "http://127.0.0.1:$P_HAPROXY/api/orders/7") ;;
-    portcullis_*)
-      if [ "$c" = portcullis_pass_logs ]; then start_portcullis info; else start_portcullis warn; fi
-      case $c in
-        portcullis_pass | portcullis_pass_logs) line=$(run_wrk common.lua "http://127.0.0.1:$P_PORTCULLIS/pass/x") ;;
-        portcullis_one) line=$(run_wrk one.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7") ;;
-        portcullis_distinct)
+    portcullis_* | alt_*)
+      local bin=$PORTCULLIS level=warn
+      [ "${c#alt_}" != "$c" ] && bin=$PORTCULLIS_ALT
+      [ "$c" = portcullis_pass_logs ] && level=info
+      start_portcullis "$level" "$bin"
+      case ${c#*_} in
+        pass | pass_logs) line=$(run_wrk common.lua "http://127.0.0.1:$P_PORTCULLIS/pass/x") ;;
+        one) line=$(run_wrk one.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7") ;;
+        distinct)
           line=$(run_wrk distinct.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7")
           line="$line hits=$(metric 'portcullis_token_cache_requests_total{result="hit"}')"
           ;;
@@ -324,6 +345,9 @@ echo "  1. one token / pass-through            $t1  (>= 0.95: $(verdict "$t1" 0.
 echo "  2. distinct tokens / HAProxy jwt_verify $t2  (>= 1.00: $(verdict "$t2" 1.0))"
 echo "  3. pass-through / nginx proxy           $t3  (>= 0.90: $(verdict "$t3" 0.9))"
 echo "  (pass-through with request logs / without: $(ratio "${MED[portcullis_pass_logs]}" "${MED[portcullis_pass]}"))"
+if [ -n "${PORTCULLIS_ALT:-}" ]; then
+  echo "  ($PORTCULLIS_ALT / $PORTCULLIS: pass $(ratio "${MED[alt_pass]}" "${MED[portcullis_pass]}"), one token $(ratio "${MED[alt_one]}" "${MED[portcullis_one]}"), distinct $(ratio "${MED[alt_distinct]}" "${MED[portcullis_distinct]}"))"
+fi
 
 # --- target 4: added latency at half of maximum load -------------------------------------
 half=$(awk -v m="${MED[portcullis_one]}" 'BEGIN {printf "%d", m / 2}')
@@ -350,26 +374,32 @@ added=$(awk -v a="$p_one" -v b="$p_pass" 'BEGIN {print a - b}')
 echo "  4. p99 one token ${p_one} us, pass-through ${p_pass} us: added ${added} us (<= 100: $(awk -v x="$added" 'BEGIN {print (x <= 100) ? "met" : "NOT MET"}'))"
 
 # --- target 5: memory --------------------------------------------------------------------
-echo
-start_portcullis warn
-sleep 1
-idle=$(rss_kib "$PORTCULLIS_PID")
-# Enough requests to go through every token once (the cache holds them all).
-need_s=$(awk -v n="$TOKENS" -v r="${MED[portcullis_distinct]}" 'BEGIN {s = int(1.3 * n / ((r > 0) ? r : 1000)) + 2; print s}')
-line=$(run_wrk distinct.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7" "$need_s")
-entries=$(metric portcullis_token_cache_entries)
-full=$(rss_kib "$PORTCULLIS_PID")
-echo "memory: idle RSS $((idle / 1024)).$(((idle % 1024) * 10 / 1024)) MiB (<= 16: $([ "$idle" -le 16384 ] && echo met || echo 'NOT MET'))"
-echo "        after ${need_s}s of distinct tokens ($(echo "$line" | field requests) requests, non2xx $(echo "$line" | field non2xx)), ${entries:-?} cached tokens: RSS $((full / 1024)).$(((full % 1024) * 10 / 1024)) MiB (<= 64: $([ "$full" -le 65536 ] && echo met || echo 'NOT MET'))"
-if [ "$SOAK" -gt 0 ]; then
-  step=$(( SOAK < 300 ? (SOAK + 9) / 10 : 30 ))
-  samples=""
-  for _ in $(seq $(( (SOAK + step - 1) / step ))); do
-    line=$(run_wrk distinct.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7" "$step")
-    [ "$(echo "$line" | field non2xx)" = 0 ] || echo "   soak: non-2xx responses: $line" >&2
-    samples="$samples $(( $(rss_kib "$PORTCULLIS_PID") / 1024 ))"
-  done
-  echo "        soak ${SOAK}s under distinct-token load, RSS every ${step}s (MiB):$samples"
-fi
-stop_portcullis
+memory() { # label binary soak-seconds
+  echo
+  start_portcullis warn "$2"
+  sleep 1
+  local idle full entries line need_s
+  idle=$(rss_kib "$PORTCULLIS_PID")
+  # Enough requests to go through every token once (the cache holds them all).
+  need_s=$(awk -v n="$TOKENS" -v r="${MED[portcullis_distinct]}" 'BEGIN {print int(1.3 * n / ((r > 0) ? r : 1000)) + 2}')
+  line=$(run_wrk distinct.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7" "$need_s")
+  entries=$(metric portcullis_token_cache_entries)
+  full=$(rss_kib "$PORTCULLIS_PID")
+  echo "memory ($1: $2)"
+  echo "  idle RSS $((idle / 1024)).$(((idle % 1024) * 10 / 1024)) MiB (<= 16: $([ "$idle" -le 16384 ] && echo met || echo 'NOT MET'))"
+  echo "  after ${need_s}s of distinct tokens ($(echo "$line" | field requests) requests, non2xx $(echo "$line" | field non2xx)), ${entries:-?} cached tokens: RSS $((full / 1024)).$(((full % 1024) * 10 / 1024)) MiB (<= 64: $([ "$full" -le 65536 ] && echo met || echo 'NOT MET'))"
+  if [ "$3" -gt 0 ]; then
+    local step samples=""
+    step=$(($3 < 300 ? ($3 + 9) / 10 : 30))
+    for _ in $(seq $((($3 + step - 1) / step))); do
+      line=$(run_wrk distinct.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7" "$step")
+      [ "$(echo "$line" | field non2xx)" = 0 ] || echo "   soak: non-2xx responses: $line" >&2
+      samples="$samples $(($(rss_kib "$PORTCULLIS_PID") / 1024))"
+    done
+    echo "  soak ${3}s under distinct-token load, RSS every ${step}s (MiB):$samples"
+  fi
+  stop_portcullis
+}
+memory portcullis "$PORTCULLIS" "$SOAK"
+[ -n "${PORTCULLIS_ALT:-}" ] && memory alt "$PORTCULLIS_ALT" 0
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
