@@ -9,6 +9,7 @@
 #   nginx_direct          wrk -> nginx upstream (static 200)
 #   nginx_proxy           wrk -> nginx pass-through proxy (keep-alive upstream pool) -> upstream
 #   haproxy_jwt           wrk -> HAProxy 2.6 jwt_verify RS256 + iss/aud/exp checks, distinct tokens
+#   pingora_bare          wrk -> a bare pingora pass-through proxy (benches/bare_pingora.rs)
 #   portcullis_pass       wrk -> portcullis `auth: none` route
 #   portcullis_pass_logs  the same with portcullis's per-request JSON log on (to /dev/null)
 #   portcullis_one        wrk -> portcullis `auth: required` route, one token (cache hits)
@@ -19,9 +20,11 @@
 # (idle; after 100,000 distinct tokens are cached; over a soak of SOAK seconds).
 #
 # Usage: benches/load.sh            (from the repository root; Debian 12, root for apt-get)
-# Knobs: ROUNDS=3 DURATION=4 CONNS=32 TOKENS=100000 SOAK=600 BASE_PORT=28080 (five ports)
+# Knobs: PARTS="throughput latency memory" (HALF_RPS=n sets the latency test's rate when
+#        throughput is not run) ROUNDS=3 DURATION=4 CONNS=32 TOKENS=100000 SOAK=600 BASE_PORT=28080 (five ports)
 #        WORK=/tmp/dir (minted tokens are kept there and reused)
 #        PORTCULLIS=path (default: build target/release/portcullis)
+#        BARE_PINGORA=path (default: build the bare_pingora bench target)
 #        PORTCULLIS_ALT=path: a second build (another allocator, say) measured in the same
 #        rounds as alt_pass, alt_one, alt_distinct, with its RSS beside the first one's.
 set -euo pipefail
@@ -35,6 +38,7 @@ SOAK=${SOAK:-600}
 WRK_CPU=${WRK_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 WORK=${WORK:-$(mktemp -d /tmp/portcullis-load.XXXXXX)}
+PARTS=${PARTS:-throughput latency memory}
 ISS="https://issuer.example/"
 AUD="api://load"
 BASE_PORT=${BASE_PORT:-28080}
@@ -71,6 +75,11 @@ if [ -z "${PORTCULLIS:-}" ]; then
   log "building portcullis (release profile)"
   cargo build --release --locked --quiet
   PORTCULLIS=target/release/portcullis
+fi
+if [ -z "${BARE_PINGORA:-}" ]; then
+  log "building the bare pingora baseline (bench profile)"
+  BARE_PINGORA=$(cargo bench --locked --quiet --bench bare_pingora --no-run --message-format=json 2>/dev/null \
+    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
 fi
 if [ "$(wc -l <"$WORK/tokens.txt" 2>/dev/null || echo 0)" != "$TOKENS" ]; then
   log "minting $TOKENS tokens into $WORK"
@@ -285,7 +294,7 @@ tok=$(cat "$WORK/token.txt")
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_HAPROXY/api/x")" = 401 ] \
   || { echo "HAProxy accepted a request without a token" >&2; exit 1; }
 
-CONFIGS="nginx_direct nginx_proxy haproxy_jwt portcullis_pass portcullis_pass_logs portcullis_one portcullis_distinct"
+CONFIGS="nginx_direct nginx_proxy haproxy_jwt pingora_bare portcullis_pass portcullis_pass_logs portcullis_one portcullis_distinct"
 [ -n "${PORTCULLIS_ALT:-}" ] && CONFIGS="$CONFIGS alt_pass alt_one alt_distinct"
 declare -A RPS
 measure() { # config -> appends rps to RPS[config]
@@ -294,6 +303,14 @@ measure() { # config -> appends rps to RPS[config]
     nginx_direct) line=$(run_wrk common.lua "http://127.0.0.1:$P_UP/pass/x") ;;
     nginx_proxy) line=$(run_wrk common.lua "http://127.0.0.1:$P_NGINX/pass/x") ;;
     haproxy_jwt) line=$(run_wrk distinct.lua "http://127.0.0.1:$P_HAPROXY/api/orders/7") ;;
+    pingora_bare)
+      taskset -c "$SERVER_CPU" "$BARE_PINGORA" "127.0.0.1:$P_PORTCULLIS" "127.0.0.1:$P_UP" >/dev/null 2>&1 &
+      local bare=$!
+      wait_port $P_PORTCULLIS
+      line=$(run_wrk common.lua "http://127.0.0.1:$P_PORTCULLIS/pass/x")
+      kill -KILL $bare
+      wait $bare 2>/dev/null || true
+      ;;
     portcullis_* | alt_*)
       local bin=$PORTCULLIS level=warn
       [ "${c#alt_}" != "$c" ] && bin=$PORTCULLIS_ALT
@@ -304,7 +321,7 @@ measure() { # config -> appends rps to RPS[config]
         one) line=$(run_wrk one.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7") ;;
         distinct)
           line=$(run_wrk distinct.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7")
-          line="$line hits=$(metric 'portcullis_token_cache_requests_total{result="hit"}')"
+          line="$line hits=$(metric 'portcullis_token_cache_requests_total{result="hit"}' | grep . || echo 0)"
           ;;
       esac
       stop_portcullis
@@ -318,7 +335,13 @@ measure() { # config -> appends rps to RPS[config]
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {print $2/1048576 " GiB"}' /proc/meminfo); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "wrk -t1 -c$CONNS -d${DURATION}s on CPU $WRK_CPU; servers on CPU $SERVER_CPU; $ROUNDS interleaved rounds"
+has() { [ "${PARTS#*"$1"}" != "$PARTS" ]; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0) ? a / b : 0}'; }
+verdict() { awk -v x="$1" -v t="$2" 'BEGIN {print (x >= t) ? "met" : "NOT MET"}'; }
+declare -A MED
 read -r -a ALL <<<"$CONFIGS"
+if has throughput; then
 for r in $(seq "$ROUNDS"); do
   # Rotate the order each round so no configuration always runs first or last.
   for k in $(seq 0 $((${#ALL[@]} - 1))); do
@@ -326,16 +349,12 @@ for r in $(seq "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-declare -A MED
 echo
 echo "median req/s over $ROUNDS rounds:"
 for c in $CONFIGS; do
   MED[$c]=$(echo "${RPS[$c]}" | median)
   printf '  %-22s %10.0f   (%s)\n' "$c" "${MED[$c]}" "${RPS[$c]# }"
 done
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", (b > 0) ? a / b : 0}'; }
-verdict() { awk -v x="$1" -v t="$2" 'BEGIN {print (x >= t) ? "met" : "NOT MET"}'; }
 t1=$(ratio "${MED[portcullis_one]}" "${MED[portcullis_pass]}")
 t2=$(ratio "${MED[portcullis_distinct]}" "${MED[haproxy_jwt]}")
 t3=$(ratio "${MED[portcullis_pass]}" "${MED[nginx_proxy]}")
@@ -344,17 +363,25 @@ echo "targets (ratios of medians from this run):"
 echo "  1. one token / pass-through            $t1  (>= 0.95: $(verdict "$t1" 0.95))"
 echo "  2. distinct tokens / HAProxy jwt_verify $t2  (>= 1.00: $(verdict "$t2" 1.0))"
 echo "  3. pass-through / nginx proxy           $t3  (>= 0.90: $(verdict "$t3" 0.9))"
+echo "  (pingora_bare / nginx proxy: $(ratio "${MED[pingora_bare]}" "${MED[nginx_proxy]}"); portcullis pass-through / pingora_bare: $(ratio "${MED[portcullis_pass]}" "${MED[pingora_bare]}"))"
 echo "  (pass-through with request logs / without: $(ratio "${MED[portcullis_pass_logs]}" "${MED[portcullis_pass]}"))"
 if [ -n "${PORTCULLIS_ALT:-}" ]; then
   echo "  ($PORTCULLIS_ALT / $PORTCULLIS: pass $(ratio "${MED[alt_pass]}" "${MED[portcullis_pass]}"), one token $(ratio "${MED[alt_one]}" "${MED[portcullis_one]}"), distinct $(ratio "${MED[alt_distinct]}" "${MED[portcullis_distinct]}"))"
 fi
+fi
 
 # --- target 4: added latency at half of maximum load -------------------------------------
-half=$(awk -v m="${MED[portcullis_one]}" 'BEGIN {printf "%d", m / 2}')
-conns=$(awk -v h="$half" 'BEGIN {c = int(h / 1000 + 0.5); print (c < 1) ? 1 : c}')
+# wrk has no fixed-rate mode: each connection sends a request, waits for the answer, then
+# pauses 1 ms. A calibration run sets the connection count that gives half the maximum.
+if has latency; then
+half=${HALF_RPS:-$(awk -v m="${MED[portcullis_one]:-0}" 'BEGIN {printf "%d", m / 2}')}
+start_portcullis warn
+line=$(run_wrk one-paced.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7" 3 8)
+stop_portcullis
+conns=$(awk -v h="$half" -v r="$(echo "$line" | field rps)" 'BEGIN {c = int(8 * h / ((r > 0) ? r : 1) + 0.5); print (c < 1) ? 1 : c}')
 echo
-echo "latency at about half of portcullis_one's maximum ($half req/s: $conns connections, 1 request/ms each):"
-declare -A P99
+echo "latency at half of portcullis_one's maximum ($half req/s: $conns connections, each pausing 1 ms between requests):"
+declare -A P99 P50
 for r in $(seq "$ROUNDS"); do
   for c in portcullis_pass portcullis_one; do
     start_portcullis warn
@@ -366,12 +393,15 @@ for r in $(seq "$ROUNDS"); do
     stop_portcullis
     printf '  %-16s round %s  %s\n' "$c" "$r" "$line"
     P99[$c]="${P99[$c]:-} $(echo "$line" | field p99)"
+    P50[$c]="${P50[$c]:-} $(echo "$line" | field p50)"
   done
 done
+echo "  p50: one token $(echo "${P50[portcullis_one]}" | median) us, pass-through $(echo "${P50[portcullis_pass]}" | median) us"
 p_pass=$(echo "${P99[portcullis_pass]}" | median)
 p_one=$(echo "${P99[portcullis_one]}" | median)
 added=$(awk -v a="$p_one" -v b="$p_pass" 'BEGIN {print a - b}')
 echo "  4. p99 one token ${p_one} us, pass-through ${p_pass} us: added ${added} us (<= 100: $(awk -v x="$added" 'BEGIN {print (x <= 100) ? "met" : "NOT MET"}'))"
+fi
 
 # --- target 5: memory --------------------------------------------------------------------
 memory() { # label binary soak-seconds
@@ -381,7 +411,7 @@ memory() { # label binary soak-seconds
   local idle full entries line need_s
   idle=$(rss_kib "$PORTCULLIS_PID")
   # Enough requests to go through every token once (the cache holds them all).
-  need_s=$(awk -v n="$TOKENS" -v r="${MED[portcullis_distinct]}" 'BEGIN {print int(1.3 * n / ((r > 0) ? r : 1000)) + 2}')
+  need_s=$(awk -v n="$TOKENS" -v r="${MED[portcullis_distinct]:-0}" 'BEGIN {print int(1.3 * n / ((r > 0) ? r : 1000)) + 2}')
   line=$(run_wrk distinct.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7" "$need_s")
   entries=$(metric portcullis_token_cache_entries)
   full=$(rss_kib "$PORTCULLIS_PID")
@@ -400,6 +430,8 @@ memory() { # label binary soak-seconds
   fi
   stop_portcullis
 }
-memory portcullis "$PORTCULLIS" "$SOAK"
-[ -n "${PORTCULLIS_ALT:-}" ] && memory alt "$PORTCULLIS_ALT" 0
+if has memory; then
+  memory portcullis "$PORTCULLIS" "$SOAK"
+  if [ -n "${PORTCULLIS_ALT:-}" ]; then memory alt "$PORTCULLIS_ALT" 0; fi
+fi
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

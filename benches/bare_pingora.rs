@@ -1,0 +1,50 @@
+//! Baseline for `benches/load.sh` (not a measurement): a bare pingora pass-through proxy, a
+//! `ProxyHttp` with only `upstream_peer`, with the same server settings as portcullis (one
+//! worker thread, upstream keep-alive pool). The load script sets it beside portcullis's
+//! `auth: none` route, which separates pingora's own cost per request from portcullis's.
+//!
+//! `cargo bench --bench bare_pingora -- LISTEN_ADDR UPSTREAM_ADDR`
+
+use async_trait::async_trait;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::server::configuration::ServerConf;
+use pingora::server::Server;
+use pingora::upstreams::peer::HttpPeer;
+use std::net::SocketAddr;
+
+struct Bare(SocketAddr);
+
+#[async_trait]
+impl ProxyHttp for Bare {
+    type CTX = ();
+    fn new_ctx(&self) {}
+
+    async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> pingora::Result<Box<HttpPeer>> {
+        Ok(Box::new(HttpPeer::new(self.0, false, String::new())))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let [listen, upstream] = args.as_slice() else {
+        // `cargo bench` runs every bench target: this one has nothing to measure by itself.
+        eprintln!("bare_pingora: usage: cargo bench --bench bare_pingora -- LISTEN UPSTREAM");
+        return;
+    };
+    let mut conf = ServerConf {
+        threads: 1,
+        grace_period_seconds: Some(0),
+        graceful_shutdown_timeout_seconds: Some(0),
+        ..ServerConf::default()
+    };
+    conf.upstream_keepalive_pool_size = 256;
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let upstream = upstream.parse().expect("UPSTREAM is host:port");
+    let mut service = pingora::proxy::http_proxy_service(&server.configuration, Bare(upstream));
+    service.add_tcp(listen);
+    server.add_service(service);
+    server.run_forever();
+}
