@@ -329,14 +329,10 @@ fn compile_upstream(name: &str, u: &raw::RawUpstream) -> Result<Upstream, Compil
     }
     let host = uri.host().unwrap_or_default();
     let port = uri.port_u16().unwrap_or(80);
-    let address = (host.trim_matches(['[', ']']), port)
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .ok_or_else(|| CompileError {
-            path: format!("{at}.url"),
-            message: format!("cannot resolve {host:?}"),
-        })?;
+    let address = resolve(host.trim_matches(['[', ']']), port).ok_or_else(|| CompileError {
+        path: format!("{at}.url"),
+        message: format!("cannot resolve {host:?}"),
+    })?;
     if u.connect_timeout.0.is_zero() || u.read_timeout.0.is_zero() {
         return err(at, "timeouts must be above zero");
     }
@@ -346,6 +342,20 @@ fn compile_upstream(name: &str, u: &raw::RawUpstream) -> Result<Upstream, Compil
         connect_timeout: u.connect_timeout.0,
         read_timeout: u.read_timeout.0,
     })
+}
+
+/// Resolve an upstream host once, at load.
+#[cfg(not(fuzzing))]
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    (host, port).to_socket_addrs().ok()?.next()
+}
+
+/// Under the fuzzer only IP literals resolve: fuzzed host names must not become DNS queries.
+#[cfg(fuzzing)]
+fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    host.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| SocketAddr::new(ip, port))
 }
 
 fn compile_issuer(
