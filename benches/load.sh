@@ -79,7 +79,8 @@ fi
 if [ -z "${BARE_PINGORA:-}" ]; then
   log "building the bare pingora baseline (bench profile)"
   BARE_PINGORA=$(cargo bench --locked --quiet --bench bare_pingora --no-run --message-format=json 2>/dev/null \
-    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+    | grep '"name":"bare_pingora"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+  [ -x "$BARE_PINGORA" ] || { echo "could not build benches/bare_pingora.rs" >&2; exit 1; }
 fi
 if [ "$(wc -l <"$WORK/tokens.txt" 2>/dev/null || echo 0)" != "$TOKENS" ]; then
   log "minting $TOKENS tokens into $WORK"

@@ -288,3 +288,90 @@ fn rsa_bits(modulus: &[u8]) -> usize {
     };
     m.len() * 8 - m[0].leading_zeros() as usize
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::demo::keys::{jwks, SigningKey};
+    use crate::token::verify::{check_signature, parse, VerifyError};
+    use serde_json::json;
+
+    fn set_of(keys: &[&SigningKey]) -> KeySet {
+        KeySet::parse(jwks(keys).to_string().as_bytes(), 10)
+            .unwrap()
+            .0
+    }
+
+    #[test]
+    fn parsed_keys_verify_their_own_algorithm_only() {
+        for alg in [
+            Algorithm::RS256,
+            Algorithm::PS384,
+            Algorithm::ES256,
+            Algorithm::ES384,
+            Algorithm::EdDSA,
+        ] {
+            let signer = SigningKey::generate("k", alg);
+            let set = set_of(&[&signer]);
+            let key = set.by_kid("k").unwrap();
+            let token = signer.mint(&json!({"sub": "a"}));
+            let parsed = parse(&token).unwrap();
+            assert_eq!(check_signature(&parsed, &key.key, alg), Ok(()), "{alg:?}");
+            // The JWK names its alg: the key was parsed for that one alone.
+            let other = if alg == Algorithm::RS256 {
+                Algorithm::PS256
+            } else {
+                Algorithm::RS256
+            };
+            assert_eq!(
+                check_signature(&parsed, &key.key, other),
+                Err(VerifyError::BadSignature)
+            );
+            let tampered = token.replacen(".ey", ".eyA", 1);
+            if let Ok(p) = parse(&tampered) {
+                assert!(check_signature(&p, &key.key, alg).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn an_rsa_key_without_alg_serves_every_rsa_algorithm() {
+        let rs = SigningKey::generate("k", Algorithm::RS256);
+        let mut jwk = rs.jwk();
+        jwk.as_object_mut().unwrap().remove("alg");
+        let body = json!({"keys": [jwk]}).to_string();
+        let (set, _) = KeySet::parse(body.as_bytes(), 10).unwrap();
+        let key = set.by_kid("k").unwrap();
+        let token = rs.mint(&json!({"sub": "a"}));
+        let parsed = parse(&token).unwrap();
+        assert_eq!(check_signature(&parsed, &key.key, Algorithm::RS256), Ok(()));
+        assert!(key.accepts(Algorithm::PS512));
+        assert_eq!(
+            check_signature(&parsed, &key.key, Algorithm::PS256),
+            Err(VerifyError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn oversized_or_malformed_signatures_are_refused_before_verifying() {
+        let signer = SigningKey::generate("k", Algorithm::ES256);
+        let set = set_of(&[&signer]);
+        let key = &set.by_kid("k").unwrap().key;
+        let token = signer.mint(&json!({"sub": "a"}));
+        let input = token.rsplit_once('.').unwrap().0;
+        for sig in [
+            "A".repeat(1367),
+            "A".repeat(5),
+            "AA=A".into(),
+            "AA+A".into(),
+        ] {
+            let forged = format!("{input}.{sig}");
+            let parsed = parse(&forged).unwrap();
+            assert_eq!(
+                check_signature(&parsed, key, Algorithm::ES256),
+                Err(VerifyError::BadSignature),
+                "{sig:.8}"
+            );
+        }
+    }
+}
