@@ -22,3 +22,31 @@ async fn a_valid_token_is_forwarded_with_identity_headers_and_none_is_refused() 
         Some("Bearer realm=\"portcullis\"")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claim_rules_are_enforced_on_first_use_and_from_the_cache() {
+    let s = setup().await;
+    let allowed = s
+        .issuer
+        .token(json!({"org_id": "globex", "email_verified": true}));
+    let wrong_org = s
+        .issuer
+        .token(json!({"org_id": "initech", "email_verified": true}));
+    let unverified = s
+        .issuer
+        .token(json!({"org_id": "acme", "email_verified": false}));
+    let missing = s.issuer.token(json!({"email_verified": true}));
+    for _ in 0..2 {
+        // The second round is served from the verified-token cache.
+        assert_eq!(s.gw.get_bearer("/api/org/1", &allowed).await.status, 200);
+        for token in [&wrong_org, &unverified, &missing] {
+            let r = s.gw.get_bearer("/api/org/1", token).await;
+            assert_eq!(r.status, 403);
+            assert_eq!(r.error(), "insufficient_scope");
+        }
+    }
+    // The identity headers still carry claims that no rule reads.
+    let echo = s.gw.get_bearer("/api/org/1", &allowed).await.echo();
+    assert_eq!(echo.header("x-auth-subject"), Some("user-1"));
+    assert_eq!(echo.header("x-user-org"), Some("globex"));
+}

@@ -91,6 +91,9 @@ pub struct Policy {
     pub limits: Limits,
     pub server: ServerSettings,
     pub log_subject: bool,
+    /// Top-level claims that some route's `claims:` rule reads: the only claims a cached
+    /// token keeps (identity headers are rendered at verification).
+    pub authz_claims: Vec<String>,
 }
 
 /// Default `limits.max_token_bytes`.
@@ -197,6 +200,12 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
         );
     }
 
+    let mut authz_claims: Vec<String> = routes
+        .iter()
+        .flat_map(|r: &Route| r.claims.iter().map(|c| c.claim.top_level()))
+        .collect();
+    authz_claims.sort();
+    authz_claims.dedup();
     let identity = compile_identity(&raw.identity)?;
     let token_sources = TokenSources {
         cookie: non_empty("token_sources.cookie", &raw.token_sources.cookie)?,
@@ -245,6 +254,7 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
                 .map_or(Duration::from_secs(25), |d| d.0),
         },
         log_subject: raw.log_subject,
+        authz_claims,
     })
 }
 

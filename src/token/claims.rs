@@ -32,6 +32,19 @@ impl ClaimRef {
         }
     }
 
+    /// The top-level claim this reference reads (a pointer's first segment, unescaped).
+    pub fn top_level(&self) -> String {
+        match self {
+            ClaimRef::Name(n) => n.clone(),
+            ClaimRef::Pointer(p) => p[1..]
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .replace("~1", "/")
+                .replace("~0", "~"),
+        }
+    }
+
     /// The claim's value; `None` when absent or `null`.
     pub fn lookup<'a>(&self, claims: &'a Value) -> Option<&'a Value> {
         let v = match self {
@@ -82,5 +95,22 @@ impl ScopeSet {
     /// Space-separated, for the scopes identity header.
     pub fn joined(&self) -> String {
         self.0.join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ClaimRef;
+
+    #[test]
+    fn a_pointer_reads_its_unescaped_first_segment() {
+        let top = |n: &str| ClaimRef::parse(n).unwrap().top_level();
+        assert_eq!(top("org_id"), "org_id");
+        assert_eq!(top("/org/id"), "org");
+        assert_eq!(
+            top("/https:~1~1example.com~1roles"),
+            "https://example.com/roles"
+        );
+        assert_eq!(top("/a~0b/c"), "a~b");
     }
 }
