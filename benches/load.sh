@@ -331,6 +331,8 @@ measure() { # config -> appends rps to RPS[config]
   printf '%-22s round %s  %s\n' "$c" "$r" "$line"
   [ "$(echo "$line" | field non2xx)" = 0 ] && [ "$(echo "$line" | field errors)" = 0 ] \
     || echo "   ^ NOT ALL RESPONSES WERE 2xx: this run does not count" >&2
+  [ "$(echo "$line" | field hits)" = "" ] || [ "$(echo "$line" | field hits)" = 0 ] \
+    || echo "   ^ TOKENS REPEATED (cache hits): not a distinct-token run; raise TOKENS" >&2
   RPS[$c]="${RPS[$c]:-} $(echo "$line" | field rps)"
   ROUND_RPS[$c,$r]=$(echo "$line" | field rps)
 }
