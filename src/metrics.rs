@@ -15,6 +15,10 @@ pub struct Metrics {
     pub verify_seconds: Histogram,
     /// `hit` / `miss`.
     pub token_cache: IntCounterVec,
+    /// `token_cache{result="hit"}` and `{result="miss"}`, resolved once: they are bumped on
+    /// every authenticated request.
+    pub token_cache_hit: prometheus::IntCounter,
+    pub token_cache_miss: prometheus::IntCounter,
     pub token_cache_entries: IntGauge,
     /// Key refreshes by issuer and result (`ok`, `not_modified`, `http_error`, `timeout`,
     /// `invalid`, `too_large`).
@@ -59,6 +63,11 @@ impl Metrics {
         registry
             .register(Box::new(token_cache_entries.clone()))
             .expect("unique metric");
+        let token_cache = counter(
+            "token_cache_requests_total",
+            "Verified-token cache lookups",
+            &["result"],
+        );
         Metrics {
             requests: counter(
                 "requests_total",
@@ -75,11 +84,9 @@ impl Metrics {
                 "Uncached token verification time",
                 latency,
             ),
-            token_cache: counter(
-                "token_cache_requests_total",
-                "Verified-token cache lookups",
-                &["result"],
-            ),
+            token_cache_hit: token_cache.with_label_values(&["hit"]),
+            token_cache_miss: token_cache.with_label_values(&["miss"]),
+            token_cache,
             token_cache_entries,
             jwks_refresh: counter(
                 "jwks_refresh_total",

@@ -127,12 +127,12 @@ impl Authenticator {
         if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
             if let Some(hit) = cache.get(digest) {
                 if hit.expires_at > Instant::now() && key_still_present(&hit, keys) {
-                    metrics.token_cache.with_label_values(&["hit"]).inc();
+                    metrics.token_cache_hit.inc();
                     return Ok(hit);
                 }
                 cache.invalidate(digest);
             }
-            metrics.token_cache.with_label_values(&["miss"]).inc();
+            metrics.token_cache_miss.inc();
         }
         let started = Instant::now();
         let result = self.verify_uncached(token, policy, keys, metrics).await;
