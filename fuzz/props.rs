@@ -673,7 +673,7 @@ fn assert_canonical_shape(path: &str) {
     let bytes = path.as_bytes();
     for (i, &b) in bytes.iter().enumerate() {
         assert!(
-            !(b < 0x21 || b >= 0x7f || matches!(b, b'\\' | b';' | b'#' | b'?')),
+            (0x21..0x7f).contains(&b) && !matches!(b, b'\\' | b';' | b'#' | b'?'),
             "canonical path {path:?} holds byte {b:#04x}"
         );
         if b == b'%' {

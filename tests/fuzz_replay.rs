@@ -13,7 +13,10 @@ use serde_json::{json, Value};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-const TARGETS: [(&str, fn(&[u8])); 4] = [
+/// A fuzz target's property function: panics on a violation.
+type Property = fn(&[u8]);
+
+const TARGETS: [(&str, Property); 4] = [
     ("token", props::token),
     ("path_route", props::path_route),
     ("config", props::config),
