@@ -15,7 +15,7 @@ use http::{HeaderName, Method};
 use ipnet::IpNet;
 use jsonwebtoken::{Algorithm, DecodingKey};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -357,6 +357,7 @@ fn compile_upstream(name: &str, u: &raw::RawUpstream) -> Result<Upstream, Compil
 /// Resolve an upstream host once, at load.
 #[cfg(not(fuzzing))]
 fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    use std::net::ToSocketAddrs;
     (host, port).to_socket_addrs().ok()?.next()
 }
 
