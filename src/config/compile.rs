@@ -10,10 +10,10 @@ use crate::keys::{KeySet, KeySettings, KeySource};
 use crate::route::{Auth, HostMatch, PathPattern, Route, RouteTable};
 use crate::token::claims::ClaimRef;
 use crate::token::extract::TokenSources;
-use crate::token::verify::IssuerRules;
+use crate::token::verify::{HmacSecret, IssuerRules};
 use http::{HeaderName, Method};
 use ipnet::IpNet;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -425,12 +425,7 @@ fn compile_issuer(
                     "the HMAC secret must be at least 32 bytes",
                 );
             }
-            Some(
-                DecodingKey::from_secret(secret.as_bytes()).map_err(|_| CompileError {
-                    path: format!("{at}.hmac_secret_env"),
-                    message: "unusable secret".into(),
-                })?,
-            )
+            Some(HmacSecret::new(secret.as_bytes()))
         }
         None => None,
     };

@@ -4,7 +4,7 @@
 
 use crate::token::claims::ClaimRef;
 use base64::Engine;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::Algorithm;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -69,7 +69,7 @@ pub struct IssuerRules {
     pub max_token_lifetime: Option<Duration>,
     pub required_typ: Option<String>,
     /// The HS256/384/512 secret; HMAC tokens verify only with it.
-    pub hmac: Option<DecodingKey>,
+    pub hmac: Option<HmacSecret>,
 }
 
 impl fmt::Debug for IssuerRules {
@@ -191,7 +191,7 @@ pub const MAX_SIGNATURE_BYTES: usize = 1024;
 const MAX_SIGNATURE_B64: usize = (MAX_SIGNATURE_BYTES * 4).div_ceil(3);
 
 /// Key material that can check a signature: a JWKS key parsed at load
-/// (`keys::set::PublicKey`) or an issuer's HMAC secret (`DecodingKey`).
+/// (`keys::set::PublicKey`) or an issuer's HMAC secret (`HmacSecret`).
 pub trait SignatureKey {
     /// Does `signature` (raw bytes) sign `message` under `alg`?
     fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool;
@@ -203,29 +203,35 @@ impl SignatureKey for crate::keys::set::PublicKey {
     }
 }
 
-impl SignatureKey for DecodingKey {
-    fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
-        use aws_lc_rs::hmac;
-        let hmac_alg = match alg {
-            Algorithm::HS256 => hmac::HMAC_SHA256,
-            Algorithm::HS384 => hmac::HMAC_SHA384,
-            Algorithm::HS512 => hmac::HMAC_SHA512,
-            // Not an HMAC algorithm: jsonwebtoken decides (and refuses a secret for it).
-            _ => {
-                let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(signature);
-                return matches!(
-                    jsonwebtoken::crypto::verify(&b64, message, self, alg),
-                    Ok(true)
-                );
-            }
-        };
-        match (self.family(), self.try_get_as_bytes()) {
-            (jsonwebtoken::AlgorithmFamily::Hmac, Ok(secret)) => {
-                // Constant-time comparison, as jsonwebtoken's own HMAC verifier.
-                hmac::verify(&hmac::Key::new(hmac_alg, secret), message, signature).is_ok()
-            }
-            _ => false,
+/// An issuer's HMAC secret, its aws-lc keys built once at load. HMAC tokens verify only with
+/// it, never with a JWKS key.
+pub struct HmacSecret {
+    hs256: aws_lc_rs::hmac::Key,
+    hs384: aws_lc_rs::hmac::Key,
+    hs512: aws_lc_rs::hmac::Key,
+}
+
+impl HmacSecret {
+    pub fn new(secret: &[u8]) -> Self {
+        use aws_lc_rs::hmac::{Key, HMAC_SHA256, HMAC_SHA384, HMAC_SHA512};
+        HmacSecret {
+            hs256: Key::new(HMAC_SHA256, secret),
+            hs384: Key::new(HMAC_SHA384, secret),
+            hs512: Key::new(HMAC_SHA512, secret),
         }
+    }
+}
+
+impl SignatureKey for HmacSecret {
+    fn verify(&self, alg: Algorithm, message: &[u8], signature: &[u8]) -> bool {
+        let key = match alg {
+            Algorithm::HS256 => &self.hs256,
+            Algorithm::HS384 => &self.hs384,
+            Algorithm::HS512 => &self.hs512,
+            _ => return false,
+        };
+        // Constant-time comparison.
+        aws_lc_rs::hmac::verify(key, message, signature).is_ok()
     }
 }
 
