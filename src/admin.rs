@@ -17,19 +17,19 @@ pub struct AdminState {
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
     /// For the token-cache entry gauge.
-    pub cache_entries: Box<dyn Fn() -> u64 + Send + Sync>,
+    pub auth: Arc<Authenticator>,
 }
 
 impl AdminState {
     pub fn new(
         keys: Arc<KeyStore>,
         metrics: Arc<Metrics>,
-        gateway_auth: Arc<Authenticator>,
+        auth: Arc<Authenticator>,
     ) -> Self {
         AdminState {
             keys,
             metrics,
-            cache_entries: Box::new(move || gateway_auth.cached_entries()),
+            auth,
         }
     }
 
@@ -89,7 +89,7 @@ impl AdminState {
         }
         self.metrics
             .token_cache_entries
-            .set((self.cache_entries)() as i64);
+            .set(self.auth.cached_entries() as i64);
     }
 }
 

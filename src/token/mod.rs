@@ -7,7 +7,7 @@ pub mod verify;
 
 use crate::config::Policy;
 use crate::identity::UnsafeClaim;
-use crate::keys::{KeySet, KeyStore, Refetch, VerifyKey};
+use crate::keys::{KeyFamily, KeySet, KeyStore, Refetch, VerifyKey};
 use crate::metrics::Metrics;
 use aws_lc_rs::digest;
 use claims::ScopeSet;
@@ -164,15 +164,18 @@ impl Authenticator {
         let rules = &policy.issuers[index];
         let alg = verify::check_header(&parsed.header, rules)?;
 
-        let key_id =
-            if let Some(secret) = rules.hmac.as_ref().filter(|_| keyset_family(alg).is_none()) {
-                verify::check_signature(&parsed, secret, alg)?;
-                0
-            } else {
-                let key = find_key(&parsed, alg, index, keys, metrics).await?;
-                verify::check_signature(&parsed, &key.key, alg)?;
-                key.id
-            };
+        let key_id = if let Some(secret) = rules
+            .hmac
+            .as_ref()
+            .filter(|_| KeyFamily::for_alg(alg).is_none())
+        {
+            verify::check_signature(&parsed, secret, alg)?;
+            0
+        } else {
+            let key = find_key(&parsed, alg, index, keys, metrics).await?;
+            verify::check_signature(&parsed, &key.key, alg)?;
+            key.id
+        };
 
         let now = unix_now();
         let exp = verify::check_claims(&parsed.claims, rules, now)?;
@@ -217,11 +220,6 @@ fn keep_only(claims: Value, names: &[String]) -> Value {
     Value::Object(kept)
 }
 
-/// HMAC algorithms never use a key set.
-fn keyset_family(alg: jsonwebtoken::Algorithm) -> Option<crate::keys::KeyFamily> {
-    crate::keys::KeyFamily::for_alg(alg)
-}
-
 /// A cached token stays valid only while the key that verified it is still in its issuer's set.
 fn key_still_present(identity: &Identity, keys: &KeyStore) -> bool {
     identity.key_id == 0
@@ -240,7 +238,7 @@ async fn find_key(
     keys: &KeyStore,
     metrics: &Metrics,
 ) -> Result<Arc<VerifyKey>, AuthError> {
-    if keyset_family(alg).is_none() {
+    if KeyFamily::for_alg(alg).is_none() {
         // An HMAC alg on an issuer without a secret never reaches the key set.
         return Err(VerifyError::AlgorithmNotAllowed.into());
     }
