@@ -21,11 +21,7 @@ pub struct AdminState {
 }
 
 impl AdminState {
-    pub fn new(
-        keys: Arc<KeyStore>,
-        metrics: Arc<Metrics>,
-        auth: Arc<Authenticator>,
-    ) -> Self {
+    pub fn new(keys: Arc<KeyStore>, metrics: Arc<Metrics>, auth: Arc<Authenticator>) -> Self {
         AdminState {
             keys,
             metrics,
