@@ -96,6 +96,7 @@ fn fixture() -> Fixture {
 
 fn bench_verify(c: &mut Criterion) {
     let f = fixture();
+    let rules = portcullis::engine::token_rules(&f.policy);
     let cold = Authenticator::new(0);
     let warm = Authenticator::new(10_000);
     for key in &f.signers {
@@ -142,13 +143,13 @@ fn bench_verify(c: &mut Criterion) {
             })
         });
 
-        ready(cold.authenticate(&token, &f.policy, &f.keys, &f.metrics)).expect("valid token");
+        ready(cold.authenticate(&token, &rules, &f.keys, &f.metrics)).expect("valid token");
         group.bench_function("authenticate_uncached", |b| {
-            b.iter(|| ready(cold.authenticate(black_box(&token), &f.policy, &f.keys, &f.metrics)))
+            b.iter(|| ready(cold.authenticate(black_box(&token), &rules, &f.keys, &f.metrics)))
         });
-        ready(warm.authenticate(&token, &f.policy, &f.keys, &f.metrics)).expect("valid token");
+        ready(warm.authenticate(&token, &rules, &f.keys, &f.metrics)).expect("valid token");
         group.bench_function("authenticate_cache_hit", |b| {
-            b.iter(|| ready(warm.authenticate(black_box(&token), &f.policy, &f.keys, &f.metrics)))
+            b.iter(|| ready(warm.authenticate(black_box(&token), &rules, &f.keys, &f.metrics)))
         });
         if key.alg == Algorithm::HS256 {
             cache_miss_and_insert(&mut group, &f, key);
@@ -171,13 +172,14 @@ fn cache_miss_and_insert(
         .map(|i| key.mint(&claims(key.alg, &format!("user-{i}"))))
         .collect();
     let cache = Authenticator::new(CAPACITY);
+    let rules = portcullis::engine::token_rules(&f.policy);
     let hits = |m: &Metrics| m.token_cache.with_label_values(&["hit"]).get();
     let (hits_before, mut calls, mut next) = (hits(&f.metrics), 0u64, 0usize);
     group.bench_function("authenticate_cache_miss_insert", |b| {
         b.iter(|| {
             next = (next + 1) % pool.len();
             calls += 1;
-            ready(cache.authenticate(&pool[next], &f.policy, &f.keys, &f.metrics))
+            ready(cache.authenticate(&pool[next], &rules, &f.keys, &f.metrics))
         })
     });
     eprintln!(

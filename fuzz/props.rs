@@ -333,7 +333,12 @@ fn authenticate(
     a: &Authenticator,
     token: &str,
 ) -> Result<Arc<Identity>, AuthError> {
-    f.rt.block_on(a.authenticate(token, &f.policy, &f.keys, &f.metrics))
+    f.rt.block_on(a.authenticate(
+        token,
+        &portcullis::engine::token_rules(&f.policy),
+        &f.keys,
+        &f.metrics,
+    ))
 }
 
 /// Input: byte 0 even → the rest is a token as text. Byte 0 odd → byte 1 picks a `SIGNERS`
@@ -370,7 +375,7 @@ fn same_answer(a: &Result<Arc<Identity>, AuthError>, b: &Result<Arc<Identity>, A
     match (a, b) {
         (Ok(x), Ok(y)) => {
             x.issuer == y.issuer
-                && x.key_id == y.key_id
+                && x.signer == y.signer
                 && x.claims == y.claims
                 && x.headers == y.headers
                 && x.subject == y.subject
@@ -585,7 +590,7 @@ fn verified_token_properties(f: &TokenFixture, token: &str, id: &Identity, befor
 fn clone_identity(id: &Identity) -> Identity {
     Identity {
         issuer: id.issuer,
-        key_id: id.key_id,
+        signer: id.signer,
         expires_at: id.expires_at,
         claims: id.claims.clone(),
         scopes: id.scopes.clone(),

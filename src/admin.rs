@@ -91,7 +91,7 @@ impl AdminState {
 
 /// Serve the admin endpoints on `listener` until the process ends.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<AdminState>) {
-    crate::demo::http::serve(listener, move |req: Request<Incoming>| {
+    crate::http1::serve(listener, move |req: Request<Incoming>| {
         let state = Arc::clone(&state);
         async move {
             let (status, ctype, body) = state.handle(req.uri().path());

@@ -63,14 +63,30 @@ impl ClaimRule {
     }
 }
 
-/// Every rule of a route holds for these claims and scopes.
+/// Which of a route's rules a token does not meet. Both carry the route's scopes for the
+/// 403 challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unmet {
+    /// The `scopes:` rule.
+    Scopes(Option<String>),
+    /// One of the `claims:` rules.
+    Claim(Option<String>),
+}
+
+/// Every rule of a route holds for these claims and scopes; the scope rule is judged first.
 pub fn authorise(
     scopes: &ScopeRule,
     claim_rules: &[ClaimRule],
     claims: &Value,
     set: &ScopeSet,
-) -> bool {
-    scopes.allows(set) && claim_rules.iter().all(|r| r.allows(claims))
+) -> Result<(), Unmet> {
+    if !scopes.allows(set) {
+        return Err(Unmet::Scopes(scopes.challenge()));
+    }
+    if !claim_rules.iter().all(|r| r.allows(claims)) {
+        return Err(Unmet::Claim(scopes.challenge()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -117,5 +133,28 @@ mod tests {
         assert!(rule("email_verified", Expect::Bool(true)).allows(&claims));
         assert!(!rule("email_verified", Expect::Bool(false)).allows(&claims));
         assert!(!rule("missing", Expect::Bool(false)).allows(&claims));
+    }
+
+    #[test]
+    fn authorise_names_the_rule_that_failed() {
+        let set = ScopeSet::from_claims(&json!({"scope": "a"}), &refs(&["scope"]));
+        let claims = json!({"org": "acme"});
+        let need_b = ScopeRule::AllOf(vec!["b".into()]);
+        let org = |v: &str| ClaimRule {
+            claim: ClaimRef::parse("org").unwrap(),
+            expect: Expect::OneOf(vec![json!(v)]),
+        };
+        assert_eq!(
+            authorise(&need_b, &[org("acme")], &claims, &set),
+            Err(Unmet::Scopes(Some("b".into())))
+        );
+        assert_eq!(
+            authorise(&ScopeRule::Nothing, &[org("globex")], &claims, &set),
+            Err(Unmet::Claim(None))
+        );
+        assert_eq!(
+            authorise(&ScopeRule::Nothing, &[org("acme")], &claims, &set),
+            Ok(())
+        );
     }
 }

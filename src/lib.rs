@@ -1,16 +1,20 @@
-//! portcullis: a reverse-proxy auth gateway on pingora. Each request goes through the
-//! pipeline of SPEC section 1, one module per stage:
+//! portcullis: a reverse-proxy auth gateway on pingora. One module per pipeline stage:
 //!
-//! `path` (canonical path) → `identity` (strip) → `route` → `token::extract` →
-//! `token::verify` with `keys` → `authz` → `identity` (set) → forward (`proxy`).
+//! `path` (canonical target) → `route` → `token::extract` → `token` (verification, with
+//! `keys`) → `authz` → `identity` (strip and set identity headers).
 //!
-//! `config` turns the YAML file into a `Policy`; `server` runs it; `admin` and `metrics` serve
-//! operations; `demo` is the built-in issuer and echo upstream of `portcullis demo`.
+//! `engine` runs those stages for one request and returns the decision as a value (deny, or
+//! forward with these header edits); `response` is the one table from denial to status and
+//! body. `proxy` adapts pingora to the engine; `config` turns the YAML file into a `Policy`;
+//! `server` runs it; `admin` and `metrics` serve operations; `demo` is the built-in issuer and
+//! echo upstream of `portcullis demo`; `http1` is the small hyper loop admin and demo share.
 
 pub mod admin;
 pub mod authz;
 pub mod config;
 pub mod demo;
+pub mod engine;
+pub mod http1;
 pub mod identity;
 pub mod keys;
 pub mod metrics;

@@ -1,25 +1,38 @@
-//! The one place that maps a denial to what the client sees (SPEC section 2): status, JSON body
-//! `{"error", "error_description"}`, `Cache-Control: no-store`, RFC 6750 `WWW-Authenticate`,
-//! and gRPC's own status for gRPC requests. Descriptions are fixed strings, never input.
+//! The one error table: every denial the gateway can make (`Deny`), the conversions from each
+//! pipeline stage's error into it, its status, `error` code and precise reason label, and what
+//! the client sees (`reply`): JSON body `{"error", "error_description"}`, `Cache-Control:
+//! no-store`, RFC 6750 `WWW-Authenticate`, and gRPC's own status for gRPC requests. Descriptions
+//! are fixed strings, never input.
 
+use crate::authz::Unmet;
+use crate::identity::UnsafeClaim;
+use crate::path::PathError;
+use crate::token::extract::ExtractError;
+use crate::token::verify::VerifyError;
+use crate::token::AuthError;
 use bytes::Bytes;
+use pingora::{ErrorSource, ErrorType};
 
 /// The `realm` of every `WWW-Authenticate` challenge.
 pub const REALM: &str = "portcullis";
-/// `Retry-After` seconds on 503 `keys_unavailable`.
+/// `Retry-After` seconds on 503 `keys_unavailable` and `overloaded`.
 pub const RETRY_AFTER_SECS: u32 = 5;
 
 /// Why the gateway answers a request itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Deny {
-    /// 400: ambiguous path, several tokens, malformed Authorization.
-    BadRequest(&'static str),
+    /// 400: ambiguous target, bad host, several tokens, malformed Authorization.
+    BadRequest(BadRequest),
     /// 401 without an error code: no token on a required route.
     MissingToken,
-    /// 401 `invalid_token`.
-    InvalidToken(&'static str),
-    /// 403 `insufficient_scope`, with the route's scopes for the challenge.
+    /// 401 `invalid_token`, with the precise verification failure.
+    InvalidToken(VerifyError),
+    /// 403 `insufficient_scope`: the route's `scopes` rule is not met. Carries the route's
+    /// scopes for the challenge.
     InsufficientScope(Option<String>),
+    /// 403 `insufficient_scope`: one of the route's `claims` rules is not met. Answered exactly
+    /// like a missing scope (same challenge); only the reason label differs.
+    ClaimMismatch(Option<String>),
     /// 404 `no_route`.
     NoRoute,
     /// 502 `upstream_error`.
@@ -30,6 +43,34 @@ pub enum Deny {
     UpstreamTimeout,
     /// A request over one of the `limits:` (408, 413, 414, 431, 503).
     Limit(Limit),
+}
+
+/// Why a request is answered 400 `bad_request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequest {
+    /// The request target or its path.
+    Target(PathError),
+    /// A `Host` or authority that is not a plain host and port, two `Host` headers, or an
+    /// authority that names another host than `Host`.
+    Host,
+    /// A method that is not upper-case (`delete`): upstreams disagree on what it means.
+    Method,
+    /// Where the token is: several tokens, a malformed `Authorization`.
+    Token(ExtractError),
+    /// A request pingora refused to read (malformed framing, a body that broke off).
+    Malformed,
+}
+
+impl BadRequest {
+    fn description(self) -> &'static str {
+        match self {
+            BadRequest::Target(e) => e.description(),
+            BadRequest::Host => "bad host",
+            BadRequest::Method => "method must be upper-case",
+            BadRequest::Token(e) => e.description(),
+            BadRequest::Malformed => "bad request",
+        }
+    }
 }
 
 /// Which limit a request went over.
@@ -47,12 +88,60 @@ pub enum Limit {
     Busy,
 }
 
+impl From<PathError> for Deny {
+    fn from(e: PathError) -> Self {
+        Deny::BadRequest(BadRequest::Target(e))
+    }
+}
+
+impl From<ExtractError> for Deny {
+    fn from(e: ExtractError) -> Self {
+        Deny::BadRequest(BadRequest::Token(e))
+    }
+}
+
+impl From<VerifyError> for Deny {
+    fn from(e: VerifyError) -> Self {
+        Deny::InvalidToken(e)
+    }
+}
+
+impl From<AuthError> for Deny {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Invalid(v) => Deny::InvalidToken(v),
+            AuthError::KeysUnavailable => Deny::KeysUnavailable,
+        }
+    }
+}
+
+impl From<UnsafeClaim> for Deny {
+    fn from(_: UnsafeClaim) -> Self {
+        Deny::InvalidToken(VerifyError::UnsafeClaim)
+    }
+}
+
+impl From<Unmet> for Deny {
+    fn from(u: Unmet) -> Self {
+        match u {
+            Unmet::Scopes(challenge) => Deny::InsufficientScope(challenge),
+            Unmet::Claim(challenge) => Deny::ClaimMismatch(challenge),
+        }
+    }
+}
+
+impl From<Limit> for Deny {
+    fn from(l: Limit) -> Self {
+        Deny::Limit(l)
+    }
+}
+
 impl Deny {
     pub fn status(&self) -> u16 {
         match self {
             Deny::BadRequest(_) => 400,
             Deny::MissingToken | Deny::InvalidToken(_) => 401,
-            Deny::InsufficientScope(_) => 403,
+            Deny::InsufficientScope(_) | Deny::ClaimMismatch(_) => 403,
             Deny::NoRoute => 404,
             Deny::UpstreamError => 502,
             Deny::KeysUnavailable => 503,
@@ -65,13 +154,14 @@ impl Deny {
         }
     }
 
-    /// The `error` code of the body; also the decision label in metrics and logs.
+    /// The `error` code of the body (RFC 6750 where it has one). Also the `decision` label of
+    /// the request metrics.
     pub fn code(&self) -> &'static str {
         match self {
             Deny::BadRequest(_) => "bad_request",
             Deny::MissingToken => "missing_token",
             Deny::InvalidToken(_) => "invalid_token",
-            Deny::InsufficientScope(_) => "insufficient_scope",
+            Deny::InsufficientScope(_) | Deny::ClaimMismatch(_) => "insufficient_scope",
             Deny::NoRoute => "no_route",
             Deny::UpstreamError => "upstream_error",
             Deny::KeysUnavailable => "keys_unavailable",
@@ -84,11 +174,25 @@ impl Deny {
         }
     }
 
+    /// The precise reason, one of a closed set of labels: `expired`, `bad_signature`,
+    /// `unknown_kid`, `wrong_audience`, `claim_mismatch`… Logged with every request.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Deny::MissingToken => "no_token",
+            Deny::InvalidToken(v) => v.label(),
+            Deny::ClaimMismatch(_) => "claim_mismatch",
+            other => other.code(),
+        }
+    }
+
     pub fn description(&self) -> &'static str {
         match self {
-            Deny::BadRequest(d) | Deny::InvalidToken(d) => d,
+            Deny::BadRequest(b) => b.description(),
+            Deny::InvalidToken(v) => v.description(),
             Deny::MissingToken => "bearer token required",
-            Deny::InsufficientScope(_) => "token lacks a required scope or claim",
+            Deny::InsufficientScope(_) | Deny::ClaimMismatch(_) => {
+                "token lacks a required scope or claim"
+            }
             Deny::NoRoute => "no route for this request",
             Deny::UpstreamError => "upstream unavailable",
             Deny::KeysUnavailable => "signing keys not available yet",
@@ -105,11 +209,28 @@ impl Deny {
     fn grpc_status(&self) -> Option<u8> {
         match self {
             Deny::MissingToken | Deny::InvalidToken(_) => Some(16),
-            Deny::InsufficientScope(_) => Some(7),
+            Deny::InsufficientScope(_) | Deny::ClaimMismatch(_) => Some(7),
             Deny::KeysUnavailable => Some(14),
             Deny::NoRoute => Some(12),
             _ => None,
         }
+    }
+}
+
+/// The denial for an error pingora reports while reading the request or proxying it: a body
+/// over `max_body_bytes` (413), a stalled body (408), a request pingora could not read (400),
+/// an upstream that timed out (504) or failed in any other way (502).
+pub fn deny_for_proxy_error(source: &ErrorSource, etype: &ErrorType) -> Deny {
+    match (source, etype) {
+        (_, ErrorType::HTTPStatus(413)) => Deny::Limit(Limit::Body),
+        (ErrorSource::Downstream, ErrorType::ReadTimedout) => Deny::Limit(Limit::BodyTimeout),
+        (_, ErrorType::HTTPStatus(400)) | (ErrorSource::Downstream, _) => {
+            Deny::BadRequest(BadRequest::Malformed)
+        }
+        (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
+            Deny::UpstreamTimeout
+        }
+        _ => Deny::UpstreamError,
     }
 }
 
@@ -147,11 +268,14 @@ pub fn reply(deny: &Deny, grpc: bool) -> Reply {
         Deny::MissingToken => {
             headers.push(("www-authenticate", format!("Bearer realm=\"{REALM}\"")))
         }
-        Deny::InvalidToken(d) => headers.push((
+        Deny::InvalidToken(v) => headers.push((
             "www-authenticate",
-            format!("Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{d}\""),
+            format!(
+                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+                v.description()
+            ),
         )),
-        Deny::InsufficientScope(scope) => headers.push((
+        Deny::InsufficientScope(scope) | Deny::ClaimMismatch(scope) => headers.push((
             "www-authenticate",
             match scope {
                 Some(s) => {
@@ -177,27 +301,158 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_denial_maps_to_its_status_and_code() {
+    fn every_denial_maps_to_its_status_code_and_reason() {
         let table = [
-            (Deny::BadRequest("x"), 400, "bad_request"),
-            (Deny::MissingToken, 401, "missing_token"),
-            (Deny::InvalidToken("x"), 401, "invalid_token"),
-            (Deny::InsufficientScope(None), 403, "insufficient_scope"),
-            (Deny::NoRoute, 404, "no_route"),
-            (Deny::UpstreamError, 502, "upstream_error"),
-            (Deny::KeysUnavailable, 503, "keys_unavailable"),
-            (Deny::UpstreamTimeout, 504, "upstream_timeout"),
-            (Deny::Limit(Limit::BodyTimeout), 408, "request_timeout"),
-            (Deny::Limit(Limit::Body), 413, "body_too_large"),
-            (Deny::Limit(Limit::Target), 414, "uri_too_long"),
-            (Deny::Limit(Limit::Headers), 431, "headers_too_large"),
-            (Deny::Limit(Limit::Busy), 503, "overloaded"),
+            (
+                Deny::BadRequest(BadRequest::Host),
+                400,
+                "bad_request",
+                "bad_request",
+            ),
+            (Deny::MissingToken, 401, "missing_token", "no_token"),
+            (
+                Deny::InvalidToken(VerifyError::Expired),
+                401,
+                "invalid_token",
+                "expired",
+            ),
+            (
+                Deny::InsufficientScope(None),
+                403,
+                "insufficient_scope",
+                "insufficient_scope",
+            ),
+            (
+                Deny::ClaimMismatch(None),
+                403,
+                "insufficient_scope",
+                "claim_mismatch",
+            ),
+            (Deny::NoRoute, 404, "no_route", "no_route"),
+            (Deny::UpstreamError, 502, "upstream_error", "upstream_error"),
+            (
+                Deny::KeysUnavailable,
+                503,
+                "keys_unavailable",
+                "keys_unavailable",
+            ),
+            (
+                Deny::UpstreamTimeout,
+                504,
+                "upstream_timeout",
+                "upstream_timeout",
+            ),
+            (
+                Deny::Limit(Limit::BodyTimeout),
+                408,
+                "request_timeout",
+                "request_timeout",
+            ),
+            (
+                Deny::Limit(Limit::Body),
+                413,
+                "body_too_large",
+                "body_too_large",
+            ),
+            (
+                Deny::Limit(Limit::Target),
+                414,
+                "uri_too_long",
+                "uri_too_long",
+            ),
+            (
+                Deny::Limit(Limit::Headers),
+                431,
+                "headers_too_large",
+                "headers_too_large",
+            ),
+            (Deny::Limit(Limit::Busy), 503, "overloaded", "overloaded"),
         ];
-        for (deny, status, code) in table {
-            assert_eq!((deny.status(), deny.code()), (status, code));
+        for (deny, status, code, reason) in table {
+            assert_eq!(
+                (deny.status(), deny.code(), deny.reason()),
+                (status, code, reason)
+            );
             let r = reply(&deny, false);
             assert_eq!(r.status, status);
             assert!(r.headers.contains(&("cache-control", "no-store".into())));
+        }
+    }
+
+    #[test]
+    fn stage_errors_convert_to_their_denial() {
+        assert_eq!(
+            Deny::from(PathError::EncodedSlash),
+            Deny::BadRequest(BadRequest::Target(PathError::EncodedSlash))
+        );
+        assert_eq!(
+            Deny::from(ExtractError::SeveralTokens).description(),
+            "more than one token in request"
+        );
+        assert_eq!(
+            Deny::from(AuthError::KeysUnavailable),
+            Deny::KeysUnavailable
+        );
+        assert_eq!(
+            Deny::from(AuthError::Invalid(VerifyError::BadSignature)).reason(),
+            "bad_signature"
+        );
+        assert_eq!(Deny::from(UnsafeClaim).reason(), "unsafe_claim");
+        assert_eq!(
+            Deny::from(Unmet::Claim(Some("a".into()))),
+            Deny::ClaimMismatch(Some("a".into()))
+        );
+    }
+
+    #[test]
+    fn a_claim_mismatch_is_answered_like_a_missing_scope() {
+        let scope = reply(&Deny::InsufficientScope(Some("a b".into())), false);
+        let claim = reply(&Deny::ClaimMismatch(Some("a b".into())), false);
+        assert_eq!(scope, claim);
+    }
+
+    #[test]
+    fn proxy_errors_map_to_one_denial_each() {
+        use ErrorSource::{Downstream, Internal, Upstream};
+        let table = [
+            (
+                Downstream,
+                ErrorType::HTTPStatus(413),
+                Deny::Limit(Limit::Body),
+            ),
+            (
+                Internal,
+                ErrorType::HTTPStatus(413),
+                Deny::Limit(Limit::Body),
+            ),
+            (
+                Downstream,
+                ErrorType::ReadTimedout,
+                Deny::Limit(Limit::BodyTimeout),
+            ),
+            (
+                Downstream,
+                ErrorType::InvalidHTTPHeader,
+                Deny::BadRequest(BadRequest::Malformed),
+            ),
+            (
+                Internal,
+                ErrorType::HTTPStatus(400),
+                Deny::BadRequest(BadRequest::Malformed),
+            ),
+            (Upstream, ErrorType::ConnectTimedout, Deny::UpstreamTimeout),
+            (Upstream, ErrorType::ReadTimedout, Deny::UpstreamTimeout),
+            (Upstream, ErrorType::WriteTimedout, Deny::UpstreamTimeout),
+            (Upstream, ErrorType::ConnectRefused, Deny::UpstreamError),
+            (Upstream, ErrorType::ConnectionClosed, Deny::UpstreamError),
+            (Internal, ErrorType::InternalError, Deny::UpstreamError),
+        ];
+        for (source, etype, want) in table {
+            assert_eq!(
+                deny_for_proxy_error(&source, &etype),
+                want,
+                "{source:?} {etype:?}"
+            );
         }
     }
 
@@ -206,6 +461,6 @@ mod tests {
         let r = reply(&Deny::InsufficientScope(None), true);
         assert_eq!(r.status, 200);
         assert!(r.headers.contains(&("grpc-status", "7".into())));
-        assert_eq!(reply(&Deny::BadRequest("x"), true).status, 400);
+        assert_eq!(reply(&Deny::BadRequest(BadRequest::Host), true).status, 400);
     }
 }

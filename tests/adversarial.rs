@@ -190,7 +190,7 @@ async fn start_counting_echo() -> (SocketAddr, Arc<AtomicUsize>) {
     let addr = listener.local_addr().unwrap();
     let hits = Arc::new(AtomicUsize::new(0));
     let seen = Arc::clone(&hits);
-    tokio::spawn(portcullis::demo::http::serve(
+    tokio::spawn(portcullis::http1::serve(
         listener,
         move |req: http::Request<hyper::body::Incoming>| {
             let seen = Arc::clone(&seen);

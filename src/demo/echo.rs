@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub async fn start() -> std::io::Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(super::http::serve(listener, echo));
+    tokio::spawn(crate::http1::serve(listener, echo));
     Ok(addr)
 }
 

@@ -25,7 +25,7 @@ impl Issuer {
         let fetches = Arc::new(AtomicUsize::new(0));
         let (jwks, count) = (Arc::clone(&state), Arc::clone(&fetches));
         let issuer = format!("http://{addr}");
-        tokio::spawn(super::http::serve(listener, move |req| {
+        tokio::spawn(crate::http1::serve(listener, move |req| {
             let (jwks, count, issuer) = (Arc::clone(&jwks), Arc::clone(&count), issuer.clone());
             async move {
                 let body = match req.uri().path() {

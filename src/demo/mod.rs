@@ -6,7 +6,6 @@
 //! never uses this module.
 
 pub mod echo;
-pub mod http;
 pub mod issuer;
 pub mod keys;
 

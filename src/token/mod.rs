@@ -5,17 +5,42 @@ pub mod claims;
 pub mod extract;
 pub mod verify;
 
-use crate::config::Policy;
-use crate::identity::UnsafeClaim;
+use crate::identity::{IdentityPlan, UnsafeClaim};
 use crate::keys::{KeyFamily, KeySet, KeyStore, Refetch, VerifyKey};
 use crate::metrics::Metrics;
 use aws_lc_rs::digest;
 use claims::ScopeSet;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use verify::VerifyError;
+use verify::{IssuerRules, VerifyError};
+
+/// What verification needs of the policy, and no more: the issuers, the token size limit, and
+/// what a verified token keeps for later (the claims route rules read, the identity headers,
+/// the subject when it is logged).
+#[derive(Clone, Copy)]
+pub struct TokenRules<'a> {
+    pub issuers: &'a [IssuerRules],
+    /// Exact `iss` → index into `issuers`.
+    pub issuer_by_iss: &'a HashMap<String, usize>,
+    pub max_token_bytes: usize,
+    pub identity: &'a IdentityPlan,
+    /// Top-level claims that some route's `claims:` rule reads.
+    pub keep_claims: &'a [String],
+    /// Keep `sub` for the access log.
+    pub keep_subject: bool,
+}
+
+/// What verified a token's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signer {
+    /// The issuer's HMAC secret: it never leaves the key set.
+    Secret,
+    /// A key of the issuer's set, by fingerprint (`KeySet::ids`).
+    Key(u64),
+}
 
 /// Longest `kid` that may trigger a refetch.
 pub const MAX_KID_BYTES: usize = 256;
@@ -27,8 +52,8 @@ pub const REFETCH_WAIT: Duration = Duration::from_secs(3);
 pub struct Identity {
     /// Index into `Policy::issuers`.
     pub issuer: usize,
-    /// Fingerprint of the verifying key (0 for an HMAC secret).
-    pub key_id: u64,
+    /// What verified the signature.
+    pub signer: Signer,
     /// When the token expires, on the monotonic clock.
     pub expires_at: Instant,
     /// The verified claims that route `claims:` rules read (`Policy::authz_claims`), no more.
@@ -99,7 +124,7 @@ impl Authenticator {
         };
         let kept: Vec<u64> = set.ids().collect();
         let _ = cache.invalidate_entries_if(move |_, v| {
-            v.issuer == issuer && v.key_id != 0 && !kept.contains(&v.key_id)
+            v.issuer == issuer && matches!(v.signer, Signer::Key(id) if !kept.contains(&id))
         });
     }
 
@@ -107,15 +132,15 @@ impl Authenticator {
         self.cache.as_ref().map_or(0, |c| c.entry_count())
     }
 
-    /// Verify `token` against the policy's issuers and the live keys.
+    /// Verify `token` against the issuers and the live keys.
     pub async fn authenticate(
         &self,
         token: &str,
-        policy: &Policy,
+        policy: &TokenRules<'_>,
         keys: &KeyStore,
         metrics: &Metrics,
     ) -> Result<Arc<Identity>, AuthError> {
-        if token.len() > policy.limits.max_token_bytes {
+        if token.len() > policy.max_token_bytes {
             return Err(VerifyError::TooLarge.into());
         }
         let digest: Option<[u8; 32]> = self.cache.as_ref().map(|_| {
@@ -151,7 +176,7 @@ impl Authenticator {
     async fn verify_uncached(
         &self,
         token: &str,
-        policy: &Policy,
+        policy: &TokenRules<'_>,
         keys: &KeyStore,
         metrics: &Metrics,
     ) -> Result<Identity, AuthError> {
@@ -164,17 +189,17 @@ impl Authenticator {
         let rules = &policy.issuers[index];
         let alg = verify::check_header(&parsed.header, rules)?;
 
-        let key_id = if let Some(secret) = rules
+        let signer = if let Some(secret) = rules
             .hmac
             .as_ref()
             .filter(|_| KeyFamily::for_alg(alg).is_none())
         {
             verify::check_signature(&parsed, secret, alg)?;
-            0
+            Signer::Secret
         } else {
             let key = find_key(&parsed, alg, index, keys, metrics).await?;
             verify::check_signature(&parsed, &key.key, alg)?;
-            key.id
+            Signer::Key(key.id)
         };
 
         let now = unix_now();
@@ -182,7 +207,7 @@ impl Authenticator {
         let scopes = ScopeSet::from_claims(&parsed.claims, &rules.scope_claims);
         let headers = policy.identity.values(&parsed.claims, &scopes);
         let subject = policy
-            .log_subject
+            .keep_subject
             .then(|| {
                 parsed
                     .claims
@@ -197,9 +222,9 @@ impl Authenticator {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
         Ok(Identity {
             issuer: index,
-            key_id,
+            signer,
             expires_at,
-            claims: keep_only(parsed.claims, &policy.authz_claims),
+            claims: keep_only(parsed.claims, policy.keep_claims),
             scopes,
             headers,
             subject,
@@ -222,11 +247,13 @@ fn keep_only(claims: Value, names: &[String]) -> Value {
 
 /// A cached token stays valid only while the key that verified it is still in its issuer's set.
 fn key_still_present(identity: &Identity, keys: &KeyStore) -> bool {
-    identity.key_id == 0
-        || keys
+    match identity.signer {
+        Signer::Secret => true,
+        Signer::Key(id) => keys
             .issuer(identity.issuer)
             .current()
-            .is_some_and(|set| set.contains_id(identity.key_id))
+            .is_some_and(|set| set.contains_id(id)),
+    }
 }
 
 /// The key for this token: by `kid` (refetching once on a miss), or for a token without `kid`

@@ -33,6 +33,30 @@ pub enum VerifyError {
 }
 
 impl VerifyError {
+    /// The precise reason label of metrics and logs. A closed set: one label per variant.
+    pub fn label(self) -> &'static str {
+        use VerifyError::*;
+        match self {
+            TooLarge => "token_too_large",
+            Malformed => "malformed_token",
+            UnknownIssuer => "wrong_issuer",
+            IssuerNotAccepted => "issuer_not_accepted",
+            AlgorithmNotAllowed => "algorithm_not_allowed",
+            CriticalHeader => "critical_header",
+            WrongType => "wrong_type",
+            UnknownKey => "unknown_kid",
+            KeyMismatch => "key_mismatch",
+            BadSignature => "bad_signature",
+            MissingExpiry => "missing_expiry",
+            Expired => "expired",
+            NotYetValid => "not_yet_valid",
+            IssuedInFuture => "issued_in_future",
+            LifetimeTooLong => "lifetime_too_long",
+            WrongAudience => "wrong_audience",
+            UnsafeClaim => "unsafe_claim",
+        }
+    }
+
     pub fn description(self) -> &'static str {
         use VerifyError::*;
         match self {

@@ -1,5 +1,5 @@
-//! A minimal HTTP/1.1 server loop on hyper, for the demo issuer, the echo upstream and the
-//! admin listener. Not the gateway's data path: that is pingora.
+//! A minimal HTTP/1.1 server loop on hyper, for the admin listener and for the demo issuer and
+//! echo upstream. Not the gateway's data path: that is pingora.
 
 use bytes::Bytes;
 use http::{Request, Response};

@@ -1,0 +1,472 @@
+//! The decision engine: what the gateway does with one request, as a value. Pure and
+//! synchronous over a protocol-neutral request head and the compiled policy, so the server,
+//! offline tools and tests all get the same answer from the same code.
+//!
+//! Two steps, because verifying a token may wait on a key refetch and that belongs to the
+//! caller: `route` (limits, canonical target, host, route, token extraction), then the caller
+//! verifies the token `route` found, then `decide` (verification result, issuer, scope and
+//! claim rules, and every header edit of the request that goes upstream). `decide_with` runs
+//! both with a synchronous verifier.
+
+use crate::authz;
+use crate::config::{Limits, Policy};
+use crate::path;
+use crate::response::{BadRequest, Deny, Limit};
+use crate::route::{self, Auth};
+use crate::token::extract::{self, Found};
+use crate::token::verify::VerifyError;
+use crate::token::{AuthError, Identity, TokenRules};
+use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// What the engine reads of a request: its head, as any protocol delivers it.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    /// The request target as received: origin-form (`/a?b`) or absolute-form (`http://h/a`).
+    pub target: &'a [u8],
+    pub headers: &'a HeaderMap,
+    /// The address of the peer that sent the request.
+    pub peer: Option<IpAddr>,
+    /// The request arrived over TLS.
+    pub tls: bool,
+}
+
+/// A request matched to a route, with the token it carries (not yet verified).
+#[derive(Debug)]
+pub struct Routed {
+    /// Index into `Policy::routes`.
+    pub route: usize,
+    /// Canonical path: the one matched and the one forwarded.
+    pub path: String,
+    /// Query as received.
+    query: Option<String>,
+    /// The authority of an absolute-form target, as written.
+    authority: Option<String>,
+    /// The token to verify; `None` on `auth: none` routes and when the request has none.
+    token: Option<Found>,
+}
+
+impl Routed {
+    /// The token the caller must verify before `decide`, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_ref().map(|f| f.token.as_str())
+    }
+}
+
+/// How an allowed request got through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// An `auth: none` route: no token read.
+    Public,
+    /// An `auth: optional` route without a token.
+    Anonymous,
+    /// A verified token that meets the route's rules.
+    Authenticated,
+}
+
+impl Access {
+    /// The decision label of metrics and logs.
+    pub fn label(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::Anonymous => "anonymous",
+            Access::Authenticated => "allowed",
+        }
+    }
+}
+
+/// One change to the request's headers before it goes upstream. Applied in order; `Set`
+/// replaces every value of the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    Remove(HeaderName),
+    Set(HeaderName, HeaderValue),
+}
+
+/// A request to forward.
+#[derive(Debug)]
+pub struct Allow {
+    /// Index into `Policy::routes`.
+    pub route: usize,
+    /// Index into `Policy::upstreams`.
+    pub upstream: usize,
+    pub access: Access,
+    /// Canonical path and query (a token parameter removed) to send upstream.
+    pub target: String,
+    /// Canonical path alone, for logs.
+    pub path: String,
+    pub identity: Option<Arc<Identity>>,
+    /// Every header change, in order.
+    pub edits: Vec<Edit>,
+}
+
+/// A request the gateway answers itself.
+#[derive(Debug, Clone)]
+pub struct Denial {
+    /// The route matched before the denial, if any.
+    pub route: Option<usize>,
+    /// Canonical path, when the target had one.
+    pub path: Option<String>,
+    /// The verified token of a request that failed the route's rules, for the log.
+    pub identity: Option<Arc<Identity>>,
+    pub deny: Deny,
+}
+
+/// What the gateway does with a request.
+#[derive(Debug)]
+pub enum Decision {
+    Allow(Allow),
+    Deny(Denial),
+}
+
+impl Decision {
+    pub fn route(&self) -> Option<usize> {
+        match self {
+            Decision::Allow(a) => Some(a.route),
+            Decision::Deny(d) => d.route,
+        }
+    }
+}
+
+/// The token layer's view of the policy.
+pub fn token_rules(policy: &Policy) -> TokenRules<'_> {
+    TokenRules {
+        issuers: &policy.issuers,
+        issuer_by_iss: &policy.issuer_by_iss,
+        max_token_bytes: policy.limits.max_token_bytes,
+        identity: &policy.identity,
+        keep_claims: &policy.authz_claims,
+        keep_subject: policy.log_subject,
+    }
+}
+
+/// Admission: `in_flight` (this request included) against `limits.max_in_flight`.
+pub fn admit(limits: &Limits, in_flight: usize) -> Result<(), Deny> {
+    if in_flight > limits.max_in_flight {
+        return Err(Limit::Busy.into());
+    }
+    Ok(())
+}
+
+/// The request id that goes upstream and back: an incoming `X-Request-Id` if it is short
+/// printable ASCII, otherwise 128 fresh random bits in hex.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(
+            || format!("{:032x}", rand::random::<u128>()),
+            str::to_string,
+        )
+}
+
+/// Step one: limits, canonical target, host, route, token extraction.
+pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
+    let denial = |route, path: Option<&str>, deny| Denial {
+        route,
+        path: path.map(str::to_string),
+        identity: None,
+        deny,
+    };
+    check_limits(&policy.limits, head).map_err(|d| denial(None, None, d))?;
+    let target = path::parse_target(head.target).map_err(|e| denial(None, None, e.into()))?;
+    let path = target.path;
+    let host =
+        request_host(head.headers, target.authority).map_err(|d| denial(None, Some(&path), d))?;
+    let index = policy
+        .routes
+        .find(host.as_deref(), head.method, &path)
+        .ok_or_else(|| denial(None, Some(&path), Deny::NoRoute))?;
+    let route = &policy.routes.routes()[index];
+    let token = if route.auth == Auth::None {
+        None
+    } else {
+        extract::extract(
+            head.method,
+            head.headers,
+            target.query,
+            &policy.token_sources,
+        )
+        .map_err(|e| denial(Some(index), Some(&path), e.into()))?
+    };
+    Ok(Routed {
+        route: index,
+        query: target.query.map(str::to_string),
+        authority: target.authority.map(str::to_string),
+        path,
+        token,
+    })
+}
+
+/// Step two: judge the verification result `verified` (of `routed.token()`; `None` when there
+/// was no token) against the route, and list the header edits of an allowed request.
+pub fn decide(
+    policy: &Policy,
+    head: &RequestHead,
+    routed: Routed,
+    verified: Option<Result<Arc<Identity>, AuthError>>,
+    request_id: &str,
+) -> Decision {
+    let index = routed.route;
+    let identity = verified.as_ref().and_then(|v| v.as_ref().ok()).cloned();
+    match judge(policy, &routed, verified) {
+        Ok((access, identity)) => {
+            let route = &policy.routes.routes()[index];
+            let strip_tokens = route.auth != Auth::None && !policy.identity.forward_token;
+            let query = match (&policy.token_sources.query, &routed.query) {
+                (Some(name), Some(q)) if strip_tokens => extract::query_without(q, name),
+                _ => routed.query.clone(),
+            };
+            let target = match &query {
+                Some(q) => format!("{}?{q}", routed.path),
+                None => routed.path.clone(),
+            };
+            let edits = edits(
+                policy,
+                head,
+                strip_tokens,
+                identity.as_deref(),
+                routed.authority.as_deref(),
+                request_id,
+            );
+            Decision::Allow(Allow {
+                route: index,
+                upstream: route.upstream,
+                access,
+                target,
+                path: routed.path,
+                identity,
+                edits,
+            })
+        }
+        Err(deny) => Decision::Deny(Denial {
+            route: Some(index),
+            path: Some(routed.path),
+            identity,
+            deny,
+        }),
+    }
+}
+
+/// Both steps, with a synchronous verifier: for offline tools and tests.
+pub fn decide_with(
+    policy: &Policy,
+    head: &RequestHead,
+    request_id: &str,
+    verify: impl FnOnce(&str) -> Result<Arc<Identity>, AuthError>,
+) -> Decision {
+    match route(policy, head) {
+        Ok(routed) => {
+            let verified = routed.token().map(verify);
+            decide(policy, head, routed, verified, request_id)
+        }
+        Err(denial) => Decision::Deny(denial),
+    }
+}
+
+/// The route's verdict on the token (or its absence).
+fn judge(
+    policy: &Policy,
+    routed: &Routed,
+    verified: Option<Result<Arc<Identity>, AuthError>>,
+) -> Result<(Access, Option<Arc<Identity>>), Deny> {
+    let route = &policy.routes.routes()[routed.route];
+    if route.auth == Auth::None {
+        return Ok((Access::Public, None));
+    }
+    let Some(verified) = verified else {
+        return match route.auth {
+            Auth::Optional => Ok((Access::Anonymous, None)),
+            _ => Err(Deny::MissingToken),
+        };
+    };
+    let identity = verified?;
+    if !route.accepts_issuer(identity.issuer) {
+        return Err(VerifyError::IssuerNotAccepted.into());
+    }
+    if let Err(unsafe_claim) = &identity.headers {
+        return Err((*unsafe_claim).into());
+    }
+    authz::authorise(
+        &route.scopes,
+        &route.claims,
+        &identity.claims,
+        &identity.scopes,
+    )?;
+    Ok((Access::Authenticated, Some(identity)))
+}
+
+/// The `limits:` that can be judged from the request head.
+fn check_limits(limits: &Limits, head: &RequestHead) -> Result<(), Deny> {
+    if head.target.len() > limits.max_target_bytes {
+        return Err(Limit::Target.into());
+    }
+    if head.headers.len() > limits.max_header_count {
+        return Err(Limit::Headers.into());
+    }
+    let header_bytes: usize = head
+        .headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return Err(Limit::Headers.into());
+    }
+    if let Some(max) = limits.max_body_bytes {
+        let declared = head
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max) {
+            return Err(Limit::Body.into());
+        }
+    }
+    Ok(())
+}
+
+/// The request's host for route matching: the absolute-form authority or the `Host` header,
+/// which must agree when both are present. Two `Host` headers are refused.
+fn request_host(headers: &HeaderMap, authority: Option<&str>) -> Result<Option<String>, Deny> {
+    let bad = || Deny::BadRequest(BadRequest::Host);
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let header_host = match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => return Err(bad()),
+        (Some(h), None) => Some(
+            h.to_str()
+                .ok()
+                .and_then(route::normalise_host)
+                .ok_or_else(bad)?,
+        ),
+        (None, _) => None,
+    };
+    let authority_host = match authority {
+        Some(a) => Some(route::normalise_host(a).ok_or_else(bad)?),
+        None => None,
+    };
+    match (authority_host, header_host) {
+        (Some(a), Some(h)) if a != h => Err(bad()),
+        (Some(a), _) => Ok(Some(a)),
+        (None, h) => Ok(h),
+    }
+}
+
+/// Every header change of an allowed request, in the order they apply: incoming identity
+/// headers removed, token carriers removed (unless `forward_token`), identity headers set,
+/// `X-Forwarded-*` replaced or extended, `X-Request-Id` set.
+fn edits(
+    policy: &Policy,
+    head: &RequestHead,
+    strip_tokens: bool,
+    identity: Option<&Identity>,
+    authority: Option<&str>,
+    request_id: &str,
+) -> Vec<Edit> {
+    let incoming = head.headers;
+    let mut out: Vec<Edit> = incoming
+        .keys()
+        .filter(|name| policy.identity.strips(name))
+        .map(|name| Edit::Remove(name.clone()))
+        .collect();
+
+    if strip_tokens {
+        out.push(Edit::Remove(header::AUTHORIZATION));
+        if let Some(name) = &policy.token_sources.cookie {
+            if incoming.contains_key(header::COOKIE) {
+                let kept: Vec<String> = incoming
+                    .get_all(header::COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .filter_map(|v| extract::cookie_without(v, name))
+                    .collect();
+                out.push(Edit::Remove(header::COOKIE));
+                if !kept.is_empty() {
+                    out.extend(header_value(kept.join("; ")).map(|v| Edit::Set(header::COOKIE, v)));
+                }
+            }
+        }
+    }
+    if let Some(Ok(headers)) = identity.map(|i| &i.headers) {
+        out.extend(headers.iter().map(|(n, v)| Edit::Set(n.clone(), v.clone())));
+    }
+
+    // The host the request was routed by goes upstream: an absolute-form request without a
+    // `Host` header gets its authority as `Host`.
+    let host = match (incoming.get(header::HOST), authority) {
+        (Some(h), _) => Some(h.clone()),
+        (None, Some(a)) => {
+            let v = HeaderValue::from_str(a).ok();
+            if let Some(v) = &v {
+                out.push(Edit::Set(header::HOST, v.clone()));
+            }
+            v
+        }
+        (None, None) => None,
+    };
+
+    // X-Forwarded-*: replaced unless the peer is a trusted proxy.
+    let trusted = head
+        .peer
+        .is_some_and(|ip| policy.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    let peer = head.peer.map(|ip| ip.to_string()).unwrap_or_default();
+    let proto = if head.tls { "https" } else { "http" };
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    if trusted {
+        let prior: Vec<&str> = incoming
+            .get_all(&xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let mut chain = prior.join(", ");
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(&peer);
+        out.extend(header_value(chain).map(|v| Edit::Set(xff, v)));
+        if !incoming.contains_key(&xfp) {
+            out.push(Edit::Set(xfp, HeaderValue::from_static(proto)));
+        }
+    } else {
+        out.extend(header_value(peer).map(|v| Edit::Set(xff, v)));
+        out.push(Edit::Set(xfp, HeaderValue::from_static(proto)));
+        out.push(Edit::Remove(xfh.clone()));
+    }
+    if !trusted || !incoming.contains_key(&xfh) {
+        if let Some(host) = host {
+            out.push(Edit::Set(xfh, host));
+        }
+    }
+    out.extend(
+        header_value(request_id.to_string())
+            .map(|v| Edit::Set(HeaderName::from_static("x-request-id"), v)),
+    );
+    out
+}
+
+/// A header value built by the gateway from values it already checked; `None` if it is not
+/// one (then the header is left out rather than sent wrong).
+fn header_value(text: String) -> Option<HeaderValue> {
+    HeaderValue::try_from(text).ok()
+}
+
+/// Apply `edits` to a header map: what the upstream request's headers become.
+pub fn apply(headers: &mut HeaderMap, edits: &[Edit]) {
+    for edit in edits {
+        match edit {
+            Edit::Remove(name) => {
+                headers.remove(name);
+            }
+            Edit::Set(name, value) => {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,685 @@
+//! The engine without a socket: a compiled policy, the real verifier over inline keys, and a
+//! request head built in memory. Every denial reason and every header edit the black-box suites
+//! check through the running gateway is checked here too.
+
+use super::*;
+use crate::demo::keys::{jwks, now, SigningKey};
+use crate::keys::KeyStore;
+use crate::metrics::Metrics;
+use crate::token::Authenticator;
+use jsonwebtoken::Algorithm;
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::OnceLock;
+
+const ISS: &str = "https://issuer.example/";
+const OTHER_ISS: &str = "https://other.example/";
+const AUD: &str = "api://portcullis";
+
+struct Fixture {
+    policy: Policy,
+    keys: KeyStore,
+    auth: Authenticator,
+    metrics: Metrics,
+    signer: SigningKey,
+    other: SigningKey,
+    /// A key the issuers do not publish.
+    stranger: SigningKey,
+}
+
+fn yaml(jwks_main: &Value, jwks_other: &Value) -> String {
+    format!(
+        r#"
+listen: 127.0.0.1:0
+upstreams:
+  app: {{ url: "http://127.0.0.1:1" }}
+  admin: {{ url: "http://127.0.0.1:2" }}
+upstream: app
+issuers:
+  main:
+    issuer: "{ISS}"
+    audiences: [{AUD}]
+    algorithms: [RS256, ES256]
+    required_typ: null
+    max_token_lifetime: 1d
+    jwks: {jwks_main}
+  other:
+    issuer: "{OTHER_ISS}"
+    audiences: [{AUD}]
+    jwks: {jwks_other}
+identity:
+  headers:
+    x-auth-subject: sub
+    x-auth-scopes: scope
+    x-user-org: org_id
+token_sources: {{ cookie: session, query: access_token }}
+trusted_proxies: [10.0.0.0/8]
+limits: {{ max_target_bytes: 3000, max_header_count: 20, max_header_bytes: 4000, max_body_bytes: 100, max_token_bytes: 2000 }}
+routes:
+  - name: health
+    match: {{ path: /healthz }}
+    auth: none
+  - name: optional
+    match: {{ path: /opt/** }}
+    auth: optional
+  - name: orders-read
+    match: {{ path: /api/orders/**, methods: [GET, HEAD] }}
+    scopes: [read:orders]
+  - name: org
+    match: {{ path: /api/org/** }}
+    claims: {{ org_id: [acme, globex] }}
+  - name: other-only
+    match: {{ path: /other/** }}
+    issuers: [other]
+  - name: admin-host
+    match: {{ path: /admin/**, host: admin.example.com }}
+    upstream: admin
+  - name: api
+    match: {{ path: /api/** }}
+"#
+    )
+}
+
+/// A fixture whose config text is the standard one edited by `edit`.
+fn fixture_with(edit: impl Fn(String) -> String) -> Fixture {
+    let signer = SigningKey::generate("k1", Algorithm::RS256);
+    let other = SigningKey::generate("o1", Algorithm::RS256);
+    let stranger = SigningKey::generate("k1", Algorithm::RS256);
+    let text = edit(yaml(&jwks(&[&signer]), &jwks(&[&other])));
+    let policy = crate::config::from_str(&text, "engine-test.yaml", Path::new("."))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let keys = crate::server::key_store(&policy);
+    Fixture {
+        keys,
+        auth: Authenticator::new(100),
+        metrics: Metrics::new(),
+        policy,
+        signer,
+        other,
+        stranger,
+    }
+}
+
+/// One fixture for the tests that use the default policy: RSA key generation is slow.
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| fixture_with(|text| text))
+}
+
+fn claims(extra: Value) -> Value {
+    let mut c = json!({
+        "iss": ISS, "aud": AUD, "sub": "user-1",
+        "iat": now(), "exp": now() + 600,
+    });
+    for (k, v) in extra.as_object().expect("object") {
+        if v.is_null() {
+            c.as_object_mut().unwrap().remove(k);
+        } else {
+            c[k] = v.clone();
+        }
+    }
+    c
+}
+
+/// A request head, peer 192.0.2.7 unless a test says otherwise.
+struct Req {
+    method: Method,
+    target: String,
+    headers: HeaderMap,
+    peer: Option<IpAddr>,
+    tls: bool,
+}
+
+fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> Req {
+    let mut map = HeaderMap::new();
+    for (k, v) in headers {
+        map.append(
+            HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    Req {
+        method: Method::from_bytes(method.as_bytes()).unwrap(),
+        target: target.to_string(),
+        headers: map,
+        peer: Some("192.0.2.7".parse().unwrap()),
+        tls: false,
+    }
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+impl Fixture {
+    fn token(&self, extra: Value) -> String {
+        self.signer.mint(&claims(extra))
+    }
+
+    fn decide(&self, r: &Req) -> Decision {
+        let head = RequestHead {
+            method: &r.method,
+            target: r.target.as_bytes(),
+            headers: &r.headers,
+            peer: r.peer,
+            tls: r.tls,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        decide_with(&self.policy, &head, "rid-1", |token| {
+            rt.block_on(self.auth.authenticate(
+                token,
+                &token_rules(&self.policy),
+                &self.keys,
+                &self.metrics,
+            ))
+        })
+    }
+
+    fn denied(&self, r: &Req) -> Deny {
+        match self.decide(r) {
+            Decision::Deny(d) => d.deny,
+            Decision::Allow(a) => panic!("allowed on route {}: {:?}", a.route, r.target),
+        }
+    }
+
+    fn allowed(&self, r: &Req) -> Allow {
+        match self.decide(r) {
+            Decision::Allow(a) => a,
+            Decision::Deny(d) => panic!("denied {:?}: {:?}", r.target, d.deny),
+        }
+    }
+
+    fn route_name(&self, index: usize) -> &str {
+        &self.policy.routes.routes()[index].name
+    }
+}
+
+/// The headers the upstream receives: the incoming ones with the edits applied.
+fn upstream_headers(r: &Req, allow: &Allow) -> HeaderMap {
+    let mut h = r.headers.clone();
+    apply(&mut h, &allow.edits);
+    h
+}
+
+fn values<'a>(h: &'a HeaderMap, name: &str) -> Vec<&'a str> {
+    h.get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect()
+}
+
+#[test]
+fn every_denial_reason_is_decided_without_a_socket() {
+    let f = fixture();
+    let good = f.token(json!({"scope": "read:orders"}));
+    let long_target = format!("/api/{}", "a".repeat(3000));
+    let many_headers: Vec<(String, String)> =
+        (0..25).map(|i| (format!("x-h{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many_headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let big_value = "v".repeat(4100);
+    let cases: Vec<(&str, Req, u16, &str)> = vec![
+        (
+            "encoded slash",
+            req("GET", "/api/a%2Fb", &[]),
+            400,
+            "bad_request",
+        ),
+        (
+            "two hosts",
+            req("GET", "/healthz", &[("host", "a"), ("host", "b")]),
+            400,
+            "bad_request",
+        ),
+        (
+            "authority and host disagree",
+            req("GET", "http://a.example/healthz", &[("host", "b.example")]),
+            400,
+            "bad_request",
+        ),
+        (
+            "two tokens",
+            req(
+                "GET",
+                "/api/orders/1",
+                &[("authorization", &bearer(&good)), ("cookie", "session=x")],
+            ),
+            400,
+            "bad_request",
+        ),
+        (
+            "malformed authorization",
+            req("GET", "/api/orders/1", &[("authorization", "Bearer")]),
+            400,
+            "bad_request",
+        ),
+        ("no route", req("GET", "/nowhere", &[]), 404, "no_route"),
+        (
+            "target too long",
+            req("GET", &long_target, &[]),
+            414,
+            "uri_too_long",
+        ),
+        (
+            "too many headers",
+            req("GET", "/healthz", &many),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "header bytes",
+            req("GET", "/healthz", &[("x-big", &big_value)]),
+            431,
+            "headers_too_large",
+        ),
+        (
+            "declared body",
+            req("POST", "/healthz", &[("content-length", "101")]),
+            413,
+            "body_too_large",
+        ),
+        (
+            "no token",
+            req("GET", "/api/orders/1", &[]),
+            401,
+            "no_token",
+        ),
+    ];
+    for (name, r, status, reason) in cases {
+        let deny = f.denied(&r);
+        assert_eq!((deny.status(), deny.reason()), (status, reason), "{name}");
+    }
+    let busy = admit(&f.policy.limits, f.policy.limits.max_in_flight + 1).unwrap_err();
+    assert_eq!((busy.status(), busy.reason()), (503, "overloaded"));
+    assert!(admit(&f.policy.limits, f.policy.limits.max_in_flight).is_ok());
+}
+
+#[test]
+fn every_verification_failure_has_its_own_reason() {
+    let f = fixture();
+    let header = |h: Value| json!({"alg": "RS256", "kid": "k1"}).merge(h);
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("garbage", "not.a.jwt".into(), "malformed_token"),
+        (
+            "too large",
+            f.token(json!({"pad": "x".repeat(2000)})),
+            "token_too_large",
+        ),
+        (
+            "expired",
+            f.token(json!({"exp": now() - 3600, "iat": now() - 7200})),
+            "expired",
+        ),
+        (
+            "not yet valid",
+            f.token(json!({"nbf": now() + 3600})),
+            "not_yet_valid",
+        ),
+        (
+            "issued in the future",
+            f.token(json!({"iat": now() + 3600})),
+            "issued_in_future",
+        ),
+        ("no exp", f.token(json!({"exp": null})), "missing_expiry"),
+        (
+            "lifetime",
+            f.token(json!({"exp": now() + 3 * 86400})),
+            "lifetime_too_long",
+        ),
+        (
+            "audience",
+            f.token(json!({"aud": "api://elsewhere"})),
+            "wrong_audience",
+        ),
+        (
+            "unknown iss",
+            f.token(json!({"iss": "https://evil.example/"})),
+            "wrong_issuer",
+        ),
+        (
+            "signed by another key with the same kid",
+            f.stranger.mint(&claims(json!({}))),
+            "bad_signature",
+        ),
+        (
+            "unknown kid",
+            f.signer
+                .mint_with_header(&header(json!({"kid": "nope"})), &claims(json!({}))),
+            "unknown_kid",
+        ),
+        (
+            "alg outside the allow-list",
+            f.signer
+                .mint_with_header(&header(json!({"alg": "PS256"})), &claims(json!({}))),
+            "algorithm_not_allowed",
+        ),
+        (
+            "alg of another key type",
+            f.signer
+                .mint_with_header(&header(json!({"alg": "ES256"})), &claims(json!({}))),
+            "key_mismatch",
+        ),
+        (
+            "crit",
+            f.signer
+                .mint_with_header(&header(json!({"crit": ["exp"]})), &claims(json!({}))),
+            "critical_header",
+        ),
+        (
+            "control character in an identity claim",
+            f.token(json!({"sub": "a\r\nx-injected: 1"})),
+            "unsafe_claim",
+        ),
+    ];
+    for (name, token, reason) in cases {
+        let deny = f.denied(&req(
+            "GET",
+            "/api/things",
+            &[("authorization", &bearer(&token))],
+        ));
+        assert_eq!(
+            (deny.status(), deny.code(), deny.reason()),
+            (401, "invalid_token", reason),
+            "{name}"
+        );
+    }
+    // A route that narrows its issuers refuses a valid token of another one.
+    let main_token = f.token(json!({}));
+    let deny = f.denied(&req(
+        "GET",
+        "/other/x",
+        &[("authorization", &bearer(&main_token))],
+    ));
+    assert_eq!(deny.reason(), "issuer_not_accepted");
+    let other_token = f.other.mint(&claims(json!({"iss": OTHER_ISS})));
+    f.allowed(&req(
+        "GET",
+        "/other/x",
+        &[("authorization", &bearer(&other_token))],
+    ));
+}
+
+trait Merge {
+    fn merge(self, other: Value) -> Value;
+}
+
+impl Merge for Value {
+    fn merge(mut self, other: Value) -> Value {
+        for (k, v) in other.as_object().expect("object") {
+            self[k] = v.clone();
+        }
+        self
+    }
+}
+
+#[test]
+fn wrong_typ_is_refused_where_a_type_is_required() {
+    let f = fixture_with(|text| text.replace("required_typ: null", "required_typ: at+jwt"));
+    let token = f.token(json!({}));
+    let deny = f.denied(&req("GET", "/api/x", &[("authorization", &bearer(&token))]));
+    assert_eq!(deny.reason(), "wrong_type");
+}
+
+#[test]
+fn scope_and_claim_rules_deny_with_their_own_reason() {
+    let f = fixture();
+    let no_scope = f.token(json!({"scope": "write:orders"}));
+    let deny = f.denied(&req(
+        "GET",
+        "/api/orders/1",
+        &[("authorization", &bearer(&no_scope))],
+    ));
+    assert_eq!((deny.status(), deny.reason()), (403, "insufficient_scope"));
+    assert_eq!(deny, Deny::InsufficientScope(Some("read:orders".into())));
+
+    let wrong_org = f.token(json!({"org_id": "initech"}));
+    let deny = f.denied(&req(
+        "GET",
+        "/api/org/1",
+        &[("authorization", &bearer(&wrong_org))],
+    ));
+    assert_eq!(
+        (deny.status(), deny.code(), deny.reason()),
+        (403, "insufficient_scope", "claim_mismatch")
+    );
+    let acme = f.token(json!({"org_id": "acme"}));
+    f.allowed(&req(
+        "GET",
+        "/api/org/1",
+        &[("authorization", &bearer(&acme))],
+    ));
+}
+
+#[test]
+fn keys_unavailable_is_the_verifier_s_answer_passed_through() {
+    let f = fixture();
+    let r = req("GET", "/api/x", &[("authorization", &bearer("a.b.c"))]);
+    let head = RequestHead {
+        method: &r.method,
+        target: r.target.as_bytes(),
+        headers: &r.headers,
+        peer: r.peer,
+        tls: false,
+    };
+    let decision = decide_with(&f.policy, &head, "rid", |_| Err(AuthError::KeysUnavailable));
+    let Decision::Deny(d) = decision else {
+        panic!("allowed without keys")
+    };
+    assert_eq!(
+        (d.deny.status(), d.deny.reason()),
+        (503, "keys_unavailable")
+    );
+    assert_eq!(d.route.map(|i| f.route_name(i)), Some("api"));
+}
+
+#[test]
+fn allowed_requests_say_how_they_got_through() {
+    let f = fixture();
+    let public = f.allowed(&req("GET", "/healthz", &[]));
+    assert_eq!(
+        (public.access, public.identity.is_none()),
+        (Access::Public, true)
+    );
+    let anonymous = f.allowed(&req("GET", "/opt/x", &[]));
+    assert_eq!(anonymous.access, Access::Anonymous);
+    let token = f.token(json!({"scope": "read:orders"}));
+    let authed = f.allowed(&req(
+        "GET",
+        "/api/orders/7",
+        &[("authorization", &bearer(&token))],
+    ));
+    assert_eq!(authed.access, Access::Authenticated);
+    assert_eq!(f.route_name(authed.route), "orders-read");
+    // An invalid token on an optional route is refused, not ignored.
+    let deny = f.denied(&req(
+        "GET",
+        "/opt/x",
+        &[("authorization", &bearer("not.a.jwt"))],
+    ));
+    assert_eq!(deny.status(), 401);
+}
+
+#[test]
+fn the_target_forwarded_is_the_canonical_one_without_the_token_parameter() {
+    let f = fixture();
+    let a = f.allowed(&req("GET", "/healthz/../healthz?x=%2F..&y=1", &[]));
+    assert_eq!(a.target, "/healthz?x=%2F..&y=1");
+    let token = f.token(json!({}));
+    let a = f.allowed(&req(
+        "GET",
+        &format!("/api//x/./y?a=1&access_token={token}&b=2"),
+        &[],
+    ));
+    assert_eq!(a.target, "/api/x/y?a=1&b=2");
+    let a = f.allowed(&req("GET", &format!("/api/x?access_token={token}"), &[]));
+    assert_eq!(a.target, "/api/x");
+    // On a public route the query is not a token carrier: it goes as it came.
+    let a = f.allowed(&req("GET", "/healthz?access_token=abc", &[]));
+    assert_eq!(a.target, "/healthz?access_token=abc");
+}
+
+#[test]
+fn header_edits_strip_identity_headers_and_token_carriers_and_set_identity() {
+    let f = fixture();
+    let token = f.token(json!({"scope": "read:orders other", "org_id": "acme"}));
+    let auth = bearer(&token);
+    let r = req(
+        "GET",
+        "/api/orders/1",
+        &[
+            ("authorization", &auth),
+            ("x-auth-subject", "forged"),
+            ("x_auth_role", "forged"),
+            ("x-auth-anything", "forged"),
+            ("x-user-org", "forged"),
+            ("x-other", "kept"),
+        ],
+    );
+    let a = f.allowed(&r);
+    let h = upstream_headers(&r, &a);
+    assert_eq!(values(&h, "x-auth-subject"), ["user-1"]);
+    assert_eq!(values(&h, "x-auth-scopes"), ["other read:orders"]);
+    assert_eq!(values(&h, "x-user-org"), ["acme"]);
+    assert!(!h.contains_key("x_auth_role"));
+    assert!(!h.contains_key("x-auth-anything"));
+    assert!(!h.contains_key("authorization"));
+    assert_eq!(values(&h, "x-other"), ["kept"]);
+    assert_eq!(values(&h, "x-request-id"), ["rid-1"]);
+
+    // An absent claim sends no header.
+    let bare = f.token(json!({"scope": "read:orders"}));
+    let auth = bearer(&bare);
+    let r = req("GET", "/api/orders/1", &[("authorization", &auth)]);
+    let h = upstream_headers(&r, &f.allowed(&r));
+    assert!(!h.contains_key("x-user-org"));
+
+    // Identity headers are stripped on public routes too, and no identity is set there; the
+    // Authorization header of an `auth: none` route is not the gateway's to remove.
+    let r = req(
+        "GET",
+        "/healthz",
+        &[
+            ("x-auth-subject", "forged"),
+            ("authorization", "Bearer xyz"),
+        ],
+    );
+    let h = upstream_headers(&r, &f.allowed(&r));
+    assert!(!h.contains_key("x-auth-subject"));
+    assert_eq!(values(&h, "authorization"), ["Bearer xyz"]);
+}
+
+#[test]
+fn the_token_cookie_is_removed_and_other_cookies_kept() {
+    let f = fixture();
+    let token = f.token(json!({}));
+    let cookie = format!("a=1; session={token}; b=2");
+    let r = req("GET", "/api/x", &[("cookie", &cookie)]);
+    let a = f.allowed(&r);
+    let h = upstream_headers(&r, &a);
+    assert_eq!(values(&h, "cookie"), ["a=1; b=2"]);
+    // A cross-site unsafe request's cookie is not a token, yet it is still removed.
+    let r = req("POST", "/opt/x", &[("cookie", &cookie)]);
+    let a = f.allowed(&r);
+    assert_eq!(a.access, Access::Anonymous);
+    assert_eq!(values(&upstream_headers(&r, &a), "cookie"), ["a=1; b=2"]);
+    // Only the token cookie: nothing left, no Cookie header at all.
+    let only = format!("session={token}");
+    let r = req("GET", "/api/x", &[("cookie", &only)]);
+    assert!(!upstream_headers(&r, &f.allowed(&r)).contains_key("cookie"));
+}
+
+#[test]
+fn forward_token_keeps_the_carriers() {
+    let f = fixture_with(|text| {
+        text.replace(
+            "identity:\n  headers:",
+            "identity:\n  forward_token: true\n  headers:",
+        )
+    });
+    let token = f.token(json!({}));
+    let auth = bearer(&token);
+    let r = req("GET", &format!("/api/x?access_token={token}"), &[]);
+    let a = f.allowed(&r);
+    assert_eq!(a.target, format!("/api/x?access_token={token}"));
+    let r = req("GET", "/api/x", &[("authorization", &auth)]);
+    let h = upstream_headers(&r, &f.allowed(&r));
+    assert_eq!(values(&h, "authorization"), [auth.as_str()]);
+    assert_eq!(values(&h, "x-auth-subject"), ["user-1"]);
+}
+
+#[test]
+fn forwarding_headers_are_replaced_for_untrusted_peers_and_extended_for_trusted_ones() {
+    let f = fixture();
+    let incoming = [
+        ("host", "api.example.com"),
+        ("x-forwarded-for", "6.6.6.6"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "evil.example"),
+    ];
+    let r = req("GET", "/healthz", &incoming);
+    let h = upstream_headers(&r, &f.allowed(&r));
+    assert_eq!(values(&h, "x-forwarded-for"), ["192.0.2.7"]);
+    assert_eq!(values(&h, "x-forwarded-proto"), ["http"]);
+    assert_eq!(values(&h, "x-forwarded-host"), ["api.example.com"]);
+
+    let mut r = req("GET", "/healthz", &incoming);
+    r.peer = Some("10.1.2.3".parse().unwrap());
+    let h = upstream_headers(&r, &f.allowed(&r));
+    assert_eq!(values(&h, "x-forwarded-for"), ["6.6.6.6, 10.1.2.3"]);
+    assert_eq!(values(&h, "x-forwarded-proto"), ["https"]);
+    assert_eq!(values(&h, "x-forwarded-host"), ["evil.example"]);
+
+    let mut r = req("GET", "/healthz", &[("host", "api.example.com")]);
+    r.tls = true;
+    let h = upstream_headers(&r, &f.allowed(&r));
+    assert_eq!(values(&h, "x-forwarded-proto"), ["https"]);
+}
+
+#[test]
+fn request_ids_are_kept_when_sane_and_made_otherwise() {
+    let mut h = HeaderMap::new();
+    h.insert("x-request-id", HeaderValue::from_static("abc-123"));
+    assert_eq!(request_id(&h), "abc-123");
+    h.insert("x-request-id", HeaderValue::from_static("has space"));
+    let made = request_id(&h);
+    assert_eq!(made.len(), 32);
+    assert!(made.bytes().all(|b| b.is_ascii_hexdigit()));
+    h.insert(
+        "x-request-id",
+        HeaderValue::from_str(&"a".repeat(129)).unwrap(),
+    );
+    assert_eq!(request_id(&h).len(), 32);
+}
+
+#[test]
+fn hosts_route_and_an_absolute_form_authority_becomes_the_host() {
+    let f = fixture();
+    let token = f.token(json!({}));
+    let auth = bearer(&token);
+    let r = req(
+        "GET",
+        "/admin/x",
+        &[("host", "Admin.Example.com:8443"), ("authorization", &auth)],
+    );
+    let a = f.allowed(&r);
+    assert_eq!(f.route_name(a.route), "admin-host");
+    assert_eq!(f.policy.upstreams[a.upstream].name, "admin");
+
+    let r = req(
+        "GET",
+        "http://admin.example.com/admin/x",
+        &[("authorization", &auth)],
+    );
+    let a = f.allowed(&r);
+    assert_eq!(f.route_name(a.route), "admin-host");
+    assert_eq!(
+        values(&upstream_headers(&r, &a), "host"),
+        ["admin.example.com"]
+    );
+    assert_eq!(a.target, "/admin/x");
+}
