@@ -122,10 +122,39 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// The route matched, allowed or not.
     pub fn route(&self) -> Option<usize> {
         match self {
             Decision::Allow(a) => Some(a.route),
             Decision::Deny(d) => d.route,
+        }
+    }
+
+    /// The canonical path, when the target had one.
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            Decision::Allow(a) => Some(&a.path),
+            Decision::Deny(d) => d.path.as_deref(),
+        }
+    }
+
+    /// The verified token, allowed or not.
+    pub fn identity(&self) -> Option<&Identity> {
+        match self {
+            Decision::Allow(a) => a.identity.as_deref(),
+            Decision::Deny(d) => d.identity.as_deref(),
+        }
+    }
+}
+
+impl From<Deny> for Denial {
+    /// A denial made before the target was read (limits, admission).
+    fn from(deny: Deny) -> Self {
+        Denial {
+            route: None,
+            path: None,
+            identity: None,
+            deny,
         }
     }
 }
@@ -150,6 +179,14 @@ pub fn admit(limits: &Limits, in_flight: usize) -> Result<(), Deny> {
     Ok(())
 }
 
+/// A request body, `seen` bytes so far, against `limits.max_body_bytes`.
+pub fn body_within(limits: &Limits, seen: u64) -> Result<(), Deny> {
+    match limits.max_body_bytes {
+        Some(max) if seen > max => Err(Limit::Body.into()),
+        _ => Ok(()),
+    }
+}
+
 /// The request id that goes upstream and back: an incoming `X-Request-Id` if it is short
 /// printable ASCII, otherwise 128 fresh random bits in hex.
 pub fn request_id(headers: &HeaderMap) -> String {
@@ -171,8 +208,8 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
         identity: None,
         deny,
     };
-    check_limits(&policy.limits, head).map_err(|d| denial(None, None, d))?;
-    let target = path::parse_target(head.target).map_err(|e| denial(None, None, e.into()))?;
+    check_limits(&policy.limits, head)?;
+    let target = path::parse_target(head.target).map_err(Deny::from)?;
     let path = target.path;
     let host =
         request_host(head.headers, target.authority).map_err(|d| denial(None, Some(&path), d))?;

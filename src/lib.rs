@@ -9,6 +9,7 @@
 //! `server` runs it; `admin` and `metrics` serve operations; `demo` is the built-in issuer and
 //! echo upstream of `portcullis demo`; `http1` is the small hyper loop admin and demo share.
 
+pub mod access;
 pub mod admin;
 pub mod authz;
 pub mod config;

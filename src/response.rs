@@ -219,19 +219,28 @@ impl Deny {
 
 /// The denial for an error pingora reports while reading the request or proxying it: a body
 /// over `max_body_bytes` (413), a stalled body (408), a request pingora could not read (400),
-/// an upstream that timed out (504) or failed in any other way (502).
-pub fn deny_for_proxy_error(source: &ErrorSource, etype: &ErrorType) -> Deny {
-    match (source, etype) {
-        (_, ErrorType::HTTPStatus(413)) => Deny::Limit(Limit::Body),
-        (ErrorSource::Downstream, ErrorType::ReadTimedout) => Deny::Limit(Limit::BodyTimeout),
-        (_, ErrorType::HTTPStatus(400)) | (ErrorSource::Downstream, _) => {
+/// an upstream that timed out (504) or failed in any other way (502). `None` when the client's
+/// own connection broke: there is no one to answer.
+pub fn deny_for_proxy_error(source: &ErrorSource, etype: &ErrorType) -> Option<Deny> {
+    use ErrorType::*;
+    Some(match (source, etype) {
+        (ErrorSource::Downstream, ReadError | WriteError | ConnectionClosed) => return None,
+        (_, HTTPStatus(413)) => Deny::Limit(Limit::Body),
+        (ErrorSource::Downstream, ReadTimedout) => Deny::Limit(Limit::BodyTimeout),
+        (_, HTTPStatus(400)) | (ErrorSource::Downstream, _) => {
             Deny::BadRequest(BadRequest::Malformed)
         }
-        (_, ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout) => {
-            Deny::UpstreamTimeout
-        }
+        (_, ConnectTimedout | ReadTimedout | WriteTimedout) => Deny::UpstreamTimeout,
         _ => Deny::UpstreamError,
-    }
+    })
+}
+
+/// Does the request want gRPC's own status (`content-type: application/grpc…`)?
+pub fn wants_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 /// A response the gateway writes itself.
@@ -450,8 +459,19 @@ mod tests {
         for (source, etype, want) in table {
             assert_eq!(
                 deny_for_proxy_error(&source, &etype),
-                want,
+                Some(want),
                 "{source:?} {etype:?}"
+            );
+        }
+        for gone in [
+            ErrorType::ReadError,
+            ErrorType::WriteError,
+            ErrorType::ConnectionClosed,
+        ] {
+            assert_eq!(deny_for_proxy_error(&Downstream, &gone), None);
+            assert_eq!(
+                deny_for_proxy_error(&Upstream, &gone),
+                Some(Deny::UpstreamError)
             );
         }
     }

@@ -139,6 +139,22 @@ pub fn run(policy: Policy, control: tokio::runtime::Runtime) -> std::io::Result<
     Ok(())
 }
 
+/// Counts a request as in flight for as long as it lives: SIGTERM waits for none to be left.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// SIGTERM: stop accepting, then exit as soon as no request is in flight, or when the budget
 /// ends. SIGINT: the same, without waiting.
 struct Drain {
