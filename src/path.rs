@@ -23,6 +23,12 @@ pub enum PathError {
     BadEncoding,
     /// `..` that climbs above `/`.
     AboveRoot,
+    /// `%25` followed by two hex digits (`%252e`): an upstream that decodes twice would see
+    /// another path than the one authorised.
+    DoubleEncoding,
+    /// An encoded character that Unicode normalisation (NFKC) or a "best fit" code page turns
+    /// into `/`, `\` or `.`: fullwidth `／` `．` `＼`, division slash `∕`, one dot leader `․`…
+    LookAlike,
 }
 
 impl PathError {
@@ -37,6 +43,8 @@ impl PathError {
             PathError::Fragment => "fragment in path",
             PathError::BadEncoding => "bad percent-encoding in path",
             PathError::AboveRoot => "path climbs above root",
+            PathError::DoubleEncoding => "double-encoded path",
+            PathError::LookAlike => "look-alike of a path separator in path",
         }
     }
 }
@@ -126,6 +134,29 @@ fn forbidden(b: u8) -> Option<PathError> {
     }
 }
 
+/// Characters that NFKC normalisation (or a Windows "best fit" mapping) turns into `/`, `\\`
+/// or `.`, or that render as them: the path separators an upstream might see after the gateway
+/// has matched the path without them.
+fn is_look_alike(c: char) -> bool {
+    matches!(
+        c,
+        '\u{FF0F}' // FULLWIDTH SOLIDUS
+            | '\u{FF0E}' // FULLWIDTH FULL STOP
+            | '\u{FF3C}' // FULLWIDTH REVERSE SOLIDUS
+            | '\u{FE52}' // SMALL FULL STOP
+            | '\u{FE68}' // SMALL REVERSE SOLIDUS
+            | '\u{2024}' // ONE DOT LEADER
+            | '\u{2025}' // TWO DOT LEADER
+            | '\u{2215}' // DIVISION SLASH
+            | '\u{2216}' // SET MINUS
+            | '\u{2044}' // FRACTION SLASH
+            | '\u{29F8}' // BIG SOLIDUS
+            | '\u{29F9}' // BIG REVERSE SOLIDUS
+            | '\u{3002}' // IDEOGRAPHIC FULL STOP
+            | '\u{FF61}' // HALFWIDTH IDEOGRAPHIC FULL STOP
+    )
+}
+
 /// Canonicalise an origin-form path: decode unreserved escapes, upper-case the others, refuse
 /// the ambiguous encodings, merge `//`, resolve `.` and `..`.
 pub fn canonicalise(path: &str) -> Result<String, PathError> {
@@ -150,6 +181,11 @@ pub fn canonicalise(path: &str) -> Result<String, PathError> {
             if let Some(e) = forbidden(v) {
                 return Err(e);
             }
+            let next_is_escape = bytes.get(i + 3).copied().is_some_and(|b| hex_value(b).is_some())
+                && bytes.get(i + 4).copied().is_some_and(|b| hex_value(b).is_some());
+            if v == b'%' && next_is_escape {
+                return Err(PathError::DoubleEncoding);
+            }
             if is_unreserved(v) {
                 normalised.push(v);
             } else {
@@ -171,8 +207,11 @@ pub fn canonicalise(path: &str) -> Result<String, PathError> {
         decoded.push(b);
         i += 1;
     }
-    if std::str::from_utf8(&decoded).is_err() {
+    let Ok(decoded) = std::str::from_utf8(&decoded) else {
         return Err(PathError::BadEncoding);
+    };
+    if decoded.chars().any(is_look_alike) {
+        return Err(PathError::LookAlike);
     }
     // Only ASCII was pushed to `normalised`.
     let normalised = String::from_utf8(normalised).map_err(|_| PathError::BadEncoding)?;
@@ -221,6 +260,11 @@ mod tests {
             ("/a%3fb", "/a%3Fb"),
             ("/a/..", "/"),
             ("/a/b/..", "/a/"),
+            // A literal percent sign not followed by an escape is fine.
+            ("/100%25", "/100%25"),
+            ("/100%25off", "/100%25off"),
+            // Other non-ASCII stays encoded, as it came.
+            ("/caf%C3%A9", "/caf%C3%A9"),
         ];
         for (input, want) in cases {
             assert_eq!(canonicalise(input).as_deref(), Ok(want), "{input}");
@@ -244,6 +288,12 @@ mod tests {
             ("/a%zz", PathError::BadEncoding),
             ("/a%2", PathError::BadEncoding),
             ("/%C0%AE%C0%AE/", PathError::BadEncoding),
+            ("/a/%252e%252e/admin", PathError::DoubleEncoding),
+            ("/a/%252F", PathError::DoubleEncoding),
+            ("/%EF%BC%8E%EF%BC%8E/admin", PathError::LookAlike),
+            ("/a%EF%BC%8Fb", PathError::LookAlike),
+            ("/a%E2%88%95b", PathError::LookAlike),
+            ("/a%E2%80%A4%E2%80%A4/b", PathError::LookAlike),
         ];
         for (input, want) in cases {
             assert_eq!(canonicalise(input), Err(want), "{input}");
