@@ -1,4 +1,4 @@
-//! Identity headers (SPEC section 4): which incoming headers are stripped, and the header values
+//! Identity headers (docs/behaviour.md): which incoming headers are stripped, and the header values
 //! set from verified claims. Pure over header names and claim values.
 
 use crate::token::claims::{ClaimRef, ScopeSet};

@@ -1,4 +1,4 @@
-//! Request-target parsing and path canonicalisation (SPEC 1.1). Pure functions: the canonical
+//! Request-target parsing and path canonicalisation (docs/behaviour.md). Pure: the canonical
 //! path they return is both the path routes are matched against and the path sent upstream.
 
 use std::fmt;

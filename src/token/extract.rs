@@ -1,4 +1,4 @@
-//! Find the one token of a request (SPEC 1.4): `Authorization: Bearer`, or a cookie or query
+//! The one token of a request (docs/behaviour.md): `Authorization: Bearer`, or a cookie or query
 //! parameter where the config enables them. Pure over the request's method, headers and query.
 
 use http::{header, HeaderMap, Method};

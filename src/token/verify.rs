@@ -1,4 +1,4 @@
-//! JWT verification (SPEC section 3): parse the compact form, check the header against the
+//! JWT verification (docs/behaviour.md): parse the token, check the header against the
 //! issuer's rules, check the signature with a given key, check the registered claims. Pure:
 //! the key lookup (and any refetch) belongs to the caller.
 
