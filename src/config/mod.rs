@@ -1,9 +1,13 @@
-//! Configuration: `raw` is the YAML as written, `compile` turns it into the runtime `Policy`.
-//! All config errors are made here, and each names the file, line, column and key path.
+//! Configuration: `raw` is the YAML as written, `compile` turns it into the runtime `Policy`,
+//! `defaults` holds every default. All config errors are made here, and each names the file,
+//! line, column and key path.
 
 pub mod compile;
+pub mod defaults;
 mod locate;
 pub mod raw;
+#[cfg(test)]
+mod tests;
 
 pub use compile::{KeyPlan, Limits, Policy, ServerSettings, Upstream};
 use std::path::Path;

@@ -1,12 +1,14 @@
 //! The YAML file as written by an operator: the only serde types of the config. Every struct
 //! denies unknown keys, so a typo (`scope:` for `scopes:`) is an error, never a silently open
-//! route. Nothing here reaches the request path: `compile.rs` turns it into a `Policy`.
+//! route. Nothing here reaches the request path: `compile/` turns it into a `Policy`. Every
+//! default is a constant in `defaults.rs`.
 
+use super::defaults;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The whole file (SPEC section 5).
+/// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -46,11 +48,11 @@ pub struct RawConfig {
 }
 
 fn default_listen() -> String {
-    "0.0.0.0:8080".into()
+    defaults::LISTEN.into()
 }
 
 fn default_admin_listen() -> Option<String> {
-    Some("127.0.0.1:9901".into())
+    Some(defaults::ADMIN_LISTEN.into())
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,11 +78,11 @@ pub struct RawUpstream {
 }
 
 fn default_connect_timeout() -> Dur {
-    Dur(Duration::from_secs(2))
+    Dur(defaults::CONNECT_TIMEOUT)
 }
 
 fn default_read_timeout() -> Dur {
-    Dur(Duration::from_secs(30))
+    Dur(defaults::READ_TIMEOUT)
 }
 
 #[derive(Debug, Deserialize)]
@@ -221,7 +223,7 @@ pub struct RawIdentity {
 }
 
 fn default_strip_prefix() -> String {
-    "x-auth-".into()
+    defaults::STRIP_PREFIX.into()
 }
 
 impl Default for RawIdentity {
