@@ -131,3 +131,255 @@ pub const TABLE: &[Documented] = &[
     d("server.shutdown_grace", "25s", "25 s"),
     d("log_subject", "false", "false"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::{Documented, TABLE};
+    use crate::config::{from_str, Policy};
+    use std::path::Path;
+
+    fn repo_file(path: &str) -> String {
+        let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+    }
+
+    /// Does `text` say `default <value>` (any case, backticks ignored), with `value` ending
+    /// there, not as the start of a longer word or number?
+    fn says_default(text: &str, value: &str) -> bool {
+        let text = text.replace('`', "").to_ascii_lowercase();
+        let want = format!("default {}", value.to_ascii_lowercase());
+        text.match_indices(&want).any(|(i, _)| {
+            text[i + want.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| !c.is_ascii_alphanumeric())
+        })
+    }
+
+    fn says_this_default(text: &str, d: &Documented) -> bool {
+        says_default(text, d.yaml) || says_default(text, d.spoken)
+    }
+
+    fn yaml(text: &str) -> serde_yaml_ng::Value {
+        serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
+    }
+
+    /// A config that writes `extra` (leaf and value) at `key`, or nothing when `None`.
+    fn config_with(extra: Option<(&Documented, &str)>) -> String {
+        let mut top = String::new();
+        let (mut upstream, mut issuer, mut route, mut matcher) =
+            (String::new(), String::new(), String::new(), String::new());
+        if let Some((d, value)) = extra {
+            let line = format!("{}: {value}\n", d.leaf());
+            match d.key.split_once('.') {
+                None => top.push_str(&line),
+                Some(("upstreams", _)) => upstream = format!("    {line}"),
+                Some(("issuers", _)) => issuer = format!("    {line}"),
+                Some(("routes[]", rest)) if rest.starts_with("match.") => {
+                    matcher = format!("      {line}")
+                }
+                Some(("routes[]", _)) => route = format!("    {line}"),
+                Some((section, _)) => top.push_str(&format!("{section}:\n  {line}")),
+            }
+        }
+        format!(
+            "upstreams:\n  app:\n    url: http://127.0.0.1:1\n{upstream}\
+             issuers:\n  idp:\n    issuer: https://idp.example/\n    \
+             jwks_uri: https://idp.example/jwks\n    audiences: [api]\n{issuer}\
+             routes:\n  - name: all\n    match:\n      path: /api/**\n{matcher}{route}\
+             {top}"
+        )
+    }
+
+    /// Everything compiled, in text: the policy's Debug, and the issuer rules that its Debug
+    /// leaves out.
+    fn compiled(text: &str) -> String {
+        let policy: Policy =
+            from_str(text, "t.yaml", Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let mut out = format!("{policy:?}");
+        for r in &policy.issuers {
+            out.push_str(&format!(
+                "\n{:?} {:?} {:?} {:?} {:?}",
+                r.audiences, r.scope_claims, r.leeway, r.max_token_lifetime, r.required_typ
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn writing_a_default_compiles_to_the_same_policy_as_leaving_it_out() {
+        let omitted = compiled(&config_with(None));
+        for d in TABLE {
+            let written = config_with(Some((d, d.yaml)));
+            assert_eq!(
+                compiled(&written),
+                omitted,
+                "{} written as {} differs from leaving it out",
+                d.key,
+                d.yaml
+            );
+        }
+    }
+
+    #[test]
+    fn the_comparison_sees_a_value_that_is_not_the_default() {
+        let omitted = compiled(&config_with(None));
+        for (key, other) in [
+            ("issuers.*.leeway", "31s"),
+            ("issuers.*.scope_claims", "[scope]"),
+            ("upstreams.*.read_timeout", "29s"),
+            ("routes[].match.methods", "[GET]"),
+            ("limits.max_header_bytes", "32767"),
+            ("server.shutdown_grace", "24s"),
+        ] {
+            let d = TABLE.iter().find(|d| d.key == key).expect("in TABLE");
+            assert_ne!(compiled(&config_with(Some((d, other)))), omitted, "{key}");
+        }
+    }
+
+    /// The first line of `config.example.yaml` that writes the key, live or commented out.
+    fn example_line<'a>(example: &'a str, d: &Documented) -> Option<(&'a str, bool)> {
+        example.lines().find_map(|line| {
+            let t = line.trim_start();
+            let live = !t.starts_with('#');
+            let t = t.trim_start_matches('#').trim_start();
+            t.starts_with(&format!("{}:", d.leaf()))
+                .then_some((line, live))
+        })
+    }
+
+    #[test]
+    fn the_example_config_shows_every_default() {
+        let example = repo_file("config.example.yaml");
+        for d in TABLE {
+            let Some((line, live)) = example_line(&example, d) else {
+                panic!("config.example.yaml does not write {}", d.key);
+            };
+            let value = line.trim_start().trim_start_matches('#').trim_start()
+                [d.leaf().len() + 1..]
+                .split(" #")
+                .next()
+                .unwrap_or_default()
+                .trim();
+            let shows = live && yaml(value) == yaml(d.yaml);
+            assert!(
+                shows || says_this_default(line, d),
+                "config.example.yaml: {line:?} neither writes nor names the default of {} ({})",
+                d.key,
+                d.yaml
+            );
+            if line.to_ascii_lowercase().contains("default ") {
+                assert!(
+                    says_this_default(line, d),
+                    "config.example.yaml: {line:?} names another default than {} for {}",
+                    d.yaml,
+                    d.key
+                );
+            }
+        }
+    }
+
+    /// The doc comment on `field` of `pub struct name` in `raw.rs`.
+    fn field_doc(raw: &str, name: &str, field: &str) -> String {
+        let start = raw
+            .find(&format!("pub struct {name} {{"))
+            .unwrap_or_else(|| panic!("raw.rs has no struct {name}"));
+        let body = &raw[start..start + raw[start..].find("\n}").expect("struct end")];
+        let mut doc = Vec::new();
+        for line in body.lines() {
+            let t = line.trim();
+            if let Some(text) = t.strip_prefix("///") {
+                doc.push(text.trim());
+            } else if t.starts_with(&format!("pub {field}:")) {
+                return doc.join(" ");
+            } else if !t.starts_with("#[") {
+                doc.clear();
+            }
+        }
+        panic!("raw.rs: {name} has no field {field}");
+    }
+
+    #[test]
+    fn the_raw_field_docs_name_every_default() {
+        let raw = repo_file("src/config/raw.rs");
+        for d in TABLE {
+            let name = match d.key.split_once('.').map(|(s, _)| s) {
+                None => "RawConfig",
+                Some("upstreams") => "RawUpstream",
+                Some("issuers") => "RawIssuer",
+                Some("routes[]") if d.key.starts_with("routes[].match.") => "RawMatch",
+                Some("routes[]") => "RawRoute",
+                Some("identity") => "RawIdentity",
+                Some("token_sources") => "RawTokenSources",
+                Some("limits") => "RawLimits",
+                Some("server") => "RawServer",
+                Some(other) => panic!("no raw struct for {other}"),
+            };
+            let doc = field_doc(&raw, name, d.leaf());
+            assert!(
+                says_this_default(&doc, d),
+                "raw.rs {name}.{}: {doc:?} does not say `Default {}`",
+                d.leaf(),
+                d.spoken
+            );
+        }
+    }
+
+    /// Table rows of README.md and docs/*.md whose first cell starts with a key in backticks:
+    /// (file, key as written with `<name>` read as `*`, second cell without backticks).
+    fn doc_rows() -> Vec<(String, String, String)> {
+        let mut files = vec!["README.md".to_string()];
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+        for entry in std::fs::read_dir(dir).expect("docs/") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".md") {
+                files.push(format!("docs/{name}"));
+            }
+        }
+        let mut rows = Vec::new();
+        for file in files {
+            for line in repo_file(&file).lines() {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let (Some(first), Some(second)) = (cells.get(1), cells.get(2)) else {
+                    continue;
+                };
+                let Some(key) = first.strip_prefix('`').and_then(|k| k.split('`').next()) else {
+                    continue;
+                };
+                rows.push((
+                    file.clone(),
+                    key.replace("<name>", "*"),
+                    second.replace('`', ""),
+                ));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn the_docs_list_every_default_as_the_table_has_it() {
+        let rows = doc_rows();
+        for d in TABLE {
+            let mine: Vec<_> = rows
+                .iter()
+                .filter(|(_, key, _)| key == d.key || key == d.leaf())
+                .collect();
+            assert!(
+                !mine.is_empty(),
+                "no table row in README.md or docs/ gives the default of {}",
+                d.key
+            );
+            for (file, key, value) in mine {
+                assert!(
+                    value == d.spoken || value == d.yaml,
+                    "{file}: `{key}` has default {value:?}, expected {:?}",
+                    d.spoken
+                );
+            }
+        }
+    }
+}
