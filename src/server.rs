@@ -3,7 +3,7 @@
 
 use crate::admin::{self, AdminState};
 use crate::config::Policy;
-use crate::keys::{IssuerKeyConfig, KeySet, KeyStore};
+use crate::keys::{IssuerKeyConfig, KeyStore};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::token::Authenticator;
@@ -15,22 +15,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Build the live key store from the policy's key plans.
+/// Build the live key store from the policy's key plans (inline key sets were parsed at load).
 pub fn key_store(policy: &Policy) -> KeyStore {
     KeyStore::new(
         policy
             .keys
             .iter()
             .zip(&policy.issuers)
-            .map(|(plan, rules)| IssuerKeyConfig {
-                name: rules.name.clone(),
-                settings: plan.settings.clone(),
-                inline: plan
-                    .inline
-                    .as_deref()
-                    .and_then(|body| KeySet::parse(body, plan.settings.limits.max_keys).ok())
-                    .map(|(set, _)| set),
-                hmac_only: plan.hmac_only,
+            .map(|(plan, rules)| {
+                for skipped in &plan.skipped {
+                    tracing::warn!(issuer = %rules.name, "inline jwks: {skipped}");
+                }
+                IssuerKeyConfig {
+                    name: rules.name.clone(),
+                    settings: plan.settings.clone(),
+                    inline: plan.inline.clone(),
+                    hmac_only: plan.hmac_only,
+                }
             })
             .collect(),
     )

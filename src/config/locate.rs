@@ -127,17 +127,7 @@ impl MarkedEventReceiver for Locator<'_> {
 pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
     let mut want = path.to_string();
     loop {
-        let mut loc = Locator {
-            want: &want,
-            stack: Vec::new(),
-            found: None,
-            pending: false,
-        };
-        let mut parser = Parser::new_from_str(text);
-        if parser.load(&mut loc, false).is_err() && loc.found.is_none() {
-            return None;
-        }
-        if let Some(found) = loc.found {
+        if let Some(found) = locate_exact(text, &want) {
             return Some(found);
         }
         // Shorten `a.b[2].c` to `a.b[2]`, then `a.b`, …
@@ -147,6 +137,19 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
             return None;
         }
     }
+}
+
+/// 1-based (line, column) of the key (or sequence item) at `path`, if the file has it.
+pub fn locate_exact(text: &str, path: &str) -> Option<(usize, usize)> {
+    let mut loc = Locator {
+        want: path,
+        stack: Vec::new(),
+        found: None,
+        pending: false,
+    };
+    // A YAML syntax error after the wanted key still leaves it found.
+    let _ = Parser::new_from_str(text).load(&mut loc, false);
+    loc.found
 }
 
 #[cfg(test)]

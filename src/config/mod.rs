@@ -1,9 +1,13 @@
-//! Configuration: `raw` is the YAML as written, `compile` turns it into the runtime `Policy`.
-//! All config errors are made here, and each names the file, line, column and key path.
+//! Configuration: `raw` is the YAML as written, `compile` turns it into the runtime `Policy`,
+//! `defaults` holds every default. All config errors are made here, and each names the file,
+//! line, column and key path.
 
 pub mod compile;
+pub mod defaults;
 mod locate;
 pub mod raw;
+#[cfg(test)]
+mod tests;
 
 pub use compile::{KeyPlan, Limits, Policy, ServerSettings, Upstream};
 use std::path::Path;
@@ -47,11 +51,14 @@ pub fn from_str(text: &str, file: &str, base: &Path) -> Result<Policy, ConfigErr
     let raw: raw::RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        let (line, column) = inner
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .or_else(|| locate::locate(text, &path))
-            .unwrap_or((1, 1));
+        let reported = inner.location().map(|l| (l.line(), l.column()));
+        // serde_yaml_ng places an error of our own types (a bad duration) at the start of the
+        // enclosing mapping: the key, when the file has it, is nearer the mistake.
+        let (line, column) = match (reported, locate::locate_exact(text, &path)) {
+            (Some(r), Some(key)) if r < key => key,
+            (Some(r), _) => r,
+            (None, _) => locate::locate(text, &path).unwrap_or((1, 1)),
+        };
         ConfigError::Invalid {
             file: file.to_string(),
             line,

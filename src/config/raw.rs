@@ -1,12 +1,14 @@
 //! The YAML file as written by an operator: the only serde types of the config. Every struct
 //! denies unknown keys, so a typo (`scope:` for `scopes:`) is an error, never a silently open
-//! route. Nothing here reaches the request path: `compile.rs` turns it into a `Policy`.
+//! route. Nothing here reaches the request path: `compile/` turns it into a `Policy`. Every
+//! default is a constant in `defaults.rs`.
 
+use super::defaults;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The whole file (SPEC section 5).
+/// The whole file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -31,9 +33,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub token_sources: RawTokenSources,
     /// CIDRs whose `X-Forwarded-*` headers are kept (appended to) instead of replaced.
+    /// Default none.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
-    /// TLS on `listen`: not built yet; only `null` is accepted.
+    /// TLS on `listen`: not built yet, so only `null` is accepted. Default null.
     #[serde(default)]
     pub tls: Option<serde_yaml_ng::Value>,
     #[serde(default)]
@@ -46,11 +49,11 @@ pub struct RawConfig {
 }
 
 fn default_listen() -> String {
-    "0.0.0.0:8080".into()
+    defaults::LISTEN.into()
 }
 
 fn default_admin_listen() -> Option<String> {
-    Some("127.0.0.1:9901".into())
+    Some(defaults::ADMIN_LISTEN.into())
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,7 +67,8 @@ pub struct RawUpstream {
     /// Default 30s: longest wait for the upstream's next bytes. Exceeded: 504.
     #[serde(default = "default_read_timeout")]
     pub read_timeout: Dur,
-    /// `h1` only for now (`h2c`, `h2` are accepted by the schema but refused at compile).
+    /// Default `h1`, the only one for now (`h2c`, `h2` are accepted by the schema but refused
+    /// at compile).
     #[serde(default)]
     pub protocol: Option<String>,
     #[serde(default)]
@@ -76,11 +80,11 @@ pub struct RawUpstream {
 }
 
 fn default_connect_timeout() -> Dur {
-    Dur(Duration::from_secs(2))
+    Dur(defaults::CONNECT_TIMEOUT)
 }
 
 fn default_read_timeout() -> Dur {
-    Dur(Duration::from_secs(30))
+    Dur(defaults::READ_TIMEOUT)
 }
 
 #[derive(Debug, Deserialize)]
@@ -88,7 +92,7 @@ fn default_read_timeout() -> Dur {
 pub struct RawIssuer {
     /// The exact `iss` value of this issuer's tokens.
     pub issuer: String,
-    /// Fetch `<issuer>/.well-known/openid-configuration` and use its `jwks_uri`.
+    /// Fetch `<issuer>/.well-known/openid-configuration` and use its `jwks_uri`. Default false.
     #[serde(default)]
     pub discovery: bool,
     #[serde(default)]
@@ -113,10 +117,10 @@ pub struct RawIssuer {
     /// Clock skew allowed on `exp`, `nbf`, `iat`. Default 30s.
     #[serde(default)]
     pub leeway: Option<Dur>,
-    /// Refuse tokens whose `exp - iat` is longer. Default: no limit.
+    /// Refuse tokens whose `exp - iat` is longer. Default none: no limit.
     #[serde(default)]
     pub max_token_lifetime: Option<Dur>,
-    /// Required `typ` header, e.g. `at+jwt`. Default: not checked.
+    /// Required `typ` header, e.g. `at+jwt`. Default none: not checked.
     #[serde(default)]
     pub required_typ: Option<String>,
     /// Background key refresh. Default 10m (a `Cache-Control: max-age` overrides it).
@@ -126,10 +130,10 @@ pub struct RawIssuer {
     #[serde(default)]
     pub refetch_cooldown: Option<Dur>,
     /// Drop the issuer's keys when no refresh has succeeded for this long (its tokens then get
-    /// 503). Default: never; last-known-good keys serve through any outage.
+    /// 503). Default never: last-known-good keys serve through any outage.
     #[serde(default)]
     pub max_stale: Option<Dur>,
-    /// Environment variable holding the HS256/384/512 secret.
+    /// Environment variable holding the HS256/384/512 secret. Default none.
     #[serde(default)]
     pub hmac_secret_env: Option<String>,
 }
@@ -141,7 +145,8 @@ pub struct RawRoute {
     pub name: String,
     #[serde(rename = "match")]
     pub matcher: RawMatch,
-    /// `required` (default), `optional` or `none`.
+    /// `required`, `optional` or `none`. Default `required`. `optional` forwards a request
+    /// without a token anonymously, so it allows no `scopes` or `claims`.
     #[serde(default)]
     pub auth: Option<RawAuth>,
     /// Narrow the issuers accepted on this route.
@@ -161,10 +166,10 @@ pub struct RawRoute {
 pub struct RawMatch {
     /// Literal segments, `*` (one segment), trailing `**` (zero or more).
     pub path: String,
-    /// Default: every method.
+    /// Default every method.
     #[serde(default)]
     pub methods: Option<Vec<String>>,
-    /// Exact host or `*.example.com`. Default: any host.
+    /// Exact host or `*.example.com`. Default any host.
     #[serde(default)]
     pub host: Option<String>,
 }
@@ -206,13 +211,15 @@ pub enum RawClaimRule {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIdentity {
-    /// Every incoming header with this prefix is removed. Default `x-auth-`.
+    /// Every incoming header with this prefix is removed. Default `x-auth-`. Written with `-`,
+    /// never `_`, like every identity header name.
     #[serde(default = "default_strip_prefix")]
     pub strip_prefix: String,
     /// `header-name: claim` (top-level name, or a JSON Pointer starting with `/`).
+    /// Header names are written with `-`, never `_`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// Header carrying base64url JSON of all verified claims. Default: none.
+    /// Header carrying base64url JSON of all verified claims. Default none.
     #[serde(default)]
     pub claims_header: Option<String>,
     /// Keep the Authorization header (and token cookie/query) upstream. Default false.
@@ -221,7 +228,7 @@ pub struct RawIdentity {
 }
 
 fn default_strip_prefix() -> String {
-    "x-auth-".into()
+    defaults::STRIP_PREFIX.into()
 }
 
 impl Default for RawIdentity {
@@ -238,13 +245,13 @@ impl Default for RawIdentity {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTokenSources {
-    /// Cookie name to read a token from. Default: off.
+    /// Cookie name to read a token from. Default off.
     #[serde(default)]
     pub cookie: Option<String>,
-    /// Query parameter to read a token from. Default: off (URLs leak into logs).
+    /// Query parameter to read a token from. Default off (URLs leak into logs).
     #[serde(default)]
     pub query: Option<String>,
-    /// Origins allowed to send a cookie token on unsafe methods.
+    /// Origins allowed to send a cookie token on unsafe methods. Default none.
     #[serde(default)]
     pub cookie_origins: Vec<String>,
 }
@@ -267,7 +274,7 @@ pub struct RawLimits {
     /// Longest request target (path and query). Default 8192; longer: 414.
     #[serde(default)]
     pub max_target_bytes: Option<usize>,
-    /// Largest request body. Default: no limit; larger: 413.
+    /// Largest request body. Default none (no limit); larger: 413.
     #[serde(default)]
     pub max_body_bytes: Option<u64>,
     /// Most requests handled at once. Default 10000; more: 503 `overloaded`.

@@ -101,7 +101,7 @@ impl IssuerKeys {
         index: usize,
         name: String,
         settings: KeySettings,
-        inline: Option<KeySet>,
+        inline: Option<Arc<KeySet>>,
         hmac_only: bool,
     ) -> Self {
         let has_inline = inline.is_some();
@@ -112,7 +112,7 @@ impl IssuerKeys {
             on_change: std::sync::OnceLock::new(),
             settings,
             hmac_only,
-            current: ArcSwapOption::new(inline.map(Arc::new)),
+            current: ArcSwapOption::new(inline),
             state: Mutex::new(FetchState::default()),
             attempts: watch::channel(0).0,
             kick: Notify::new(),
@@ -316,7 +316,8 @@ pub struct KeyStore {
 pub struct IssuerKeyConfig {
     pub name: String,
     pub settings: KeySettings,
-    pub inline: Option<KeySet>,
+    /// A key set parsed at load (inline `jwks`): the issuer starts with it.
+    pub inline: Option<Arc<KeySet>>,
     pub hmac_only: bool,
 }
 

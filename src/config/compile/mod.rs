@@ -1,0 +1,137 @@
+//! Validate the raw config and compile it into the runtime `Policy`. Everything a request needs
+//! is decided here, once; a config that compiles is a config that works, and `portcullis check`
+//! runs this. One file per part of the config: `upstreams`, `issuers` (rules and key plans),
+//! `routes`, `identity` and `limits` (with `server:`); this file holds the `Policy`, the
+//! listeners, token sources and trusted proxies, and the order the parts compile in.
+
+mod identity;
+mod issuers;
+mod limits;
+mod routes;
+mod upstreams;
+
+pub use issuers::KeyPlan;
+pub use limits::{Limits, ServerSettings};
+pub use upstreams::Upstream;
+
+use super::raw::RawConfig;
+use crate::identity::IdentityPlan;
+use crate::route::RouteTable;
+use crate::token::extract::TokenSources;
+use crate::token::verify::IssuerRules;
+use ipnet::IpNet;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// A compile error before it is given a file position.
+#[derive(Debug)]
+pub struct CompileError {
+    /// The key path, as `ConfigError::Invalid` shows it (`routes[2].scopes`).
+    pub path: String,
+    pub message: String,
+}
+
+fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, CompileError> {
+    Err(CompileError {
+        path: path.into(),
+        message: message.into(),
+    })
+}
+
+/// The compiled runtime policy. Nothing in it is a serde type.
+#[derive(Debug)]
+pub struct Policy {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub routes: RouteTable,
+    pub upstreams: Vec<Upstream>,
+    pub issuers: Vec<IssuerRules>,
+    /// Exact `iss` → index into `issuers`.
+    pub issuer_by_iss: HashMap<String, usize>,
+    /// Indexed like `issuers`.
+    pub keys: Vec<KeyPlan>,
+    pub identity: IdentityPlan,
+    pub token_sources: TokenSources,
+    pub trusted_proxies: Vec<IpNet>,
+    pub limits: Limits,
+    pub server: ServerSettings,
+    pub log_subject: bool,
+    /// Top-level claims that some route's `claims:` rule reads: the only claims a cached
+    /// token keeps (identity headers are rendered at verification).
+    pub authz_claims: Vec<String>,
+}
+
+/// Compile a deserialised config. Relative `jwks_file` paths are taken from `base`.
+pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
+    let listen = parse_addr("listen", &raw.listen)?;
+    let admin_listen = match &raw.admin_listen {
+        Some(a) => Some(parse_addr("admin_listen", a)?),
+        None => None,
+    };
+    if raw.tls.as_ref().is_some_and(|t| !t.is_null()) {
+        return err(
+            "tls",
+            "TLS listeners are not available in this version; terminate TLS in front of portcullis",
+        );
+    }
+    let upstreams = upstreams::compile(&raw)?;
+    let issuers = issuers::compile(&raw.issuers, base)?;
+    let routes = routes::compile(&raw.routes, &upstreams, &issuers)?;
+    let authz_claims = routes::authz_claims(&routes);
+    let identity = identity::compile(&raw.identity)?;
+    let token_sources = TokenSources {
+        cookie: non_empty("token_sources.cookie", &raw.token_sources.cookie)?,
+        query: non_empty("token_sources.query", &raw.token_sources.query)?,
+        cookie_origins: raw.token_sources.cookie_origins.clone(),
+    };
+    let trusted_proxies = trusted_proxies(&raw.trusted_proxies)?;
+    let limits = limits::limits(&raw.limits)?;
+    let server = limits::server(&raw.server)?;
+    Ok(Policy {
+        listen,
+        admin_listen,
+        routes: RouteTable::new(routes),
+        upstreams: upstreams.list,
+        issuers: issuers.rules,
+        issuer_by_iss: issuers.by_iss,
+        keys: issuers.keys,
+        identity,
+        token_sources,
+        trusted_proxies,
+        limits,
+        server,
+        log_subject: raw.log_subject,
+        authz_claims,
+    })
+}
+
+fn parse_addr(path: &str, text: &str) -> Result<SocketAddr, CompileError> {
+    text.parse().or_else(|_| {
+        err(
+            path,
+            format!("{text:?} is not an address like 0.0.0.0:8080"),
+        )
+    })
+}
+
+fn non_empty(path: &str, v: &Option<String>) -> Result<Option<String>, CompileError> {
+    match v {
+        Some(s) if s.trim().is_empty() => err(path, "must not be empty"),
+        other => Ok(other.clone()),
+    }
+}
+
+fn trusted_proxies(list: &[String]) -> Result<Vec<IpNet>, CompileError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, cidr)| {
+            cidr.parse::<IpNet>()
+                .or_else(|_| cidr.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| CompileError {
+                    path: format!("trusted_proxies[{i}]"),
+                    message: format!("{cidr:?} is not an IP address or CIDR"),
+                })
+        })
+        .collect()
+}
