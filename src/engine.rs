@@ -209,6 +209,10 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
         deny,
     };
     check_limits(&policy.limits, head)?;
+    // `delete` is not `DELETE` to the route table, but several frameworks upper-case it.
+    if head.method.as_str().bytes().any(|b| b.is_ascii_lowercase()) {
+        return Err(Deny::BadRequest(BadRequest::Method).into());
+    }
     let target = path::parse_target(head.target).map_err(Deny::from)?;
     let path = target.path;
     let host =
@@ -252,9 +256,16 @@ pub fn decide(
     match judge(policy, &routed, verified) {
         Ok((access, identity)) => {
             let route = &policy.routes.routes()[index];
-            let strip_tokens = route.auth != Auth::None && !policy.identity.forward_token;
+            let carriers = match route.auth {
+                // Never verified: no bearer token of it goes upstream, whatever forward_token.
+                Auth::None => Carriers::RemoveBearer,
+                _ if policy.identity.forward_token => Carriers::Keep,
+                _ => Carriers::RemoveAll,
+            };
             let query = match (&policy.token_sources.query, &routed.query) {
-                (Some(name), Some(q)) if strip_tokens => extract::query_without(q, name),
+                (Some(name), Some(q)) if carriers != Carriers::Keep => {
+                    extract::query_without(q, name)
+                }
                 _ => routed.query.clone(),
             };
             let target = match &query {
@@ -264,7 +275,7 @@ pub fn decide(
             let edits = edits(
                 policy,
                 head,
-                strip_tokens,
+                carriers,
                 identity.as_deref(),
                 routed.authority.as_deref(),
                 request_id,
@@ -287,6 +298,42 @@ pub fn decide(
         }),
     }
 }
+
+/// What happens to the places a token can come in (Authorization, the token cookie, the token
+/// query parameter) before forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carriers {
+    /// `forward_token: true` on a route that verified the token.
+    Keep,
+    /// The token cookie and parameter, and `Authorization` only if it is a Bearer credential
+    /// (`auth: none`: other schemes are the upstream's own business).
+    RemoveBearer,
+    /// The token cookie and parameter, and `Authorization` whatever its scheme.
+    RemoveAll,
+}
+
+/// Headers that make some frameworks run another method or path than the request line's:
+/// removed from every request unless `keep_override_headers` names them.
+pub const OVERRIDE_HEADERS: [&str; 5] = [
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
+/// Headers that tell the upstream who the client is besides `X-Forwarded-*`: kept only from
+/// a peer in `trusted_proxies`.
+const CLIENT_HEADERS: [&str; 2] = ["forwarded", "x-real-ip"];
+
+/// Headers the gateway sets itself: a spelling with `_` in place of `-` is removed, since
+/// CGI-style upstreams read `X_Forwarded_For` as `X-Forwarded-For`.
+const GATEWAY_HEADERS: [&str; 4] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-request-id",
+];
 
 /// Both steps, with a synchronous verifier: for offline tools and tests.
 pub fn decide_with(
@@ -397,20 +444,27 @@ fn request_host(headers: &HeaderMap, authority: Option<&str>) -> Result<Option<S
 fn edits(
     policy: &Policy,
     head: &RequestHead,
-    strip_tokens: bool,
+    carriers: Carriers,
     identity: Option<&Identity>,
     authority: Option<&str>,
     request_id: &str,
 ) -> Vec<Edit> {
     let incoming = head.headers;
+    let trusted = head
+        .peer
+        .is_some_and(|ip| policy.trusted_proxies.iter().any(|n| n.contains(&ip)));
     let mut out: Vec<Edit> = incoming
         .keys()
-        .filter(|name| policy.identity.strips(name))
+        .filter(|name| policy.identity.strips(name) || foreign(name, trusted, policy))
         .map(|name| Edit::Remove(name.clone()))
         .collect();
 
-    if strip_tokens {
-        out.push(Edit::Remove(header::AUTHORIZATION));
+    let bearer_only = carriers == Carriers::RemoveBearer;
+    if carriers != Carriers::Keep {
+        let authorization = incoming.get_all(header::AUTHORIZATION).iter();
+        if !bearer_only || authorization.into_iter().any(is_bearer) {
+            out.push(Edit::Remove(header::AUTHORIZATION));
+        }
         if let Some(name) = &policy.token_sources.cookie {
             if incoming.contains_key(header::COOKIE) {
                 let kept: Vec<String> = incoming
@@ -445,9 +499,6 @@ fn edits(
     };
 
     // X-Forwarded-*: replaced unless the peer is a trusted proxy.
-    let trusted = head
-        .peer
-        .is_some_and(|ip| policy.trusted_proxies.iter().any(|n| n.contains(&ip)));
     let peer = head.peer.map(|ip| ip.to_string()).unwrap_or_default();
     let proto = if head.tls { "https" } else { "http" };
     let xff = HeaderName::from_static("x-forwarded-for");
@@ -483,6 +534,37 @@ fn edits(
             .map(|v| Edit::Set(HeaderName::from_static("x-request-id"), v)),
     );
     out
+}
+
+/// Must this incoming header go, besides the identity headers? An override header not kept by
+/// the config, `Forwarded` and `X-Real-IP` from an untrusted peer, and `_` spellings of all of
+/// these and of the headers the gateway sets.
+fn foreign(name: &HeaderName, trusted: bool, policy: &Policy) -> bool {
+    let raw = name.as_str();
+    let dashed;
+    let n = if raw.contains('_') {
+        dashed = raw.replace('_', "-");
+        dashed.as_str()
+    } else {
+        raw
+    };
+    let underscored = n != raw;
+    if OVERRIDE_HEADERS.contains(&n) {
+        return underscored || !policy.keep_override_headers.iter().any(|k| k == n);
+    }
+    if CLIENT_HEADERS.contains(&n) {
+        return underscored || !trusted;
+    }
+    underscored && GATEWAY_HEADERS.contains(&n)
+}
+
+/// Is this `Authorization` value a Bearer credential (or unreadable, which counts as one)?
+fn is_bearer(value: &HeaderValue) -> bool {
+    value.to_str().map_or(true, |v| {
+        v.trim_start()
+            .get(..6)
+            .is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
+    })
 }
 
 /// A header value built by the gateway from values it already checked; `None` if it is not

@@ -27,6 +27,9 @@ pub struct Metrics {
     pub seconds_since_good_refresh: IntGaugeVec,
     pub kid_refetch: IntCounterVec,
     pub kid_refetch_suppressed: IntCounterVec,
+    /// Tokens without `kid`, by issuer and result (`verified`, `bad_signature`, `no_key`,
+    /// `kid_required`: refused untried, the issuer publishing too many keys to try).
+    pub kidless: IntCounterVec,
 }
 
 impl Metrics {
@@ -108,6 +111,11 @@ impl Metrics {
                 "jwks_kid_miss_suppressed_total",
                 "Unknown-kid refetches refused by the cooldown",
                 &["issuer"],
+            ),
+            kidless: counter(
+                "kidless_tokens_total",
+                "Tokens without kid, by issuer and result",
+                &["issuer", "result"],
             ),
             registry,
         }

@@ -181,8 +181,14 @@ pub fn canonicalise(path: &str) -> Result<String, PathError> {
             if let Some(e) = forbidden(v) {
                 return Err(e);
             }
-            let next_is_escape = bytes.get(i + 3).copied().is_some_and(|b| hex_value(b).is_some())
-                && bytes.get(i + 4).copied().is_some_and(|b| hex_value(b).is_some());
+            let next_is_escape = bytes
+                .get(i + 3)
+                .copied()
+                .is_some_and(|b| hex_value(b).is_some())
+                && bytes
+                    .get(i + 4)
+                    .copied()
+                    .is_some_and(|b| hex_value(b).is_some());
             if v == b'%' && next_is_escape {
                 return Err(PathError::DoubleEncoding);
             }

@@ -148,7 +148,7 @@ pub struct Route {
 impl Route {
     pub fn matches(&self, host: Option<&str>, method: &Method, path: &str) -> bool {
         self.host.matches(host)
-            && self.methods.as_ref().is_none_or(|m| m.contains(method))
+            && allows_method(self.methods.as_deref(), method)
             && self.path.matches(path)
     }
 
@@ -399,8 +399,8 @@ impl Search<'_> {
             if index >= self.best {
                 return;
             }
-            let methods = &self.routes[index as usize].methods;
-            if methods.as_ref().is_none_or(|m| m.contains(self.method)) {
+            let methods = self.routes[index as usize].methods.as_deref();
+            if allows_method(methods, self.method) {
                 self.best = index;
                 return;
             }
@@ -409,30 +409,56 @@ impl Search<'_> {
 }
 
 /// Normalise a `Host` header or authority for matching: lower-case, port and trailing dot
-/// removed. `None` for a value that is not a plausible host.
+/// removed. `None` for anything but a plain host (a DNS name, an IPv4 address or a bracketed
+/// IPv6 address) with an optional port of 1 to 5 digits: `a.com:x`, `a.com:1:2`, `a.com:` and
+/// `evil.com:x.example.com` are refused, since upstreams and other proxies read them as other
+/// hosts than the one matched here.
 pub fn normalise_host(raw: &str) -> Option<String> {
     let raw = raw.trim();
-    let host = if let Some(v6) = raw.strip_prefix('[') {
-        let end = v6.find(']')?;
-        &raw[..end + 2]
+    let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
+        let end = rest.find(']')?;
+        let literal = &rest[..end];
+        if literal.is_empty()
+            || !literal
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+        {
+            return None;
+        }
+        let after = &rest[end + 1..];
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':')?),
+        };
+        (&raw[..end + 2], port)
     } else {
-        raw.rsplit_once(':').map_or(raw, |(h, port)| {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                h
-            } else {
-                raw
-            }
-        })
+        match raw.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (raw, None),
+        }
     };
+    if port.is_some_and(|p| !(1..=5).contains(&p.len()) || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    if host.starts_with('[') {
+        return Some(host.to_ascii_lowercase());
+    }
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty()
-        || !host.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'[' | b']' | b':')
-        })
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
     {
         return None;
     }
     Some(host.to_ascii_lowercase())
+}
+
+/// Does a route's `methods:` list allow `method`? No list allows every method; `HEAD` follows
+/// the rules of `GET`, since most frameworks answer it with the GET handler.
+pub fn allows_method(methods: Option<&[Method]>, method: &Method) -> bool {
+    methods
+        .is_none_or(|m| m.contains(method) || (*method == Method::HEAD && m.contains(&Method::GET)))
 }
 
 #[cfg(test)]
@@ -491,6 +517,58 @@ mod tests {
             Some("api.example.com")
         );
         assert_eq!(normalise_host("[::1]:80").as_deref(), Some("[::1]"));
+    }
+
+    #[test]
+    fn a_host_is_a_name_or_address_with_at_most_a_numeric_port() {
+        for (raw, want) in [
+            ("admin.example.com", Some("admin.example.com")),
+            ("admin.example.com.", Some("admin.example.com")),
+            ("admin.example.com:443", Some("admin.example.com")),
+            ("admin.example.com:65535", Some("admin.example.com")),
+            ("10.0.0.1:80", Some("10.0.0.1")),
+            ("[2001:DB8::1]", Some("[2001:db8::1]")),
+            ("[::1]:8080", Some("[::1]")),
+        ] {
+            assert_eq!(normalise_host(raw).as_deref(), want, "{raw}");
+        }
+        for bad in [
+            "admin.example.com:x",
+            "a.com:1:2",
+            "evil.com:x.example.com",
+            "a.com:",
+            "a.com:123456",
+            ":80",
+            "",
+            "[::1]x",
+            "[::1]:",
+            "[]:80",
+            "[::1:80",
+            "a b.com",
+            "a.com/x",
+            "user@a.com",
+        ] {
+            assert_eq!(normalise_host(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn head_follows_the_rules_of_get() {
+        let get = [Method::GET];
+        assert!(allows_method(Some(&get), &Method::HEAD));
+        assert!(!allows_method(Some(&[Method::HEAD]), &Method::GET));
+        assert!(!allows_method(Some(&[Method::POST]), &Method::HEAD));
+        assert!(allows_method(None, &Method::DELETE));
+        let table = RouteTable::new(vec![
+            route(
+                HostMatch::Any,
+                Some(vec![Method::GET]),
+                PathPattern::parse("/a").unwrap(),
+            ),
+            route(HostMatch::Any, None, PathPattern::parse("/a").unwrap()),
+        ]);
+        assert_eq!(table.find(None, &Method::HEAD, "/a"), Some(0));
+        assert_eq!(table.find(None, &Method::POST, "/a"), Some(1));
     }
 
     /// A small deterministic generator (xorshift64*), so a failure always reproduces.

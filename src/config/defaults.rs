@@ -117,6 +117,7 @@ pub const TABLE: &[Documented] = &[
     d("token_sources.query", "null", "off"),
     d("token_sources.cookie_origins", "[]", "none"),
     d("trusted_proxies", "[]", "none"),
+    d("keep_override_headers", "[]", "none"),
     d("tls", "null", "null"),
     d("limits.max_token_bytes", "8192", "8 KiB"),
     d("limits.token_cache_entries", "10000", "10,000"),

@@ -36,6 +36,11 @@ pub struct RawConfig {
     /// Default none.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Method and URL override headers (`X-HTTP-Method-Override`, `X-HTTP-Method`,
+    /// `X-Method-Override`, `X-Original-URL`, `X-Rewrite-URL`) to forward anyway, for an
+    /// upstream that needs one; all others are removed from every request. Default none.
+    #[serde(default)]
+    pub keep_override_headers: Vec<String>,
     /// TLS on `listen`: not built yet, so only `null` is accepted. Default null.
     #[serde(default)]
     pub tls: Option<serde_yaml_ng::Value>,

@@ -114,6 +114,17 @@ fn the_base_file_compiles() {
 }
 
 #[test]
+fn kept_override_headers_compile_to_lower_case() {
+    let policy = from_str(
+        &add("keep_override_headers: [X-HTTP-Method-Override]\n"),
+        "t.yaml",
+        Path::new("."),
+    )
+    .expect("compiles");
+    assert_eq!(policy.keep_override_headers, ["x-http-method-override"]);
+}
+
+#[test]
 fn listeners_tls_token_sources_and_trusted_proxies_are_checked() {
     let cases = [
         (
@@ -145,6 +156,11 @@ fn listeners_tls_token_sources_and_trusted_proxies_are_checked() {
             add("trusted_proxies: [10.0.0.0/8, 10.0.0.0/99]\n"),
             "trusted_proxies[1]",
             "is not an IP address or CIDR",
+        ),
+        (
+            add("keep_override_headers: [X-HTTP-Method-Override, X-Forwarded-For]\n"),
+            "keep_override_headers[1]",
+            "is not a method or URL override header",
         ),
     ];
     for (text, path, fragment) in cases {

@@ -518,9 +518,12 @@ fn the_target_forwarded_is_the_canonical_one_without_the_token_parameter() {
     assert_eq!(a.target, "/api/x/y?a=1&b=2");
     let a = f.allowed(&req("GET", &format!("/api/x?access_token={token}"), &[]));
     assert_eq!(a.target, "/api/x");
-    // On a public route the query is not a token carrier: it goes as it came.
-    let a = f.allowed(&req("GET", "/healthz?access_token=abc", &[]));
-    assert_eq!(a.target, "/healthz?access_token=abc");
+    // On a public route the token parameter goes too: nothing verified it.
+    let a = f.allowed(&req("GET", "/healthz?access_token=abc&x=1", &[]));
+    assert_eq!(a.target, "/healthz?x=1");
+    // Other parameters go as they came, on every route.
+    let a = f.allowed(&req("GET", "/healthz?next=%2F..&x", &[]));
+    assert_eq!(a.target, "/healthz?next=%2F..&x");
 }
 
 #[test]
@@ -558,19 +561,10 @@ fn header_edits_strip_identity_headers_and_token_carriers_and_set_identity() {
     let h = upstream_headers(&r, &f.allowed(&r));
     assert!(!h.contains_key("x-user-org"));
 
-    // Identity headers are stripped on public routes too, and no identity is set there; the
-    // Authorization header of an `auth: none` route is not the gateway's to remove.
-    let r = req(
-        "GET",
-        "/healthz",
-        &[
-            ("x-auth-subject", "forged"),
-            ("authorization", "Bearer xyz"),
-        ],
-    );
+    // Identity headers are stripped on public routes too, and no identity is set there.
+    let r = req("GET", "/healthz", &[("x-auth-subject", "forged")]);
     let h = upstream_headers(&r, &f.allowed(&r));
     assert!(!h.contains_key("x-auth-subject"));
-    assert_eq!(values(&h, "authorization"), ["Bearer xyz"]);
 }
 
 #[test]
@@ -682,4 +676,220 @@ fn hosts_route_and_an_absolute_form_authority_becomes_the_host() {
         ["admin.example.com"]
     );
     assert_eq!(a.target, "/admin/x");
+}
+
+#[test]
+fn a_method_that_is_not_upper_case_is_refused_before_routing() {
+    let f = fixture();
+    for method in ["delete", "Get", "pOST", "purge"] {
+        let deny = f.denied(&req(method, "/healthz", &[]));
+        assert_eq!(
+            (deny.status(), deny, method),
+            (400, Deny::BadRequest(BadRequest::Method), method)
+        );
+    }
+}
+
+#[test]
+fn head_is_judged_by_the_rules_of_get() {
+    let f = fixture();
+    let token = f.token(json!({"scope": "read:orders"}));
+    let a = f.allowed(&req(
+        "HEAD",
+        "/api/orders/1",
+        &[("authorization", &bearer(&token))],
+    ));
+    assert_eq!(f.route_name(a.route), "orders-read");
+    let no_scope = f.token(json!({}));
+    let deny = f.denied(&req(
+        "HEAD",
+        "/api/orders/1",
+        &[("authorization", &bearer(&no_scope))],
+    ));
+    assert_eq!(deny.reason(), "insufficient_scope");
+}
+
+#[test]
+fn a_host_with_a_port_that_is_not_numeric_is_refused() {
+    let f = fixture();
+    for host in [
+        "admin.example.com:x",
+        "a.com:1:2",
+        "evil.com:x.example.com",
+        "admin.example.com:",
+        "admin.example.com:123456",
+    ] {
+        let deny = f.denied(&req("GET", "/admin/x", &[("host", host)]));
+        assert_eq!(deny, Deny::BadRequest(BadRequest::Host), "{host}");
+        let deny = f.denied(&req("GET", &format!("http://{host}/admin/x"), &[]));
+        assert_eq!(deny.status(), 400, "absolute-form {host}");
+    }
+}
+
+#[test]
+fn override_headers_are_removed_in_every_spelling() {
+    let f = fixture();
+    let r = req(
+        "GET",
+        "/healthz",
+        &[
+            ("x-http-method-override", "DELETE"),
+            ("x-http-method", "DELETE"),
+            ("x-method-override", "DELETE"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x_http_method_override", "DELETE"),
+            ("X_Original_URL", "/admin"),
+        ],
+    );
+    let h = upstream_headers(&r, &f.allowed(&r));
+    for name in OVERRIDE_HEADERS {
+        assert!(!h.contains_key(name), "{name}");
+    }
+    assert!(!h.contains_key("x_http_method_override"));
+    assert!(!h.contains_key("x_original_url"));
+}
+
+#[test]
+fn an_override_header_named_in_the_config_is_kept_in_its_own_spelling_only() {
+    let f = fixture_with(|text| {
+        text.replace(
+            "trusted_proxies:",
+            "keep_override_headers: [X-HTTP-Method-Override]\ntrusted_proxies:",
+        )
+    });
+    let r = req(
+        "POST",
+        "/healthz",
+        &[
+            ("x-http-method-override", "PATCH"),
+            ("x_http_method_override", "DELETE"),
+            ("x-original-url", "/admin"),
+        ],
+    );
+    let h = upstream_headers(&r, &f.allowed(&r));
+    assert_eq!(values(&h, "x-http-method-override"), ["PATCH"]);
+    assert!(!h.contains_key("x_http_method_override"));
+    assert!(!h.contains_key("x-original-url"));
+}
+
+#[test]
+fn forwarded_and_x_real_ip_come_only_from_trusted_proxies() {
+    let f = fixture();
+    let incoming = [
+        ("forwarded", "for=6.6.6.6;host=evil.example;proto=https"),
+        ("x-real-ip", "6.6.6.6"),
+        ("x_real_ip", "6.6.6.6"),
+        ("x_forwarded_for", "6.6.6.6"),
+        ("x_forwarded_host", "evil.example"),
+        ("x_request_id", "forged"),
+    ];
+    let r = req("GET", "/healthz", &incoming);
+    let h = upstream_headers(&r, &f.allowed(&r));
+    for name in [
+        "forwarded",
+        "x-real-ip",
+        "x_real_ip",
+        "x_forwarded_for",
+        "x_forwarded_host",
+        "x_request_id",
+    ] {
+        assert!(!h.contains_key(name), "{name} from an untrusted peer");
+    }
+    let mut r = req("GET", "/healthz", &incoming);
+    r.peer = Some("10.9.9.9".parse().unwrap());
+    let h = upstream_headers(&r, &f.allowed(&r));
+    assert_eq!(
+        values(&h, "forwarded"),
+        ["for=6.6.6.6;host=evil.example;proto=https"]
+    );
+    assert_eq!(values(&h, "x-real-ip"), ["6.6.6.6"]);
+    // Underscore spellings go whoever sent them.
+    assert!(!h.contains_key("x_real_ip"));
+    assert!(!h.contains_key("x_forwarded_for"));
+}
+
+#[test]
+fn an_unverified_bearer_token_never_goes_upstream_from_a_public_route() {
+    let f = fixture();
+    let token = f.token(json!({}));
+    let cookie = format!("a=1; session={token}");
+    let r = req(
+        "GET",
+        &format!("/healthz?access_token={token}&x=1"),
+        &[("authorization", &bearer(&token)), ("cookie", &cookie)],
+    );
+    let a = f.allowed(&r);
+    assert_eq!(a.access, Access::Public);
+    assert_eq!(a.target, "/healthz?x=1");
+    let h = upstream_headers(&r, &a);
+    assert!(!h.contains_key("authorization"));
+    assert_eq!(values(&h, "cookie"), ["a=1"]);
+    // Other schemes are the upstream's own business on a public route.
+    let r = req("GET", "/healthz", &[("authorization", "Basic dTpw")]);
+    let h = upstream_headers(&r, &f.allowed(&r));
+    assert_eq!(values(&h, "authorization"), ["Basic dTpw"]);
+    // forward_token forwards verified tokens only.
+    let f = fixture_with(|text| {
+        text.replace(
+            "identity:\n  headers:",
+            "identity:\n  forward_token: true\n  headers:",
+        )
+    });
+    let auth = bearer(&f.token(json!({})));
+    let r = req("GET", "/healthz", &[("authorization", &auth)]);
+    assert!(!upstream_headers(&r, &f.allowed(&r)).contains_key("authorization"));
+}
+
+#[test]
+fn an_array_scope_element_with_a_space_grants_nothing() {
+    let f = fixture();
+    let token = f.token(json!({"scp": ["not read:orders"]}));
+    let deny = f.denied(&req(
+        "GET",
+        "/api/orders/1",
+        &[("authorization", &bearer(&token))],
+    ));
+    assert_eq!(deny.reason(), "insufficient_scope");
+    let token = f.token(json!({"scp": ["read:orders"]}));
+    f.allowed(&req(
+        "GET",
+        "/api/orders/1",
+        &[("authorization", &bearer(&token))],
+    ));
+}
+
+#[test]
+fn a_token_without_kid_is_tried_against_a_few_keys_at_most() {
+    let f = fixture();
+    let no_kid = |key: &SigningKey| {
+        key.mint_with_header(&json!({"alg": "RS256", "typ": "JWT"}), &claims(json!({})))
+    };
+    let r = |t: &str| req("GET", "/api/x", &[("authorization", &bearer(t))]);
+    f.allowed(&r(&no_kid(&f.signer)));
+    assert_eq!(f.denied(&r(&no_kid(&f.stranger))).reason(), "bad_signature");
+
+    // Four RSA keys published: a token without kid is refused untried.
+    let extra: Vec<SigningKey> = (0..3)
+        .map(|i| SigningKey::generate(&format!("x{i}"), Algorithm::RS256))
+        .collect();
+    let mut published = vec![&extra[0], &extra[1], &extra[2]];
+    let signer = SigningKey::generate("k1", Algorithm::RS256);
+    published.push(&signer);
+    let many = jwks(&published);
+    let f = fixture_with(|text| {
+        let main = text.find("jwks: ").unwrap();
+        let end = main + text[main..].find('\n').unwrap();
+        format!("{}jwks: {many}{}", &text[..main], &text[end..])
+    });
+    let deny = f.denied(&r(&no_kid(&signer)));
+    assert_eq!(deny.reason(), "kid_required");
+    let with_kid = signer.mint(&claims(json!({})));
+    f.allowed(&r(&with_kid));
+    let refused = f
+        .metrics
+        .kidless
+        .with_label_values(&["main", "kid_required"])
+        .get();
+    assert_eq!(refused, 1);
 }

@@ -61,7 +61,9 @@ pub struct ScopeSet(Vec<String>);
 
 impl ScopeSet {
     /// Merge `scope_claims`: a space-delimited string (`scope`, Okta's `scp` string) or an array
-    /// of strings (`scp`, Auth0's `permissions`). Other shapes add nothing.
+    /// of strings (`scp`, Auth0's `permissions`). Other shapes add nothing. An array element is
+    /// one scope, never split: an element holding whitespace (a group named `"not admin"`) is
+    /// no scope at all, so it can match no rule.
     pub fn from_claims(claims: &Value, scope_claims: &[ClaimRef]) -> Self {
         let mut scopes: Vec<String> = Vec::new();
         for claim in scope_claims {
@@ -73,7 +75,7 @@ impl ScopeSet {
                     items
                         .iter()
                         .filter_map(Value::as_str)
-                        .flat_map(str::split_ascii_whitespace)
+                        .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
                         .map(str::to_string),
                 ),
                 _ => {}
@@ -100,7 +102,24 @@ impl ScopeSet {
 
 #[cfg(test)]
 mod tests {
-    use super::ClaimRef;
+    use super::{ClaimRef, ScopeSet};
+    use serde_json::json;
+
+    #[test]
+    fn an_array_element_is_one_scope_and_only_strings_are_split() {
+        let refs: Vec<ClaimRef> = ["scope", "permissions"]
+            .iter()
+            .map(|n| ClaimRef::parse(n).unwrap())
+            .collect();
+        let set = ScopeSet::from_claims(
+            &json!({"scope": "a  b", "permissions": ["not admin", "c", "", " d"]}),
+            &refs,
+        );
+        assert_eq!(set.joined(), "a b c");
+        assert!(!set.contains("admin"));
+        assert!(!set.contains("not"));
+        assert!(!set.contains("not admin"));
+    }
 
     #[test]
     fn a_pointer_reads_its_unescaped_first_segment() {

@@ -44,6 +44,9 @@ pub enum Signer {
 
 /// Longest `kid` that may trigger a refetch.
 pub const MAX_KID_BYTES: usize = 256;
+/// The most keys a token without `kid` is tried against; an issuer that publishes more keys
+/// of the token's algorithm must name the key.
+pub const MAX_KIDLESS_KEYS: usize = 3;
 /// The longest a request waits for a kid-miss refetch.
 pub const REFETCH_WAIT: Duration = Duration::from_secs(3);
 
@@ -245,6 +248,41 @@ fn keep_only(claims: Value, names: &[String]) -> Value {
     Value::Object(kept)
 }
 
+/// The key of a token without `kid`: tried against each key of its algorithm, but only when
+/// the issuer publishes at most `MAX_KIDLESS_KEYS` of them, so that one request costs a few
+/// signature checks at most, and the answer does not depend on the order of the keys.
+fn kidless_key(
+    parsed: &verify::Parsed<'_>,
+    alg: jsonwebtoken::Algorithm,
+    set: &KeySet,
+    issuer: &str,
+    metrics: &Metrics,
+) -> Result<Arc<VerifyKey>, AuthError> {
+    let count = |result: &str| metrics.kidless.with_label_values(&[issuer, result]).inc();
+    let candidates: Vec<&Arc<VerifyKey>> = set.candidates(alg).collect();
+    if candidates.is_empty() {
+        count("no_key");
+        return Err(VerifyError::UnknownKey.into());
+    }
+    if candidates.len() > MAX_KIDLESS_KEYS {
+        count("kid_required");
+        return Err(VerifyError::KidRequired.into());
+    }
+    match candidates
+        .into_iter()
+        .find(|k| verify::check_signature(parsed, &k.key, alg).is_ok())
+    {
+        Some(key) => {
+            count("verified");
+            Ok(Arc::clone(key))
+        }
+        None => {
+            count("bad_signature");
+            Err(VerifyError::BadSignature.into())
+        }
+    }
+}
+
 /// A cached token stays valid only while the key that verified it is still in its issuer's set.
 fn key_still_present(identity: &Identity, keys: &KeyStore) -> bool {
     match identity.signer {
@@ -279,11 +317,7 @@ async fn find_key(
         }
     };
     let Some(kid) = parsed.header.kid.as_deref() else {
-        return set
-            .candidates(alg)
-            .find(|k| verify::check_signature(parsed, &k.key, alg).is_ok())
-            .cloned()
-            .ok_or(VerifyError::UnknownKey.into());
+        return kidless_key(parsed, alg, &set, &live.name, metrics);
     };
     let key = match set.by_kid(kid) {
         Some(key) => Arc::clone(key),

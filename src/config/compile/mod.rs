@@ -54,6 +54,8 @@ pub struct Policy {
     pub identity: IdentityPlan,
     pub token_sources: TokenSources,
     pub trusted_proxies: Vec<IpNet>,
+    /// Override headers forwarded anyway, lower-case; every other one is removed.
+    pub keep_override_headers: Vec<String>,
     pub limits: Limits,
     pub server: ServerSettings,
     pub log_subject: bool,
@@ -86,6 +88,7 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
         cookie_origins: raw.token_sources.cookie_origins.clone(),
     };
     let trusted_proxies = trusted_proxies(&raw.trusted_proxies)?;
+    let keep_override_headers = keep_override_headers(&raw.keep_override_headers)?;
     let limits = limits::limits(&raw.limits)?;
     let server = limits::server(&raw.server)?;
     Ok(Policy {
@@ -99,6 +102,7 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
         identity,
         token_sources,
         trusted_proxies,
+        keep_override_headers,
         limits,
         server,
         log_subject: raw.log_subject,
@@ -120,6 +124,26 @@ fn non_empty(path: &str, v: &Option<String>) -> Result<Option<String>, CompileEr
         Some(s) if s.trim().is_empty() => err(path, "must not be empty"),
         other => Ok(other.clone()),
     }
+}
+
+fn keep_override_headers(list: &[String]) -> Result<Vec<String>, CompileError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let lower = name.to_ascii_lowercase();
+            if crate::engine::OVERRIDE_HEADERS.contains(&lower.as_str()) {
+                Ok(lower)
+            } else {
+                err(
+                    format!("keep_override_headers[{i}]"),
+                    format!(
+                        "{name:?} is not a method or URL override header (one of {})",
+                        crate::engine::OVERRIDE_HEADERS.join(", ")
+                    ),
+                )
+            }
+        })
+        .collect()
 }
 
 fn trusted_proxies(list: &[String]) -> Result<Vec<IpNet>, CompileError> {
