@@ -95,13 +95,10 @@ async fn requests_beyond_max_in_flight_get_503_overloaded() {
     let slow_addr = start_slow(Duration::from_secs(1), "ok").await;
     let (_i, gw) = gateway_with_limit(("max_in_flight", "1"), slow_addr).await;
     let addr = gw.addr;
-    let first = tokio::spawn(async move {
-        send_raw(
-            addr,
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await
-    });
+    let first =
+        tokio::spawn(
+            async move { request_at(addr, "GET", "/healthz", &[("Host", "x")], "").await },
+        );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let second = gw.get("/healthz", &[]).await;
     assert_denied(&second, 503, "overloaded");

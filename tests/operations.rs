@@ -277,13 +277,10 @@ async fn sigterm_lets_an_in_flight_request_finish() {
     let mut gw = start_gateway(&standard_config(&issuer.url(), slow_addr).yaml());
     gw.wait_ready().await;
     let addr = gw.addr;
-    let pending = tokio::spawn(async move {
-        send_raw(
-            addr,
-            b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await
-    });
+    let pending =
+        tokio::spawn(
+            async move { request_at(addr, "GET", "/healthz", &[("Host", "x")], "").await },
+        );
     tokio::time::sleep(Duration::from_millis(150)).await;
     Command::new("kill")
         .args(["-TERM", &gw.pid().to_string()])

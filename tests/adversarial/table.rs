@@ -38,7 +38,8 @@ pub enum Want {
         target: String,
         headers: Vec<(&'static str, H)>,
     },
-    /// The gateway's own JSON reply (SPEC section 2) with this status and `error`.
+    /// The gateway's own JSON reply (SPEC section 2) with this status and `error`, in the shape
+    /// `check_denied` checks, and nothing upstream.
     Deny(u16, &'static str),
     /// pingora's HTTP/1.1 parser refused the request before any gateway code ran: a plain 400
     /// with an empty body and no request id (docs/behaviour.md, "Paths").

@@ -159,7 +159,7 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Response {
-        send_raw(self.addr, &raw_request(method, target, headers, body)).await
+        request_at(self.addr, method, target, headers, body).await
     }
 
     /// The access-log lines printed so far.
@@ -176,12 +176,22 @@ impl Gateway {
     }
 }
 
-/// `GET target` with a bearer token, to the gateway listening at `addr` (for spawned tasks,
-/// which cannot borrow the `Gateway`).
+/// `Gateway::request` to the gateway listening at `addr` (for spawned tasks, which cannot
+/// borrow the `Gateway`).
+pub async fn request_at(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    send_raw(addr, &raw_request(method, target, headers, body)).await
+}
+
+/// `GET target` with a bearer token, to the gateway listening at `addr`.
 pub async fn get_bearer_at(addr: SocketAddr, target: &str, token: &str) -> Response {
     let auth = format!("Bearer {token}");
-    let raw = raw_request("GET", target, &[("Authorization", &auth)], "");
-    send_raw(addr, &raw).await
+    request_at(addr, "GET", target, &[("Authorization", &auth)], "").await
 }
 
 /// The bytes of a request with `Host: gateway.test` (unless a Host header is given), a
