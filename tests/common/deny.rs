@@ -35,10 +35,7 @@ fn denial_problem(r: &Response, status: u16, error: &str) -> Option<String> {
     if json["error"] != error {
         return Some(format!("error {}, not {error}: {body}", json["error"]));
     }
-    if !json["error_description"]
-        .as_str()
-        .is_some_and(|d| !d.is_empty())
-    {
+    if json["error_description"].as_str().is_none_or(str::is_empty) {
         return Some(format!("no error_description: {body}"));
     }
     let header = |name: &str| r.header(name).unwrap_or_default();
