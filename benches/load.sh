@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end load benchmark of issue 5 (documented in BENCHMARKS.md).
+# End-to-end load benchmark (documented in BENCHMARKS.md).
 #
 # On loopback, wrk (one thread) pinned to CPU 0; each server under test and the nginx static
 # upstream pinned together to CPU 1, one worker each, each its own process. Configurations, run
@@ -88,31 +88,30 @@ if [ "$(wc -l <"$WORK/tokens.txt" 2>/dev/null || echo 0)" != "$TOKENS" ]; then
 fi
 
 # --- configs -----------------------------------------------------------------------------
-mkdir -p "$WORK/up" "$WORK/proxy"
-cat >"$WORK/up/nginx.conf" <<EOF
+nginx_conf() { # dir; the blocks inside `http { }` on stdin
+  mkdir -p "$WORK/$1"
+  {
+    cat <<EOF
 worker_processes 1;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/error.log warn;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 10000000;
   keepalive_timeout 300s;
+EOF
+    cat
+    echo "}"
+  } >"$WORK/$1/nginx.conf"
+}
+nginx_conf up <<EOF
   server {
     listen 127.0.0.1:$P_UP default_server;
     location / { return 200 "ok\n"; }
   }
-}
 EOF
-cat >"$WORK/proxy/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/proxy/nginx.pid;
-error_log $WORK/proxy/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
+nginx_conf proxy <<EOF
   upstream up {
     server 127.0.0.1:$P_UP;
     keepalive 64;
@@ -126,7 +125,6 @@ http {
       proxy_set_header Connection "";
     }
   }
-}
 EOF
 # HAProxy's documented jwt_verify recipe, with the same rules portcullis applies (alg, iss,
 # aud, signature, exp); the key is loaded once at start.
@@ -157,36 +155,11 @@ frontend fe
 backend be
   server up 127.0.0.1:$P_UP
 EOF
-cat >"$WORK/portcullis.yaml" <<EOF
-listen: 127.0.0.1:$P_PORTCULLIS
-admin_listen: 127.0.0.1:$P_ADMIN
-upstreams:
-  nginx: { url: "http://127.0.0.1:$P_UP" }
-upstream: nginx
-issuers:
-  load:
-    issuer: "$ISS"
-    jwks_file: $WORK/jwks.json
-    audiences: ["$AUD"]
-    algorithms: [RS256]
-identity:
-  headers:
-    x-auth-subject: sub
-    x-auth-email: email
-    x-auth-scopes: scope
-routes:
-  - name: pass
-    match: { path: /pass/** }
-    auth: none
-  - name: api
-    match: { path: /api/** }
-    scopes: [read:orders]
-limits:
-  token_cache_entries: 100000
-server:
-  threads: 1
-  shutdown_grace: 1s
-EOF
+# The gateway's config comes from the config builder the tests use (tests/common/config.rs),
+# through the mint tool: `pass` (auth: none) and `api` (read:orders) routes, one issuer with the
+# minted key, a token cache that holds every minted token, one worker thread.
+cargo bench --locked --quiet --bench mint -- config "127.0.0.1:$P_PORTCULLIS" "127.0.0.1:$P_ADMIN" \
+  "127.0.0.1:$P_UP" "$WORK/jwks.json" "$ISS" "$AUD" >"$WORK/portcullis.yaml"
 
 # wrk scripts: count every non-2xx response and print one machine-readable line.
 cat >"$WORK/common.lua" <<'EOF'

@@ -1,10 +1,16 @@
 //! Token minting for `benches/load.sh` (not a measurement): one RSA-2048 key, its JWKS and
 //! SubjectPublicKeyInfo PEM (for HAProxy's `jwt_verify`), one token, and COUNT distinct tokens
-//! (each with its own `sub` and `jti`), all valid for 24 hours.
+//! (each with its own `sub` and `jti`), all valid for 24 hours. Also prints the gateway config
+//! of the load benchmark, written with the tests' config builder.
 //!
 //! `cargo bench --bench mint -- OUTDIR COUNT ISSUER AUDIENCE`
+//! `cargo bench --bench mint -- config LISTEN ADMIN UPSTREAM JWKS_FILE ISSUER AUDIENCE`
+
+#[path = "../tests/common/config.rs"]
+mod config;
 
 use aws_lc_rs::encoding::AsDer;
+use config::{Config, IssuerBlock, Route};
 use jsonwebtoken::Algorithm;
 use portcullis::demo::keys::{jwks, now, SigningKey};
 use serde_json::json;
@@ -15,9 +21,19 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    if let [mode, listen, admin, upstream, jwks_file, issuer, audience] = args.as_slice() {
+        if mode == "config" {
+            print!(
+                "{}",
+                load_config(listen, admin, upstream, jwks_file, issuer, audience)
+            );
+            return;
+        }
+    }
     let [dir, count, issuer, audience] = args.as_slice() else {
         // `cargo bench` runs every bench target: this one has nothing to measure.
         eprintln!("mint: usage: cargo bench --bench mint -- OUTDIR COUNT ISSUER AUDIENCE");
+        eprintln!("       cargo bench --bench mint -- config LISTEN ADMIN UPSTREAM JWKS_FILE ISSUER AUDIENCE");
         return;
     };
     let count: usize = count.parse().expect("COUNT is a number");
@@ -69,6 +85,38 @@ fn main() {
         writeln!(out, "{}", parts[i % threads][i / threads]).expect("write token");
     }
     out.flush().expect("flush tokens.txt");
+}
+
+/// The gateway under load: a pass-through route and a `read:orders` route in front of the
+/// upstream, the minted key's issuer, a token cache that holds every minted token, one thread.
+fn load_config(
+    listen: &str,
+    admin: &str,
+    upstream: &str,
+    jwks_file: &str,
+    issuer: &str,
+    audience: &str,
+) -> String {
+    Config::new()
+        .listen(listen)
+        .admin_listen(admin)
+        .upstream("nginx", &format!("http://{upstream}"))
+        .default_upstream("nginx")
+        .issuer(
+            IssuerBlock::new("load", issuer)
+                .jwks_file(jwks_file)
+                .audiences(&[audience])
+                .algorithms(&["RS256"]),
+        )
+        .identity_header("x-auth-subject", "sub")
+        .identity_header("x-auth-email", "email")
+        .identity_header("x-auth-scopes", "scope")
+        .route(Route::new("pass", "/pass/**").auth("none"))
+        .route(Route::new("api", "/api/**").scopes("[read:orders]"))
+        .limit("token_cache_entries", "100000")
+        .server("threads", "1")
+        .server("shutdown_grace", "1s")
+        .yaml()
 }
 
 /// The key's SubjectPublicKeyInfo DER, rebuilt from its JWK (n, e).

@@ -40,6 +40,8 @@ pub struct Routed {
     pub route: usize,
     /// Canonical path: the one matched and the one forwarded.
     pub path: String,
+    /// The host the route was matched by (lower-case, no port); `None` without one.
+    pub host: Option<String>,
     /// Query as received.
     query: Option<String>,
     /// The authority of an absolute-form target, as written.
@@ -235,6 +237,7 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
     };
     Ok(Routed {
         route: index,
+        host,
         query: target.query.map(str::to_string),
         authority: target.authority.map(str::to_string),
         path,

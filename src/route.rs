@@ -414,7 +414,6 @@ impl Search<'_> {
 /// `evil.com:x.example.com` are refused, since upstreams and other proxies read them as other
 /// hosts than the one matched here.
 pub fn normalise_host(raw: &str) -> Option<String> {
-    let raw = raw.trim();
     let (host, port) = if let Some(rest) = raw.strip_prefix('[') {
         let end = rest.find(']')?;
         let literal = &rest[..end];
@@ -545,6 +544,8 @@ mod tests {
             "[]:80",
             "[::1:80",
             "a b.com",
+            "a.com ",
+            " a.com",
             "a.com/x",
             "user@a.com",
         ] {

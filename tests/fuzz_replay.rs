@@ -1,12 +1,12 @@
 //! Replays the committed fuzz corpora through the fuzz properties, on stable Rust and without
 //! libFuzzer: every input under `fuzz/corpus/<target>/` (minimised fuzzer finds) and
 //! `fuzz/seeds/<target>/` (hand-written seeds and regressions) runs through the same
-//! `fuzz/props.rs` function as the fuzzer, and any panic is a failure.
+//! `fuzz/props/` function as the fuzzer, and any panic is a failure.
 //!
 //! `cargo test --test fuzz_replay`. `cargo test --test fuzz_replay -- --ignored write_seeds`
 //! rewrites the hand-written seeds.
 
-#[path = "../fuzz/props.rs"]
+#[path = "../fuzz/props/mod.rs"]
 mod props;
 
 use serde_json::{json, Value};

@@ -1,47 +1,10 @@
-//! Routing as a client sees it (SPEC sections 1, 2 and 5): the canonical path is the one matched
+//! Routing as a client sees it (docs/behaviour.md: pipeline, paths, routes): the canonical path is the one matched
 //! and the one forwarded, ambiguous paths are 400, routes match by segment, method and host in
 //! file order, and the token comes from exactly one configured place.
 mod common;
 use common::*;
 
 use serde_json::json;
-
-/// Issuer, echo and a gateway on the standard policy after `edit` has rewritten its YAML.
-async fn setup_edited(edit: impl FnOnce(String) -> String) -> Setup {
-    let issuer = TestIssuer::start().await;
-    let echo = start_echo().await;
-    let gw = start_gateway(&edit(standard_config(&issuer.url(), echo, "")));
-    gw.wait_ready().await;
-    Setup { issuer, echo, gw }
-}
-
-/// The gateway answered itself with this status and error code, as SPEC section 2 describes.
-fn assert_denied(r: &Response, status: u16, error: &str, what: &str) {
-    assert_eq!(
-        r.status,
-        status,
-        "{what}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    assert_eq!(r.error(), error, "{what}");
-    assert_eq!(r.header("content-type"), Some("application/json"), "{what}");
-    assert_eq!(r.header("cache-control"), Some("no-store"), "{what}");
-}
-
-/// A 401 for a request that presented no token: no `error=` in the challenge.
-fn assert_no_token(r: &Response, what: &str) {
-    assert_eq!(
-        r.status,
-        401,
-        "{what}: {}",
-        String::from_utf8_lossy(&r.body)
-    );
-    assert_eq!(
-        r.header("www-authenticate"),
-        Some("Bearer realm=\"portcullis\""),
-        "{what}"
-    );
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_canonical_path_is_matched_and_forwarded() {
@@ -62,7 +25,7 @@ async fn the_canonical_path_is_matched_and_forwarded() {
         let echo = s.gw.get_bearer(target, &reader).await.echo();
         assert_eq!(echo.target, "/api/orders/7", "{target}");
         let r = s.gw.get_bearer(target, &other).await;
-        assert_denied(&r, 403, "insufficient_scope", target);
+        assert_denied(&r, 403, "insufficient_scope");
     }
 
     let echo =
@@ -83,11 +46,11 @@ async fn climbing_out_of_a_looser_route_is_judged_as_the_resolved_path() {
         "/healthz/../api/orders/1",
     ] {
         let r = s.gw.get(target, &[]).await;
-        assert_no_token(&r, target);
+        assert_denied(&r, 401, "missing_token");
     }
     let other = s.issuer.token(json!({"scope": "other"}));
     let r = s.gw.get_bearer("/opt/../api/orders/1", &other).await;
-    assert_denied(&r, 403, "insufficient_scope", "/opt/../api/orders/1");
+    assert_denied(&r, 403, "insufficient_scope");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,12 +80,12 @@ async fn ambiguous_paths_are_400_before_any_other_decision() {
     ] {
         // No token, a valid token, a public route prefix: the path alone decides.
         let r = s.gw.get(target, &[]).await;
-        assert_denied(&r, 400, "bad_request", target);
+        assert_denied(&r, 400, "bad_request");
         let r = s.gw.get_bearer(target, &reader).await;
-        assert_denied(&r, 400, "bad_request", target);
+        assert_denied(&r, 400, "bad_request");
     }
     let r = s.gw.get("/healthz;x", &[]).await;
-    assert_denied(&r, 400, "bad_request", "/healthz;x");
+    assert_denied(&r, 400, "bad_request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,11 +100,11 @@ async fn double_star_stops_at_a_segment_boundary() {
     let echo = s.gw.get_bearer("/api/ordersX/1", &other).await.echo();
     assert_eq!(echo.target, "/api/ordersX/1");
     let r = s.gw.get_bearer("/api/orders/1", &other).await;
-    assert_denied(&r, 403, "insufficient_scope", "/api/orders/1");
+    assert_denied(&r, 403, "insufficient_scope");
 
     // `/api/orders` itself is under `/api/orders/**`.
     let r = s.gw.get_bearer("/api/orders", &other).await;
-    assert_denied(&r, 403, "insufficient_scope", "/api/orders");
+    assert_denied(&r, 403, "insufficient_scope");
     let echo = s.gw.get_bearer("/api/orders", &reader).await.echo();
     assert_eq!(echo.target, "/api/orders");
 }
@@ -152,7 +115,11 @@ async fn single_star_matches_exactly_one_segment() {
     let token = s.issuer.token(json!({}));
     let echo = s.gw.get_bearer("/users/42/profile", &token).await.echo();
     assert_eq!(echo.target, "/users/42/profile");
-    assert_no_token(&s.gw.get("/users/42/profile", &[]).await, "no token");
+    assert_denied(
+        &s.gw.get("/users/42/profile", &[]).await,
+        401,
+        "missing_token",
+    );
     for target in [
         "/users/1/2/profile",
         "/users/profile",
@@ -160,7 +127,7 @@ async fn single_star_matches_exactly_one_segment() {
         "/users/42/profile/x",
     ] {
         let r = s.gw.get_bearer(target, &token).await;
-        assert_denied(&r, 404, "no_route", target);
+        assert_denied(&r, 404, "no_route");
     }
 }
 
@@ -176,9 +143,9 @@ async fn an_unmatched_path_is_404_no_route() {
         "/API/orders/1",
     ] {
         let r = s.gw.get(target, &[]).await;
-        assert_denied(&r, 404, "no_route", target);
+        assert_denied(&r, 404, "no_route");
         let r = s.gw.get_bearer(target, &token).await;
-        assert_denied(&r, 404, "no_route", target);
+        assert_denied(&r, 404, "no_route");
     }
     let r = s.gw.get("/nothing/here", &[]).await;
     assert_eq!(
@@ -220,11 +187,11 @@ async fn methods_select_the_route() {
             "",
         )
         .await;
-    assert_denied(&r, 403, "insufficient_scope", "DELETE with read:orders");
+    assert_denied(&r, 403, "insufficient_scope");
 
     // GET: read:orders.
     let r = s.gw.get_bearer("/api/orders/1", &deleter).await;
-    assert_denied(&r, 403, "insufficient_scope", "GET with orders:delete");
+    assert_denied(&r, 403, "insufficient_scope");
     let echo = s.gw.get_bearer("/api/orders/1", &reader).await.echo();
     assert_eq!(echo.method, "GET");
 
@@ -242,40 +209,28 @@ async fn methods_select_the_route() {
     assert_eq!(echo.target, "/api/orders/1");
     assert_eq!(echo.body, "{\"n\":1}");
     let r = s.gw.request("POST", "/api/orders/1", &[], "x").await;
-    assert_no_token(&r, "POST without a token");
+    assert_denied(&r, 401, "missing_token");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_are_tried_in_file_order_and_the_first_match_wins() {
-    let s = setup_edited(|yaml| {
-        let edited = yaml.replace(
-            "routes:\n",
-            r#"routes:
-  - name: open-first
-    match: { path: /order/** }
-    auth: none
-  - name: locked-second
-    match: { path: /order/** }
-  - name: broad-first
-    match: { path: /spec/** }
-  - name: narrow-second
-    match: { path: /spec/open }
-    auth: none
-"#,
-        );
-        assert_ne!(edited, yaml, "standard config changed shape");
-        edited
+    let s = setup_with(|config, _| {
+        config
+            .route_first(Route::new("narrow-second", "/spec/open").auth("none"))
+            .route_first(Route::new("broad-first", "/spec/**"))
+            .route_first(Route::new("locked-second", "/order/**"))
+            .route_first(Route::new("open-first", "/order/**").auth("none"))
     })
     .await;
     let echo = s.gw.get("/order/1", &[]).await.echo();
     assert_eq!(echo.target, "/order/1");
     // The more specific route comes second, so the broader one decides.
-    assert_no_token(&s.gw.get("/spec/open", &[]).await, "/spec/open");
+    assert_denied(&s.gw.get("/spec/open", &[]).await, 401, "missing_token");
 
     // In the standard policy `orders-read` precedes `api`, which would accept any token.
     let other = s.issuer.token(json!({"scope": "other"}));
     let r = s.gw.get_bearer("/api/orders/1", &other).await;
-    assert_denied(&r, 403, "insufficient_scope", "/api/orders/1");
+    assert_denied(&r, 403, "insufficient_scope");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +250,11 @@ async fn host_routes_match_only_their_host() {
                 .await
                 .echo();
         assert_eq!(echo.target, "/admin/x", "{host}");
-        assert_no_token(&s.gw.get("/admin/x", &[("Host", host)]).await, host);
+        assert_denied(
+            &s.gw.get("/admin/x", &[("Host", host)]).await,
+            401,
+            "missing_token",
+        );
     }
     for host in [
         "gateway.test",
@@ -306,7 +265,7 @@ async fn host_routes_match_only_their_host() {
         let r =
             s.gw.get("/admin/x", &[("Host", host), ("Authorization", &auth)])
                 .await;
-        assert_denied(&r, 404, "no_route", host);
+        assert_denied(&r, 404, "no_route");
     }
 
     for host in [
@@ -328,7 +287,7 @@ async fn host_routes_match_only_their_host() {
         let r =
             s.gw.get("/tenant/1", &[("Host", host), ("Authorization", &auth)])
                 .await;
-        assert_denied(&r, 404, "no_route", host);
+        assert_denied(&r, 404, "no_route");
     }
 }
 
@@ -396,12 +355,7 @@ async fn optional_auth_forwards_anonymously_or_with_a_valid_identity() {
         ("garbage segments", "abc.def.ghi"),
     ] {
         let r = s.gw.get_bearer("/opt/page", bad).await;
-        assert_denied(&r, 401, "invalid_token", what);
-        let challenge = r.header("www-authenticate").unwrap_or_default();
-        assert!(
-            challenge.contains("error=\"invalid_token\""),
-            "{what}: {challenge}"
-        );
+        check_denied(&r, 401, "invalid_token").unwrap_or_else(|why| panic!("{what}: {why}"));
     }
 }
 
@@ -428,7 +382,7 @@ async fn the_bearer_scheme_is_case_insensitive_and_malformed_credentials_are_ref
         ("two tokens in one header", two_tokens.as_str()),
     ] {
         let r = s.gw.get("/api/orders/1", &[("Authorization", value)]).await;
-        assert_denied(&r, 400, "bad_request", what);
+        check_denied(&r, 400, "bad_request").unwrap_or_else(|why| panic!("{what}: {why}"));
     }
 
     let auth = format!("Bearer {token}");
@@ -438,32 +392,28 @@ async fn the_bearer_scheme_is_case_insensitive_and_malformed_credentials_are_ref
             &[("Authorization", &auth), ("Authorization", &auth)],
         )
         .await;
-    assert_denied(&r, 400, "bad_request", "two Authorization headers");
+    assert_denied(&r, 400, "bad_request");
     let r =
         s.gw.get(
             "/opt/x",
             &[("Authorization", &auth), ("Authorization", &auth)],
         )
         .await;
-    assert_denied(
-        &r,
-        400,
-        "bad_request",
-        "two Authorization headers, optional",
-    );
+    assert_denied(&r, 400, "bad_request");
 
     // Another scheme presents no bearer token.
     let basic = [("Authorization", "Basic dXNlcjpwdw==")];
     let r = s.gw.get("/api/orders/1", &basic).await;
-    assert_no_token(&r, "Basic on a required route");
+    assert_denied(&r, 401, "missing_token");
     let echo = s.gw.get("/opt/x", &basic).await.echo();
     assert!(!echo.has("x-auth-subject"));
 }
 
 async fn cookie_setup() -> Setup {
-    setup_edited(|yaml| {
-        format!(
-            "token_sources: {{ cookie: session, cookie_origins: [\"https://app.example.com\"] }}\n{yaml}"
+    setup_with(|config, _| {
+        config.set(
+            "token_sources",
+            "{ cookie: session, cookie_origins: [\"https://app.example.com\"] }",
         )
     })
     .await
@@ -495,10 +445,10 @@ async fn a_cookie_token_works_and_is_removed_before_forwarding() {
             &[("Authorization", &auth), ("Cookie", &cookie)],
         )
         .await;
-    assert_denied(&r, 400, "bad_request", "Authorization and cookie");
+    assert_denied(&r, 400, "bad_request");
     let twice = format!("session={token}; session={token}");
     let r = s.gw.get("/api/orders/1", &[("Cookie", &twice)]).await;
-    assert_denied(&r, 400, "bad_request", "two token cookies");
+    assert_denied(&r, 400, "bad_request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -510,7 +460,7 @@ async fn a_cookie_token_on_an_unsafe_method_needs_an_allowed_origin() {
     let r =
         s.gw.request("POST", "/api/x", &[("Cookie", &cookie)], "{}")
             .await;
-    assert_no_token(&r, "POST, no Origin");
+    assert_denied(&r, 401, "missing_token");
     for origin in [
         "https://evil.example",
         "http://app.example.com",
@@ -525,7 +475,7 @@ async fn a_cookie_token_on_an_unsafe_method_needs_an_allowed_origin() {
                 "{}",
             )
             .await;
-        assert_no_token(&r, origin);
+        assert_denied(&r, 401, "missing_token");
     }
 
     let r =
@@ -547,7 +497,7 @@ async fn query_tokens_are_off_by_default() {
     let s = setup().await;
     let token = s.issuer.token(json!({"scope": "read:orders"}));
     let target = format!("/api/orders/1?access_token={token}");
-    assert_no_token(&s.gw.get(&target, &[]).await, "access_token parameter");
+    assert_denied(&s.gw.get(&target, &[]).await, 401, "missing_token");
 
     let target = format!("/healthz?x=1&access_token={token}&y=2");
     let echo = s.gw.get(&target, &[]).await.echo();
@@ -560,7 +510,7 @@ async fn query_tokens_are_off_by_default() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_token_works_when_enabled_and_is_removed_before_forwarding() {
-    let s = setup_edited(|yaml| format!("token_sources: {{ query: access_token }}\n{yaml}")).await;
+    let s = setup_with(|config, _| config.set("token_sources", "{ query: access_token }")).await;
     let token = s.issuer.token(json!({"scope": "read:orders"}));
 
     let echo =
@@ -583,5 +533,5 @@ async fn a_query_token_works_when_enabled_and_is_removed_before_forwarding() {
             &[("Authorization", &auth)],
         )
         .await;
-    assert_denied(&r, 400, "bad_request", "Authorization and query token");
+    assert_denied(&r, 400, "bad_request");
 }

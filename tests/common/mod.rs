@@ -1,10 +1,29 @@
 //! Test harness: the real `portcullis` binary on port 0, the demo issuer (discovery + JWKS over
 //! HTTP) and echo upstream in-process, and a raw HTTP/1.1 client that sends exactly the bytes
 //! a test writes (no path normalisation, duplicate headers allowed).
+//!
+//! Submodules: `config` (the config builder, shared with fuzz/ and benches/), `deny` (the
+//! assertions on the gateway's own replies), `faulty_issuer` (an issuer whose failures a test
+//! switches), `upstreams` (echo, counting echo, silent, slow and dead upstreams).
 #![allow(dead_code)]
 
+pub mod config;
+mod deny;
+mod faulty_issuer;
+mod upstreams;
+
+// Each test binary uses a part of the harness.
+#[allow(unused_imports)]
+pub use config::{Config, IssuerBlock, Route};
+#[allow(unused_imports)]
+pub use deny::*;
+#[allow(unused_imports)]
+pub use faulty_issuer::{unique_claims, with_kid, Fault, FaultyIssuer};
+#[allow(unused_imports)]
+pub use upstreams::*;
+
 use jsonwebtoken::Algorithm;
-use portcullis::demo::{echo, issuer::Issuer, keys::SigningKey};
+use portcullis::demo::{issuer::Issuer, keys::SigningKey};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -140,19 +159,7 @@ impl Gateway {
         headers: &[(&str, &str)],
         body: &str,
     ) -> Response {
-        let mut raw = format!("{method} {target} HTTP/1.1\r\n");
-        if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-            raw.push_str("Host: gateway.test\r\n");
-        }
-        for (k, v) in headers {
-            raw.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if !body.is_empty() {
-            raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
-        }
-        raw.push_str("Connection: close\r\n\r\n");
-        raw.push_str(body);
-        send_raw(self.addr, raw.as_bytes()).await
+        request_at(self.addr, method, target, headers, body).await
     }
 
     /// The access-log lines printed so far.
@@ -169,6 +176,42 @@ impl Gateway {
     }
 }
 
+/// `Gateway::request` to the gateway listening at `addr` (for spawned tasks, which cannot
+/// borrow the `Gateway`).
+pub async fn request_at(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    send_raw(addr, &raw_request(method, target, headers, body)).await
+}
+
+/// `GET target` with a bearer token, to the gateway listening at `addr`.
+pub async fn get_bearer_at(addr: SocketAddr, target: &str, token: &str) -> Response {
+    let auth = format!("Bearer {token}");
+    request_at(addr, "GET", target, &[("Authorization", &auth)], "").await
+}
+
+/// The bytes of a request with `Host: gateway.test` (unless a Host header is given), a
+/// `Content-Length` when there is a body, and `Connection: close`.
+pub fn raw_request(method: &str, target: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut raw = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        raw.push_str("Host: gateway.test\r\n");
+    }
+    for (k, v) in headers {
+        raw.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !body.is_empty() {
+        raw.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    raw.push_str("Connection: close\r\n\r\n");
+    raw.push_str(body);
+    raw.into_bytes()
+}
+
 /// Values of header `name` (case-insensitive) in a list of pairs.
 fn values_of<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
     headers
@@ -181,6 +224,9 @@ fn values_of<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
 /// A parsed HTTP response.
 #[derive(Debug, Clone)]
 pub struct Response {
+    /// The head of the request that got this answer, long values cut (for failure messages);
+    /// empty when the response was parsed from bytes alone.
+    pub request: String,
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -278,8 +324,26 @@ pub async fn send_raw(addr: SocketAddr, raw: &[u8]) -> Response {
     stream.write_all(raw).await.expect("write request");
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(15), stream.read_to_end(&mut buf)).await;
-    parse_response(&buf)
-        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(&buf)))
+    let mut r = parse_response(&buf)
+        .unwrap_or_else(|| panic!("no HTTP response: {:?}", String::from_utf8_lossy(&buf)));
+    r.request = request_head(raw);
+    r
+}
+
+/// The head of a raw request, one line per header, values over 60 bytes cut.
+pub fn request_head(raw: &[u8]) -> String {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end])
+        .split("\r\n")
+        .map(|line| match line.char_indices().nth(60) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n    ")
 }
 
 /// Parse one HTTP/1.1 response (Content-Length, chunked, or until close).
@@ -302,6 +366,7 @@ pub fn parse_response(buf: &[u8]) -> Option<Response> {
         rest.to_vec()
     };
     Some(Response {
+        request: String::new(),
         status,
         headers,
         body,
@@ -356,17 +421,7 @@ impl TestIssuer {
 
     /// Claims of a valid token: iss, aud, sub, iat now, exp in an hour, plus `extra`.
     pub fn claims(&self, extra: Value) -> Value {
-        let mut c = json!({"iss": self.url(), "aud": AUD, "sub": "user-1", "iat": now(), "exp": now() + 3600});
-        if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
-            for (k, v) in extra {
-                if v.is_null() {
-                    c.remove(k);
-                } else {
-                    c.insert(k.clone(), v.clone());
-                }
-            }
-        }
-        c
+        claims_for(&self.url(), extra)
     }
 
     /// A valid RS256 token with these extra claims (`null` removes a claim).
@@ -375,106 +430,66 @@ impl TestIssuer {
     }
 }
 
-/// The echo upstream, on the current runtime.
-pub async fn start_echo() -> SocketAddr {
-    echo::start().await.expect("echo upstream")
-}
-
-/// A TCP port nobody listens on.
-pub fn dead_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
-
-/// A listener that accepts and never answers (for read timeouts).
-pub async fn start_silent() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((s, _)) = l.accept().await {
-            held.push(s);
+/// Valid claims for `iss` (aud, sub `user-1`, iat now, exp in an hour) with `extra` merged in;
+/// a `null` in `extra` removes the claim.
+pub fn claims_for(iss: &str, extra: Value) -> Value {
+    let mut c = json!({"iss": iss, "aud": AUD, "sub": "user-1", "iat": now(), "exp": now() + 3600});
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            if v.is_null() {
+                c.remove(k);
+            } else {
+                c.insert(k.clone(), v.clone());
+            }
         }
-    });
-    addr
+    }
+    c
 }
 
-/// An upstream that reads a request, waits `delay`, then answers 200 with `body`.
-pub async fn start_slow(delay: Duration, body: &'static str) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                tokio::time::sleep(delay).await;
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = s.write_all(reply.as_bytes()).await;
-            });
-        }
-    });
-    addr
-}
-
-/// The standard test policy: see the route list inside.
-pub fn standard_config(iss: &str, echo: SocketAddr, extra_issuer: &str) -> String {
-    format!(
-        r#"
-listen: 127.0.0.1:0
-admin_listen: 127.0.0.1:0
-upstreams:
-  echo: {{ url: "http://{echo}" }}
-upstream: echo
-issuers:
-  main:
-    issuer: "{iss}"
-    discovery: true
-    allow_http: true
-    audiences: [{AUD}, api://other]
-    algorithms: [RS256, PS256, ES256, EdDSA]
-    refetch_cooldown: 1s
-{extra_issuer}
-identity:
-  headers:
-    x-auth-subject: sub
-    x-auth-email: email
-    x-auth-scopes: scope
-    x-auth-roles: /https:~1~1example.com~1roles
-    x-user-org: org_id
-  claims_header: x-auth-claims
-routes:
-  - name: health
-    match: {{ path: /healthz }}
-    auth: none
-  - name: optional
-    match: {{ path: /opt/** }}
-    auth: optional
-  - name: orders-read
-    match: {{ path: /api/orders/**, methods: [GET, HEAD] }}
-    scopes: [read:orders]
-  - name: orders-delete
-    match: {{ path: /api/orders/**, methods: [DELETE] }}
-    scopes: {{ any_of: [admin, orders:delete] }}
-  - name: reports
-    match: {{ path: /api/reports/** }}
-    scopes: {{ all_of: [read:reports, export] }}
-  - name: org
-    match: {{ path: /api/org/** }}
-    claims: {{ /org_id: [acme, globex], email_verified: true }}
-  - name: admin-host
-    match: {{ path: /admin/**, host: admin.example.com }}
-  - name: tenant-host
-    match: {{ path: /tenant/**, host: "*.tenants.example.com" }}
-  - name: profile
-    match: {{ path: /users/*/profile }}
-  - name: api
-    match: {{ path: /api/** }}
-"#
-    )
+/// The standard test policy: issuer `main` (discovery over HTTP, RS256/PS256/ES256/EdDSA,
+/// audiences `AUD` and `api://other`, 1 s refetch cooldown), the identity headers below, and the
+/// route list below, in front of `echo`.
+pub fn standard_config(iss: &str, echo: SocketAddr) -> Config {
+    Config::new()
+        .upstream("echo", &format!("http://{echo}"))
+        .default_upstream("echo")
+        .issuer(
+            IssuerBlock::new("main", iss)
+                .discovery()
+                .allow_http()
+                .audiences(&[AUD, "api://other"])
+                .algorithms(&["RS256", "PS256", "ES256", "EdDSA"])
+                .set("refetch_cooldown", "1s"),
+        )
+        .identity_header("x-auth-subject", "sub")
+        .identity_header("x-auth-email", "email")
+        .identity_header("x-auth-scopes", "scope")
+        .identity_header("x-auth-roles", "/https:~1~1example.com~1roles")
+        .identity_header("x-user-org", "org_id")
+        .identity("claims_header", "x-auth-claims")
+        .route(Route::new("health", "/healthz").auth("none"))
+        .route(Route::new("optional", "/opt/**").auth("optional"))
+        .route(
+            Route::new("orders-read", "/api/orders/**")
+                .methods(&["GET", "HEAD"])
+                .scopes("[read:orders]"),
+        )
+        .route(
+            Route::new("orders-delete", "/api/orders/**")
+                .methods(&["DELETE"])
+                .scopes("{ any_of: [admin, orders:delete] }"),
+        )
+        .route(
+            Route::new("reports", "/api/reports/**").scopes("{ all_of: [read:reports, export] }"),
+        )
+        .route(
+            Route::new("org", "/api/org/**")
+                .claims("{ /org_id: [acme, globex], email_verified: true }"),
+        )
+        .route(Route::new("admin-host", "/admin/**").host("admin.example.com"))
+        .route(Route::new("tenant-host", "/tenant/**").host("*.tenants.example.com"))
+        .route(Route::new("profile", "/users/*/profile"))
+        .route(Route::new("api", "/api/**"))
 }
 
 /// Issuer + echo + gateway on the standard policy, ready.
@@ -485,9 +500,16 @@ pub struct Setup {
 }
 
 pub async fn setup() -> Setup {
+    setup_with(|config, _| config).await
+}
+
+/// Issuer, echo and a ready gateway on the standard policy after `edit` (which may use the
+/// issuer's keys, e.g. for an inline-JWKS issuer beside `main`).
+pub async fn setup_with(edit: impl FnOnce(Config, &TestIssuer) -> Config) -> Setup {
     let issuer = TestIssuer::start().await;
     let echo = start_echo().await;
-    let gw = start_gateway(&standard_config(&issuer.url(), echo, ""));
+    let config = edit(standard_config(&issuer.url(), echo), &issuer);
+    let gw = start_gateway(&config.yaml());
     gw.wait_ready().await;
     Setup { issuer, echo, gw }
 }
