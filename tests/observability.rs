@@ -199,6 +199,28 @@ async fn every_decision_reason_is_counted_under_its_own_label() {
     send("overloaded", "-", gw.get("/healthz", &[]).await);
     let _ = hold.await;
 
+    for (reason, _, status) in &want {
+        let expected = match *reason {
+            "allowed" | "public" | "anonymous" | "shadow_denied" => 200,
+            "no_token"
+            | "expired"
+            | "not_yet_valid"
+            | "bad_signature"
+            | "unknown_kid"
+            | "wrong_issuer"
+            | "wrong_audience"
+            | "algorithm_not_allowed"
+            | "malformed_token" => 401,
+            "insufficient_scope" | "claim_mismatch" => 403,
+            "no_route" => 404,
+            "bad_request" => 400,
+            "keys_unavailable" | "overloaded" => 503,
+            "upstream_error" => 502,
+            "upstream_timeout" => 504,
+            other => panic!("no status expected for {other}"),
+        };
+        assert_eq!(*status, expected, "{reason}");
+    }
     let metrics = metrics_text(gw).await;
     for (reason, route, status) in &want {
         assert!(
