@@ -30,7 +30,16 @@ pub struct Metrics {
     /// Tokens without `kid`, by issuer and result (`verified`, `bad_signature`, `no_key`,
     /// `kid_required`: refused untried, the issuer publishing too many keys to try).
     pub kidless: IntCounterVec,
+    /// Config reloads by result (`ok`, `invalid`, `unchanged`).
+    pub config_reloads: IntCounterVec,
+    /// 1 at start, +1 per applied reload.
+    pub config_generation: IntGauge,
+    /// 1, labelled with the SHA-256 prefix of the loaded config file (`reload::Snapshot`).
+    pub config_info: IntGaugeVec,
 }
+
+/// The commit the binary was built from (build.rs), `unknown` outside a git checkout.
+pub const REVISION: &str = env!("PORTCULLIS_REVISION");
 
 impl Metrics {
     pub fn new() -> Self {
@@ -71,7 +80,35 @@ impl Metrics {
             "Verified-token cache lookups",
             &["result"],
         );
+        let build_info = gauge(
+            "build_info",
+            "1, labelled with the version and the commit of the binary",
+            &["version", "revision"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
+            .set(1);
+        let config_generation = IntGauge::new(
+            "config_generation",
+            "Config generation: 1 at start, +1 per applied reload",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(config_generation.clone()))
+            .expect("unique metric");
+        config_generation.set(1);
         Metrics {
+            config_reloads: counter(
+                "config_reloads_total",
+                "Config reloads by result",
+                &["result"],
+            ),
+            config_generation,
+            config_info: gauge(
+                "config_info",
+                "1, labelled with the SHA-256 prefix of the loaded config file",
+                &["hash"],
+            ),
             requests: counter(
                 "requests_total",
                 "Requests by route and decision",
@@ -119,6 +156,12 @@ impl Metrics {
             ),
             registry,
         }
+    }
+
+    /// Label `config_info` with this hash (and only this one).
+    pub fn set_config_hash(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
     }
 
     /// Prometheus text exposition.
