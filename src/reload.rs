@@ -286,9 +286,10 @@ impl Reloader {
             _ => PathBuf::from("."),
         };
         let events = tx.clone();
+        let path = self.path.clone();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-                Ok(event) if may_change_content(&event.kind) => {
+                Ok(event) if may_change_content(&event.kind) && concerns(&path, &event.paths) => {
                     let _ = events.send(Trigger::Watch);
                 }
                 Ok(_) => {}
@@ -339,6 +340,25 @@ fn may_change_content(kind: &notify::EventKind) -> bool {
         EventKind::Access(_) => false,
         _ => true,
     }
+}
+
+/// Is an event on `paths` (in the config file's directory) one that may change what `config`
+/// reads? The file itself, and what its symlink goes through inside the directory: the
+/// ConfigMap `..data` link, swapped by renaming `..data_tmp` over it. Other files there (a log
+/// file, an editor's backup) are not, or writing one would set off reloads.
+fn concerns(config: &Path, paths: &[PathBuf]) -> bool {
+    let name = config.file_name();
+    let via = std::fs::read_link(config).ok().and_then(|target| {
+        target
+            .components()
+            .find(|c| !matches!(c, std::path::Component::CurDir))
+            .map(|c| c.as_os_str().to_os_string())
+            .filter(|_| target.is_relative())
+    });
+    paths.is_empty()
+        || paths.iter().filter_map(|p| p.file_name()).any(|n| {
+            Some(n) == name || via.as_deref() == Some(n) || n.to_string_lossy().starts_with("..")
+        })
 }
 
 /// One line, with the file position and key of the error, for a config that was refused.
@@ -528,6 +548,18 @@ mod tests {
     fn hash_is_a_sha256_prefix() {
         let s = Snapshot::of("", Value::Null);
         assert_eq!(s.hash(), "e3b0c44298fc");
+    }
+
+    #[test]
+    fn only_the_file_and_its_configmap_links_concern_the_config() {
+        let config = Path::new("/etc/portcullis/config.yaml");
+        let at = |name: &str| vec![PathBuf::from("/etc/portcullis").join(name)];
+        assert!(concerns(config, &at("config.yaml")));
+        assert!(concerns(config, &at("..data")));
+        assert!(concerns(config, &at("..data_tmp")));
+        assert!(!concerns(config, &at("access.log")));
+        assert!(!concerns(config, &at(".config.yaml.swp")));
+        assert!(concerns(config, &[]));
     }
 
     #[test]
