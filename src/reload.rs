@@ -310,10 +310,11 @@ impl Reloader {
                 }
             }
         });
+        let mut followed = None;
+        follow(&mut watcher, &dir, &self.path, &mut followed);
         std::thread::Builder::new()
             .name("portcullis-reload".into())
             .spawn(move || {
-                let _watcher = watcher;
                 while let Ok(first) = rx.recv() {
                     let mut trigger = first;
                     let until = Instant::now() + MAX_SETTLE;
@@ -325,10 +326,43 @@ impl Reloader {
                             break;
                         }
                     }
+                    // Follow the symlink first: a write after this is seen, one before is read.
+                    follow(&mut watcher, &dir, &self.path, &mut followed);
                     self.reload(trigger);
                 }
             })?;
         Ok(())
+    }
+}
+
+/// Also watch the directory of the file `path` resolves to, when a symlink leads out of `dir`
+/// (into a ConfigMap's `..2024_…` directory, or anywhere else): an in-place write there
+/// changes the config without an event in `dir`. `followed` is the directory watched so far.
+fn follow(
+    watcher: &mut notify::RecommendedWatcher,
+    dir: &Path,
+    path: &Path,
+    followed: &mut Option<PathBuf>,
+) {
+    use notify::Watcher;
+    let target = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .filter(|t| std::fs::canonicalize(dir).ok().as_ref() != Some(t));
+    if target == *followed {
+        return;
+    }
+    if let Some(old) = followed.take() {
+        // Fails when the directory is gone (a swapped-out ConfigMap version): nothing to undo.
+        let _ = watcher.unwatch(&old);
+    }
+    if let Some(target) = target {
+        match watcher.watch(&target, notify::RecursiveMode::NonRecursive) {
+            Ok(()) => *followed = Some(target),
+            Err(e) => {
+                tracing::warn!(dir = %target.display(), error = %e, "cannot watch the config's target directory")
+            }
+        }
     }
 }
 
@@ -342,12 +376,14 @@ fn may_change_content(kind: &notify::EventKind) -> bool {
     }
 }
 
-/// Is an event on `paths` (in the config file's directory) one that may change what `config`
-/// reads? The file itself, and what its symlink goes through inside the directory: the
+/// Is an event on `paths` (in a watched directory) one that may change what `config` reads?
+/// The file itself, the file its symlinks resolve to, and what its symlink goes through: the
 /// ConfigMap `..data` link, swapped by renaming `..data_tmp` over it. Other files there (a log
 /// file, an editor's backup) are not, or writing one would set off reloads.
 fn concerns(config: &Path, paths: &[PathBuf]) -> bool {
     let name = config.file_name();
+    let resolved = std::fs::canonicalize(config).ok();
+    let target_name = resolved.as_deref().and_then(Path::file_name);
     let via = std::fs::read_link(config).ok().and_then(|target| {
         target
             .components()
@@ -357,7 +393,10 @@ fn concerns(config: &Path, paths: &[PathBuf]) -> bool {
     });
     paths.is_empty()
         || paths.iter().filter_map(|p| p.file_name()).any(|n| {
-            Some(n) == name || via.as_deref() == Some(n) || n.to_string_lossy().starts_with("..")
+            Some(n) == name
+                || Some(n) == target_name
+                || via.as_deref() == Some(n)
+                || n.to_string_lossy().starts_with("..")
         })
 }
 
