@@ -407,9 +407,12 @@ async fn a_changed_issuer_gets_fresh_keys_and_readiness_waits_for_them_while_oth
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cached_token_is_never_read_under_another_issuer_after_issuers_move() {
-    // Issuers are indexed in name order: adding `aaa` moves `main` from index 0 to 1.
+    // Issuers are indexed in name order: adding `aaa` moves `main` from index 0 to 1. Both
+    // publish the same keys (as one IdP's v1 and v2 endpoints do), so only the issuer id
+    // tells a cached token of `main` from one of `aaa`.
     let main = FaultyIssuer::start().await;
     let other = FaultyIssuer::start().await;
+    other.set_jwks(portcullis::demo::keys::jwks(&[&main.rs, &main.ed]));
     let echo = start_echo().await;
     let base = || {
         Config::new()
