@@ -38,8 +38,12 @@ pub struct Metrics {
     pub config_info: IntGaugeVec,
 }
 
-/// The commit the binary was built from (build.rs), `unknown` outside a git checkout.
-pub const REVISION: &str = env!("PORTCULLIS_REVISION");
+/// The commit the binary was built from (build.rs), `unknown` outside a git checkout (or when
+/// a build leaves build.rs out).
+pub const REVISION: &str = match option_env!("PORTCULLIS_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
 
 impl Metrics {
     pub fn new() -> Self {

@@ -377,11 +377,18 @@ impl KeyStore {
             if let Some(task) = issuer.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
                 task.abort();
             }
-            if !new.issuers.iter().any(|n| n.name == issuer.name) {
-                let _ = metrics.keys.remove_label_values(&[&issuer.name]);
-                let _ = metrics
-                    .seconds_since_good_refresh
-                    .remove_label_values(&[&issuer.name]);
+            match new.issuers.iter().find(|n| n.name == issuer.name) {
+                // Replaced by a changed block of the same name: its keys, none until fetched.
+                Some(next) => metrics
+                    .keys
+                    .with_label_values(&[&issuer.name])
+                    .set(next.current().map_or(0, |set| set.len() as i64)),
+                None => {
+                    let _ = metrics.keys.remove_label_values(&[&issuer.name]);
+                    let _ = metrics
+                        .seconds_since_good_refresh
+                        .remove_label_values(&[&issuer.name]);
+                }
             }
         }
     }
