@@ -92,10 +92,10 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => {
             init_logs();
-            portcullis::config::load(&config)
+            portcullis::reload::load(&config)
                 .map_err(anyhow::Error::from)
-                .and_then(|policy| {
-                    portcullis::server::run(policy, control_runtime()?)
+                .and_then(|(policy, file)| {
+                    portcullis::server::run(policy, Some(file), control_runtime()?)
                         .context("cannot start the server")
                 })
         }

@@ -44,7 +44,20 @@ pub struct Metrics {
     /// Tokens without `kid`, by issuer and result (`verified`, `bad_signature`, `no_key`,
     /// `kid_required`: refused untried, the issuer publishing too many keys to try).
     pub kidless: IntCounterVec,
+    /// Config reloads by result (`ok`, `invalid`, `unchanged`).
+    pub config_reloads: IntCounterVec,
+    /// 1 at start, +1 per applied reload.
+    pub config_generation: IntGauge,
+    /// 1, labelled with the SHA-256 prefix of the loaded config file (`reload::Snapshot`).
+    pub config_info: IntGaugeVec,
 }
+
+/// The commit the binary was built from (build.rs), `unknown` outside a git checkout (or when
+/// a build leaves build.rs out).
+pub const REVISION: &str = match option_env!("PORTCULLIS_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
 
 impl Metrics {
     pub fn new() -> Self {
@@ -90,7 +103,33 @@ impl Metrics {
             "Verified-token cache lookups",
             &["result"],
         );
+        let build_info = gauge(
+            "build_info",
+            "1, labelled with the version and the commit of the binary",
+            &["version", "revision"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
+            .set(1);
+        let config_generation = IntGauge::new(
+            "config_generation",
+            "Config generation: 1 at start, +1 per applied reload",
+        )
+        .expect("valid metric");
+        register(Box::new(config_generation.clone()));
+        config_generation.set(1);
         let metrics = Metrics {
+            config_reloads: counter(
+                "config_reloads_total",
+                "Config reloads by result",
+                &["result"],
+            ),
+            config_generation,
+            config_info: gauge(
+                "config_info",
+                "1, labelled with the SHA-256 prefix of the loaded config file",
+                &["hash"],
+            ),
             requests: counter(
                 "requests_total",
                 "Requests by route and precise decision reason",
@@ -167,6 +206,12 @@ impl Metrics {
     /// those not yet observed: what a dashboard's queries may use.
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// Label `config_info` with this hash (and only this one).
+    pub fn set_config_hash(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
     }
 
     /// Prometheus text exposition.
