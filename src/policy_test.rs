@@ -108,8 +108,7 @@ pub fn read_cases(path: &Path) -> Result<CaseFile, CaseFileError> {
             .or_else(|| crate::config::locate::locate(&text, &key))
             .or_else(|| inner.location().map(|l| (l.line(), l.column())))
             .unwrap_or((1, 1));
-        let message = inner.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message);
+        let message = crate::config::strip_location(&inner.to_string());
         CaseFileError(format!("{file}:{line}:{column}: {key}: {message}"))
     })?;
     if cases.cases.is_empty() {

@@ -155,7 +155,7 @@ fn position(text: &str, path: &str) -> Option<(usize, usize)> {
 
 /// serde_yaml_ng prefixes its own key path and appends " at line L column C"; the error
 /// already says both.
-fn strip_location(message: &str) -> String {
+pub(crate) fn strip_location(message: &str) -> String {
     let message = match message.split_once(": ") {
         Some((prefix, rest)) if !prefix.is_empty() && !prefix.contains(char::is_whitespace) => rest,
         _ => message,
