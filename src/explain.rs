@@ -354,7 +354,7 @@ impl Explainer {
             } else {
                 self.local_keys[index]
             };
-            (!checkable).then(|| (parsed, index))
+            (!checkable).then_some((parsed, index))
         });
         match remote {
             None => {
