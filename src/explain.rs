@@ -372,10 +372,12 @@ impl Explainer {
                     "signature NOT checked: the keys of issuer {:?} are {} (offline); every \
                      other rule is",
                     issuer.name,
-                    if parsed.header.alg.starts_with("HS") {
-                        "an HMAC secret whose variable is not set here"
-                    } else {
-                        "fetched at run time"
+                    match &policy.keys[index].settings.source {
+                        _ if parsed.header.alg.starts_with("HS") => {
+                            "an HMAC secret whose variable is not set here"
+                        }
+                        Some(KeySource::File(_)) => "in a jwks_file that is not here",
+                        _ => "fetched at run time",
                     }
                 ));
                 if token.len() > policy.limits.max_token_bytes {
@@ -404,7 +406,9 @@ impl Explainer {
             return claims;
         };
         let issuer = &policy.issuers[index];
-        let now = crate::demo::keys::now();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let mut filled = Vec::new();
         if !map.contains_key("iss") {
             map.insert("iss".into(), json!(issuer.issuer));
