@@ -98,17 +98,27 @@ enum Command {
     },
 }
 
+/// JSON lines on stdout, filtered by `RUST_LOG`. pingora's own debug and trace output dumps
+/// whole request heads (query strings, cookies, tokens), so it is dropped whatever `RUST_LOG`
+/// asks: no secret reaches a log line at any level.
 fn init_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,pingora=warn,pingora_core=warn,pingora_proxy=warn")
     });
-    tracing_subscriber::fmt()
+    let no_request_dumps = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("pingora") && *meta.level() > tracing::Level::INFO)
+    });
+    let json = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
-        .with_env_filter(filter)
         .with_writer(std::io::stdout)
-        .init();
+        .with_filter(filter)
+        .with_filter(no_request_dumps);
+    tracing_subscriber::registry().with(json).init();
 }
 
 fn control_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

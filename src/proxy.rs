@@ -128,7 +128,7 @@ impl ProxyHttp for Gateway {
         let decision = self.decide(session, ctx).await;
         let answered = match &decision {
             Decision::Allow(allow) => {
-                ctx.outcome = Outcome::Allowed(allow.access);
+                ctx.outcome = Outcome::Allowed(allow.access, allow.shadow.clone());
                 false
             }
             Decision::Deny(denial) => {
@@ -213,7 +213,7 @@ impl ProxyHttp for Gateway {
                 }
                 ctx.outcome = Outcome::Denied(deny);
             }
-            _ if matches!(ctx.outcome, Outcome::Allowed(_)) => {
+            _ if matches!(ctx.outcome, Outcome::Allowed(..)) => {
                 ctx.outcome = Outcome::UpstreamFailed
             }
             _ => {}
@@ -238,7 +238,7 @@ impl ProxyHttp for Gateway {
             request_id: &ctx.request_id,
             route: decision
                 .and_then(Decision::route)
-                .map_or("-", |r| policy.routes.routes()[r].name.as_str()),
+                .map(|r| policy.routes.routes()[r].name.as_str()),
             method: session.req_header().method.as_str(),
             path: decision.and_then(Decision::path).unwrap_or(""),
             status: session.response_written().map_or(0, |r| r.status.as_u16()),
