@@ -88,6 +88,8 @@ pub struct Explanation {
     /// `Deny::reason()`, or `allowed`, `anonymous`, `public`.
     pub reason: String,
     pub description: Option<String>,
+    /// On a `mode: shadow` route: the (status, reason) an enforcing route would have answered.
+    pub shadow: Option<(u16, String)>,
     pub upstream: Option<String>,
     /// The headers the upstream would get; several values of one header joined with `, `.
     pub upstream_headers: BTreeMap<String, String>,
@@ -233,6 +235,7 @@ impl Explainer {
             status: 0,
             reason: String::new(),
             description: None,
+            shadow: None,
             upstream: None,
             upstream_headers: BTreeMap::new(),
         };
@@ -285,6 +288,10 @@ impl Explainer {
             Decision::Allow(allow) => {
                 out.status = 200;
                 out.reason = allow.access.label().into();
+                out.shadow = allow
+                    .shadow
+                    .as_ref()
+                    .map(|d| (d.status(), d.reason().to_string()));
                 out.upstream = Some(policy.upstreams[allow.upstream].name.clone());
                 let mut sent = headers.clone();
                 engine::apply(&mut sent, &allow.edits);
@@ -529,6 +536,7 @@ impl Explanation {
             "upstream": self.upstream,
             "upstream_headers": self.upstream_headers,
             "description": self.description,
+            "shadow_denial": self.shadow.as_ref().map(|(status, reason)| json!({"status": status, "reason": reason})),
             "request": {"method": self.method, "target": self.target, "host": self.host},
             "path": self.path.as_ref().ok(),
             "refused": self.path.as_ref().err(),
@@ -598,10 +606,17 @@ impl Explanation {
             .as_ref()
             .map_or(String::new(), |r| format!(" on route {r:?}"));
         match &self.upstream {
-            Some(u) => o.push_str(&format!(
-                "decision: forwarded to {u:?}{route} ({})\n",
-                self.reason
-            )),
+            Some(u) => {
+                o.push_str(&format!(
+                    "decision: forwarded to {u:?}{route} ({})\n",
+                    self.reason
+                ));
+                if let Some((status, reason)) = &self.shadow {
+                    o.push_str(&format!(
+                        "          mode: shadow: under mode: enforce it would be {status} {reason}\n"
+                    ));
+                }
+            }
             None => o.push_str(&format!(
                 "decision: {} {}{route} ({})\n",
                 self.status,

@@ -34,6 +34,10 @@ routes:
   - name: api
     match: { path: /api/*, methods: [GET, POST] }
     scopes: { any_of: [a, b] }
+  - name: new-rule
+    match: { path: /new/** }
+    scopes: [c]
+    mode: shadow
 ";
 
 fn explainer() -> Explainer {
@@ -68,7 +72,7 @@ fn the_routes_listed_are_the_ones_the_engine_tried() {
         assert!(before.iter().all(|t| t.miss.is_some()), "{:?}", x.routes);
         match matched {
             Some(name) => assert_eq!((last.name.as_str(), last.miss), (name, None)),
-            None => assert_eq!(x.routes.len(), 3),
+            None => assert_eq!(x.routes.len(), 4),
         }
     }
     let x = e
@@ -79,7 +83,7 @@ fn the_routes_listed_are_the_ones_the_engine_tried() {
         ))
         .unwrap();
     let misses: Vec<_> = x.routes.iter().map(|t| t.miss.unwrap()).collect();
-    assert_eq!(misses, ["path", "host", "path"]);
+    assert_eq!(misses, ["path", "host", "path", "path"]);
     assert_eq!(x.routes[1].line, 23);
 }
 
@@ -146,4 +150,19 @@ fn input_that_is_not_a_request_is_refused() {
     // A lower-case method is a request the gateway refuses, not bad input.
     let x = e.explain(&req("get", "/api/x", TokenInput::None)).unwrap();
     assert_eq!((x.status, x.reason.as_str()), (400, "bad_request"));
+}
+
+#[test]
+fn a_shadow_route_forwards_and_says_what_it_would_have_denied() {
+    let x = explainer()
+        .explain(&req(
+            "GET",
+            "http://h/new/x",
+            TokenInput::Claims(json!({"sub": "u1", "scope": "a"})),
+        ))
+        .unwrap();
+    assert_eq!((x.status, x.reason.as_str()), (200, "shadow_denied"));
+    assert_eq!(x.shadow, Some((403, "insufficient_scope".to_string())));
+    assert_eq!(x.json()["shadow_denial"]["reason"], "insufficient_scope");
+    assert!(x.human().contains("it would be 403 insufficient_scope"));
 }
