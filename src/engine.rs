@@ -436,8 +436,9 @@ fn check_limits(limits: &Limits, head: &RequestHead) -> Result<(), Deny> {
 }
 
 /// The request's host for route matching: the absolute-form authority or the `Host` header,
-/// which must agree when both are present. Two `Host` headers are refused.
-fn request_host(headers: &HeaderMap, authority: Option<&str>) -> Result<Option<String>, Deny> {
+/// which must agree when both are present. Two `Host` headers are refused. Public for
+/// `portcullis explain`, which shows why each route missed.
+pub fn request_host(headers: &HeaderMap, authority: Option<&str>) -> Result<Option<String>, Deny> {
     let bad = || Deny::BadRequest(BadRequest::Host);
     let mut hosts = headers.get_all(header::HOST).iter();
     let header_host = match (hosts.next(), hosts.next()) {

@@ -22,17 +22,73 @@ struct Cli {
     command: Command,
 }
 
+/// Output of `check`, `explain` and `test`.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// Lines for a person.
+    Human,
+    /// One JSON document.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve with a config file.
     Run {
-        #[arg(short, long)]
+        /// The config file (YAML).
+        #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Validate a config file; exits non-zero with the error on a bad file.
+    /// Validate a config file offline and warn about routes that can never match, public
+    /// routes that hide protected ones and unused issuers. Exit 0: loads (warnings or not);
+    /// 1: does not load; 2: warnings under --strict.
     Check {
-        #[arg(short, long)]
+        /// The config file (YAML).
+        #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+        /// Exit 2 when there are warnings.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Show, step by step, what the gateway would do with one request, offline.
+    Explain {
+        /// The config file (YAML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The request method (upper-case, as the gateway requires).
+        #[arg(long, value_name = "M")]
+        method: String,
+        /// `https://host/path?query` (the host becomes the Host header), or `/path?query`.
+        #[arg(long)]
+        url: String,
+        /// A request header, `Name: value`; repeatable.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// A bearer token, verified against the issuer's inline or file keys.
+        #[arg(long, conflicts_with = "claims")]
+        token: Option<String>,
+        /// The token's claims as JSON; its signature is not checked, missing iss, aud and exp
+        /// are filled in for the route's issuer.
+        #[arg(long, value_name = "JSON")]
+        claims: Option<String>,
+        /// The client's address (default 127.0.0.1).
+        #[arg(long, value_name = "IP")]
+        peer: Option<std::net::IpAddr>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Run policy test cases (a YAML file) against a config, offline. Exit 0: all pass;
+    /// 1: a case fails or the config does not load; 2: the case file cannot be read.
+    Test {
+        /// The config file (YAML).
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+        /// The case file (YAML): `cases: [{ name, request, claims | token, expect }]`.
+        cases: PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
     },
     /// Run the whole thing on loopback with a built-in issuer and echo upstream.
     Demo {
@@ -77,19 +133,37 @@ fn control_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { config } => match portcullis::config::load(&config) {
-            Ok(policy) => {
-                println!(
-                    "{}: ok ({} routes, {} issuers, {} upstreams)",
-                    config.display(),
-                    policy.routes.routes().len(),
-                    policy.issuers.len(),
-                    policy.upstreams.len()
-                );
-                Ok(())
+        Command::Check {
+            config,
+            format,
+            strict,
+        } => {
+            let report = portcullis::lint::check(&config);
+            match format {
+                Format::Human => {
+                    let (out, err) = report.human();
+                    print!("{out}");
+                    eprint!("{err}");
+                }
+                Format::Json => println!("{:#}", report.json()),
             }
-            Err(e) => Err(anyhow::anyhow!(e)),
-        },
+            return ExitCode::from(report.exit_code(strict));
+        }
+        Command::Explain {
+            config,
+            method,
+            url,
+            headers,
+            token,
+            claims,
+            peer,
+            format,
+        } => return explain(config, method, url, headers, token, claims, peer, format),
+        Command::Test {
+            config,
+            cases,
+            format,
+        } => return test(config, cases, format),
         Command::Run { config } => {
             init_logs();
             portcullis::reload::load(&config)
@@ -110,5 +184,91 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `portcullis explain`: exit 0 whatever the decision; 1 when the config does not load or the
+/// request cannot be built.
+#[allow(clippy::too_many_arguments)]
+fn explain(
+    config: PathBuf,
+    method: String,
+    url: String,
+    headers: Vec<String>,
+    token: Option<String>,
+    claims: Option<String>,
+    peer: Option<std::net::IpAddr>,
+    format: Format,
+) -> ExitCode {
+    use portcullis::explain::{Explainer, Request, TokenInput};
+    let fail = |message: String| {
+        eprintln!("error: {message}");
+        ExitCode::FAILURE
+    };
+    let explainer = match Explainer::load(&config) {
+        Ok(e) => e,
+        Err(e) => return fail(e.to_string()),
+    };
+    let mut parsed = Vec::new();
+    for h in &headers {
+        match h.split_once(':') {
+            Some((name, value)) => parsed.push((name.to_string(), value.to_string())),
+            None => return fail(format!("--header {h:?}: write it as 'Name: value'")),
+        }
+    }
+    let token = match (token, claims) {
+        (Some(t), _) => TokenInput::Token(t),
+        (None, Some(c)) => match serde_json::from_str(&c) {
+            Ok(v @ serde_json::Value::Object(_)) => TokenInput::Claims(v),
+            _ => return fail("--claims: give a JSON object, such as '{\"sub\": \"u1\"}'".into()),
+        },
+        (None, None) => TokenInput::None,
+    };
+    let request = Request {
+        method,
+        url,
+        headers: parsed,
+        peer,
+        token,
+    };
+    match explainer.explain(&request) {
+        Ok(e) => {
+            match format {
+                Format::Human => print!("{}", e.human()),
+                Format::Json => println!("{:#}", e.json()),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// `portcullis test`: exit 0 when every case passes, 1 when one fails or the config does not
+/// load, 2 when the case file cannot be read.
+fn test(config: PathBuf, cases: PathBuf, format: Format) -> ExitCode {
+    use portcullis::policy_test;
+    let cases = match policy_test::read_cases(&cases) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let explainer = match portcullis::explain::Explainer::load(&config) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcomes = policy_test::run(&explainer, &cases);
+    match format {
+        Format::Human => print!("{}", policy_test::human(&outcomes)),
+        Format::Json => println!("{:#}", policy_test::json(&outcomes)),
+    }
+    if outcomes.iter().all(|o| o.differences.is_empty()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

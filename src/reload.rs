@@ -97,9 +97,9 @@ pub fn load(path: &Path) -> Result<(Policy, ConfigFile), ConfigError> {
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         file: path.display().to_string(),
-        source,
+        error,
     })
 }
 
@@ -421,13 +421,13 @@ fn log_invalid(e: &ConfigError, trigger: Trigger) {
             detail = %message,
             "config refused; the current policy keeps serving"
         ),
-        ConfigError::Read { file, source } => tracing::error!(
+        ConfigError::Read { file, error } => tracing::error!(
             event = "config_reload",
             result = "invalid",
             trigger = trigger.label(),
             file = %file,
             error = %e,
-            detail = %source,
+            detail = %error,
             "config refused; the current policy keeps serving"
         ),
     }

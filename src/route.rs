@@ -96,6 +96,56 @@ impl PathPattern {
     }
 }
 
+/// Pattern relations, for `portcullis check` (`lint`): whether one route can hide another.
+impl PathPattern {
+    /// Does every path this pattern's `other` matches also match `self`?
+    pub fn covers(&self, other: &PathPattern) -> bool {
+        let (a, b) = (&self.segments, &other.segments);
+        if a.len() > b.len() {
+            // `other` matches a path of exactly `b.len()` segments, which `self` cannot.
+            return false;
+        }
+        let pairs_ok = a.iter().zip(b).all(|(x, y)| match (x, y) {
+            (Segment::One, Segment::One) => true,
+            (Segment::One, Segment::Literal(l)) => !l.is_empty(),
+            (Segment::Literal(l), Segment::Literal(m)) => l == m,
+            (Segment::Literal(_), Segment::One) => false,
+        });
+        pairs_ok && (self.rest || (a.len() == b.len() && !other.rest))
+    }
+
+    /// Is there a path both patterns match? `Some` of one such path.
+    pub fn overlap(&self, other: &PathPattern) -> Option<String> {
+        let (a, b) = (&self.segments, &other.segments);
+        if (a.len() < b.len() && !self.rest) || (b.len() < a.len() && !other.rest) {
+            return None;
+        }
+        let mut path = String::new();
+        for i in 0..a.len().max(b.len()) {
+            let segment = match (a.get(i), b.get(i)) {
+                (Some(Segment::Literal(l)), Some(Segment::Literal(m))) if l == m => l.as_str(),
+                (Some(Segment::Literal(l)), Some(Segment::One))
+                | (Some(Segment::One), Some(Segment::Literal(l)))
+                    if !l.is_empty() =>
+                {
+                    l.as_str()
+                }
+                (Some(Segment::Literal(l)), None) | (None, Some(Segment::Literal(l))) => l.as_str(),
+                (Some(Segment::One), Some(Segment::One))
+                | (Some(Segment::One), None)
+                | (None, Some(Segment::One)) => "x",
+                _ => return None,
+            };
+            path.push('/');
+            path.push_str(segment);
+        }
+        if path.is_empty() {
+            path.push('/');
+        }
+        Some(path)
+    }
+}
+
 /// Host condition of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostMatch {
@@ -138,6 +188,62 @@ impl HostMatch {
     }
 }
 
+/// Host relations, for `portcullis check` (`lint`).
+impl HostMatch {
+    /// Does every request host `other` matches also match `self`?
+    pub fn covers(&self, other: &HostMatch) -> bool {
+        match (self, other) {
+            (HostMatch::Any, _) => true,
+            (HostMatch::Exact(a), HostMatch::Exact(b)) => a == b,
+            (HostMatch::Suffix(_), HostMatch::Exact(h)) => self.matches(Some(h)),
+            (HostMatch::Suffix(s), HostMatch::Suffix(t)) => t.ends_with(s.as_str()),
+            _ => false,
+        }
+    }
+
+    /// Is there a request host both match? `Some(None)` when any host (or none) will do,
+    /// `Some(Some(host))` for one such host.
+    pub fn overlap(&self, other: &HostMatch) -> Option<Option<String>> {
+        let example = |h: &HostMatch| match h {
+            HostMatch::Any => None,
+            HostMatch::Exact(e) => Some(e.clone()),
+            HostMatch::Suffix(s) => Some(format!("x{s}")),
+        };
+        match (self, other) {
+            (HostMatch::Any, h) | (h, HostMatch::Any) => Some(example(h)),
+            (HostMatch::Exact(a), HostMatch::Exact(b)) => (a == b).then(|| Some(a.clone())),
+            (HostMatch::Suffix(_), HostMatch::Exact(h))
+            | (HostMatch::Exact(h), HostMatch::Suffix(_)) => {
+                (self.matches(Some(h)) && other.matches(Some(h))).then(|| Some(h.clone()))
+            }
+            (HostMatch::Suffix(s), HostMatch::Suffix(t)) => {
+                let longer = if s.len() >= t.len() { s } else { t };
+                (s.ends_with(t.as_str()) || t.ends_with(s.as_str()))
+                    .then(|| Some(format!("x{longer}")))
+            }
+        }
+    }
+}
+
+/// Why a route did not match a request: the first of its conditions that failed, checked in
+/// the order host, method, path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Miss {
+    Host,
+    Method,
+    Path,
+}
+
+impl Miss {
+    pub fn label(self) -> &'static str {
+        match self {
+            Miss::Host => "host",
+            Miss::Method => "method",
+            Miss::Path => "path",
+        }
+    }
+}
+
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {
@@ -161,6 +267,31 @@ impl Route {
         self.host.matches(host)
             && allows_method(self.methods.as_deref(), method)
             && self.path.matches(path)
+    }
+
+    /// `None` when the route matches, else the first condition that failed; agrees with
+    /// `matches` (for `portcullis explain`).
+    pub fn miss(&self, host: Option<&str>, method: &Method, path: &str) -> Option<Miss> {
+        if !self.host.matches(host) {
+            Some(Miss::Host)
+        } else if !allows_method(self.methods.as_deref(), method) {
+            Some(Miss::Method)
+        } else if !self.path.matches(path) {
+            Some(Miss::Path)
+        } else {
+            None
+        }
+    }
+
+    /// The methods this route matches: its list, with `HEAD` when it lists `GET`; `None` for
+    /// every method.
+    pub fn matched_methods(&self) -> Option<Vec<Method>> {
+        let list = self.methods.as_ref()?;
+        let mut out = list.clone();
+        if out.contains(&Method::GET) && !out.contains(&Method::HEAD) {
+            out.push(Method::HEAD);
+        }
+        Some(out)
     }
 
     pub fn accepts_issuer(&self, issuer: usize) -> bool {
@@ -701,6 +832,75 @@ mod tests {
         }
         // The generator must exercise matches, not only misses.
         assert!(matched > 10_000, "{matched}");
+    }
+
+    #[test]
+    fn covers_and_overlap_agree_with_matching() {
+        let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+        let (mut covered, mut overlapping) = (0, 0);
+        for _ in 0..3000 {
+            let (a, b) = (random_route(&mut rng), random_route(&mut rng));
+            let paths: Vec<String> = (0..60).map(|_| random_request(&mut rng).2).collect();
+            if a.path.covers(&b.path) {
+                covered += 1;
+                for p in paths.iter().filter(|p| b.path.matches(p)) {
+                    assert!(a.path.matches(p), "{a:?} covers {b:?} but not {p}");
+                }
+            }
+            match a.path.overlap(&b.path) {
+                Some(p) => {
+                    overlapping += 1;
+                    assert!(a.path.matches(&p) && b.path.matches(&p), "{p} {a:?} {b:?}");
+                }
+                None => assert!(!paths.iter().any(|p| a.path.matches(p) && b.path.matches(p))),
+            }
+            for host in HOSTS.iter().map(|h| Some(*h)).chain([None]) {
+                if a.host.covers(&b.host) && b.host.matches(host) {
+                    assert!(a.host.matches(host), "{:?} {:?} {host:?}", a.host, b.host);
+                }
+                if a.host.matches(host) && b.host.matches(host) {
+                    assert!(
+                        a.host.overlap(&b.host).is_some(),
+                        "{:?} {:?}",
+                        a.host,
+                        b.host
+                    );
+                }
+            }
+            if let Some(h) = a.host.overlap(&b.host) {
+                assert!(a.host.matches(h.as_deref()) && b.host.matches(h.as_deref()));
+            }
+        }
+        assert!(
+            covered > 100 && overlapping > 300,
+            "{covered} {overlapping}"
+        );
+        assert!(pat("/api/**").covers(&pat("/api/orders/*")));
+        assert!(!pat("/api/*").covers(&pat("/api/**")));
+        assert!(pat("/**").covers(&pat("/")));
+        assert!(!pat("/a/*").covers(&pat("/a/")));
+    }
+
+    #[test]
+    fn a_miss_names_the_first_condition_that_failed() {
+        let r = route(
+            HostMatch::parse(Some("a.example.com")).unwrap(),
+            Some(vec![Method::GET]),
+            pat("/a/**"),
+        );
+        assert_eq!(
+            r.miss(Some("b.example.com"), &Method::GET, "/a"),
+            Some(Miss::Host)
+        );
+        assert_eq!(
+            r.miss(Some("a.example.com"), &Method::POST, "/a"),
+            Some(Miss::Method)
+        );
+        assert_eq!(
+            r.miss(Some("a.example.com"), &Method::HEAD, "/b"),
+            Some(Miss::Path)
+        );
+        assert_eq!(r.miss(Some("a.example.com"), &Method::HEAD, "/a/b"), None);
     }
 
     #[test]

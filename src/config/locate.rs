@@ -20,6 +20,10 @@ struct Locator<'a> {
     found: Option<(usize, usize)>,
     /// The wanted path is a mapping: report its first key, whose marker is exact.
     pending: bool,
+    /// Report the value of the wanted key rather than the key.
+    value: bool,
+    /// The wanted key was seen; its value is the next node.
+    awaiting_value: bool,
 }
 
 impl Locator<'_> {
@@ -68,6 +72,16 @@ impl MarkedEventReceiver for Locator<'_> {
             return;
         }
         let pos = (mark.line(), mark.col() + 1);
+        if self.awaiting_value {
+            if let Event::Scalar(..)
+            | Event::MappingStart(..)
+            | Event::SequenceStart(..)
+            | Event::Alias(_) = ev
+            {
+                self.found = Some(pos);
+                return;
+            }
+        }
         if self.pending {
             if let Event::Scalar(..) = ev {
                 self.found = Some(pos);
@@ -82,7 +96,11 @@ impl MarkedEventReceiver for Locator<'_> {
                 }) = self.stack.last()
                 {
                     if self.path(Some(&text)) == self.want {
-                        self.found = Some(pos);
+                        if self.value {
+                            self.awaiting_value = true;
+                        } else {
+                            self.found = Some(pos);
+                        }
                     }
                     if let Some(Frame::Map { key, expecting_key }) = self.stack.last_mut() {
                         *key = Some(text);
@@ -141,11 +159,23 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
 
 /// 1-based (line, column) of the key (or sequence item) at `path`, if the file has it.
 pub fn locate_exact(text: &str, path: &str) -> Option<(usize, usize)> {
+    find(text, path, false)
+}
+
+/// 1-based (line, column) of the value at `path` (a scalar, or where a `{`/`[` or block
+/// starts), if the file has it: where a value of the wrong shape is.
+pub fn locate_value(text: &str, path: &str) -> Option<(usize, usize)> {
+    find(text, path, true)
+}
+
+fn find(text: &str, path: &str, value: bool) -> Option<(usize, usize)> {
     let mut loc = Locator {
         want: path,
         stack: Vec::new(),
         found: None,
         pending: false,
+        value,
+        awaiting_value: false,
     };
     // A YAML syntax error after the wanted key still leaves it found.
     let _ = Parser::new_from_str(text).load(&mut loc, false);
@@ -163,5 +193,15 @@ mod tests {
         assert_eq!(locate(text, "listen"), Some((1, 1)));
         assert_eq!(locate(text, "routes[1].upstream"), Some((6, 5)));
         assert_eq!(locate(text, "routes[1].missing"), Some((5, 5)));
+    }
+
+    #[test]
+    fn finds_values_of_keys() {
+        let text = "a:\n  b: 30x\n  c: { d: [1] }\n  e:\n    - f\n";
+        assert_eq!(super::locate_value(text, "a.b"), Some((2, 6)));
+        assert_eq!(super::locate_value(text, "a.c"), Some((3, 6)));
+        assert_eq!(super::locate_value(text, "a.c.d"), Some((3, 11)));
+        assert_eq!(super::locate_value(text, "a.e"), Some((5, 5)));
+        assert_eq!(super::locate_value(text, "a.x"), None);
     }
 }

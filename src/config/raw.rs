@@ -199,12 +199,43 @@ pub enum RawAuth {
     None,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `scopes:`: a list, `{ any_of: [...] }` or `{ all_of: [...] }`. Deserialised by hand, not
+/// `untagged`, so a wrong shape says what is accepted instead of naming a Rust type.
+#[derive(Debug)]
 pub enum RawScopes {
     /// A plain list means all of them.
     AllOfList(Vec<String>),
     Rule(RawScopeRule),
+}
+
+impl<'de> Deserialize<'de> for RawScopes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawScopes;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(
+                    "a list of scopes ([read:orders, write:orders], all of them needed), \
+                     { any_of: [...] } or { all_of: [...] }",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawScopes, E> {
+                Err(E::custom(format!(
+                    "scopes is a list, not a string: write [{v}] (all of the listed scopes \
+                     needed), {{ any_of: [{v}] }} or {{ all_of: [{v}] }}"
+                )))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, a: A) -> Result<RawScopes, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(a))
+                    .map(RawScopes::AllOfList)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, a: A) -> Result<RawScopes, A::Error> {
+                RawScopeRule::deserialize(serde::de::value::MapAccessDeserializer::new(a))
+                    .map(RawScopes::Rule)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,13 +247,43 @@ pub struct RawScopeRule {
     pub all_of: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// One `claims:` rule: `true`/`false` or a list of allowed values. Deserialised by hand, like
+/// `RawScopes`, so a wrong shape says what is accepted.
+#[derive(Debug)]
 pub enum RawClaimRule {
     /// The claim must be this boolean.
     Bool(bool),
     /// The claim (or one element of an array claim) must equal one of these.
     OneOf(Vec<serde_json::Value>),
+}
+
+impl<'de> Deserialize<'de> for RawClaimRule {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawClaimRule;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a list of allowed values ([acme, globex]), or true or false")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<RawClaimRule, E> {
+                Ok(RawClaimRule::Bool(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawClaimRule, E> {
+                Err(E::custom(format!(
+                    "a claim rule is a list of allowed values or true/false, not a string: \
+                     write [{v}]"
+                )))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                a: A,
+            ) -> Result<RawClaimRule, A::Error> {
+                Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(a))
+                    .map(RawClaimRule::OneOf)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Deserialize)]

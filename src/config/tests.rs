@@ -520,7 +520,7 @@ fn route_refusals_name_the_route_key() {
         (
             edit(&[("scopes: [read:orders]", "scopes: [\"read orders\"]")]),
             "routes[1].scopes[0]",
-            "a scope is one word",
+            "holds a space, and no token can carry it",
         ),
         (
             edit(&[("scopes: [read:orders]", "scopes: { any_of: [a, \"b\\\"\"] }")]),

@@ -40,6 +40,9 @@ pub enum Signer {
     Secret,
     /// A key of the issuer's set, by fingerprint (`KeySet::ids`).
     Key(u64),
+    /// Nothing: the signature was not checked (`dangerous_unsigned_identity`, for the offline
+    /// tools only). Never cached.
+    Unchecked,
 }
 
 /// Longest `kid` that may trigger a refetch.
@@ -215,33 +218,86 @@ impl Authenticator {
 
         let now = unix_now();
         let exp = verify::check_claims(&parsed.claims, rules, now)?;
-        let scopes = ScopeSet::from_claims(&parsed.claims, &rules.scope_claims);
-        let headers = policy.identity.values(&parsed.claims, &scopes);
-        let subject = policy
-            .keep_subject
-            .then(|| {
-                parsed
-                    .claims
-                    .get("sub")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-            })
-            .flatten();
-        let ttl = Duration::try_from_secs_f64((exp - now).max(0.0)).unwrap_or(Duration::MAX);
-        let expires_at = Instant::now()
-            .checked_add(ttl)
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
-        Ok(Identity {
-            issuer: index,
-            issuer_id: keys.issuer(index).id(),
+        Ok(identity(
+            parsed.claims,
+            index,
+            keys.issuer(index).id(),
             signer,
-            expires_at,
-            claims: keep_only(parsed.claims, policy.keep_claims),
-            scopes,
-            headers,
-            subject,
-        })
+            exp,
+            now,
+            policy,
+        ))
     }
+}
+
+/// The identity of claims that passed `check_claims` (issuer `index`, expiring at `exp`):
+/// the scope set, the identity headers, and the claims route rules read.
+fn identity(
+    claims: Value,
+    index: usize,
+    issuer_id: u64,
+    signer: Signer,
+    exp: f64,
+    now: f64,
+    policy: &TokenRules<'_>,
+) -> Identity {
+    let rules = &policy.issuers[index];
+    let scopes = ScopeSet::from_claims(&claims, &rules.scope_claims);
+    let headers = policy.identity.values(&claims, &scopes);
+    let subject = policy
+        .keep_subject
+        .then(|| {
+            claims
+                .get("sub")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
+        .flatten();
+    let ttl = Duration::try_from_secs_f64((exp - now).max(0.0)).unwrap_or(Duration::MAX);
+    let expires_at = Instant::now()
+        .checked_add(ttl)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
+    Identity {
+        issuer: index,
+        issuer_id,
+        signer,
+        expires_at,
+        claims: keep_only(claims, policy.keep_claims),
+        scopes,
+        headers,
+        subject,
+    }
+}
+
+/// DANGEROUS: the identity of `claims` whose signature was NOT checked. Every other rule of
+/// verification holds (the issuer picked by `iss`, `exp`, `nbf`, `iat`, lifetime, audience),
+/// and the identity is built exactly as for a verified token. For `portcullis explain` and
+/// `portcullis test`, which run offline without the issuer's keys; the gateway never calls
+/// it.
+pub fn dangerous_unsigned_identity(
+    claims: Value,
+    policy: &TokenRules<'_>,
+) -> Result<Identity, AuthError> {
+    let iss = claims
+        .get("iss")
+        .and_then(Value::as_str)
+        .ok_or(VerifyError::UnknownIssuer)?;
+    let index = *policy
+        .issuer_by_iss
+        .get(iss)
+        .ok_or(VerifyError::UnknownIssuer)?;
+    let now = unix_now();
+    let exp = verify::check_claims(&claims, &policy.issuers[index], now)?;
+    // Never cached, so no key state to tie it to: issuer id 0.
+    Ok(identity(
+        claims,
+        index,
+        0,
+        Signer::Unchecked,
+        exp,
+        now,
+        policy,
+    ))
 }
 
 /// The claims a cached token needs later: those route `claims:` rules read. The rest (often
@@ -296,6 +352,7 @@ fn kidless_key(
 fn key_still_present(identity: &Identity, keys: &KeyStore) -> bool {
     match identity.signer {
         Signer::Secret => true,
+        Signer::Unchecked => false,
         Signer::Key(id) => keys
             .issuer(identity.issuer)
             .current()

@@ -1,7 +1,7 @@
 //! `issuers:`: each block's verification rules (audiences, algorithms, HMAC secret, scope
 //! claims, clock leeway) and its key plan (where keys come from, an inline set already parsed).
 
-use super::{err, CompileError};
+use super::{err, CompileError, Ctx};
 use crate::config::defaults;
 use crate::config::raw::RawIssuer;
 use crate::keys::fetch::FetchLimits;
@@ -39,6 +39,7 @@ pub(super) struct Issuers {
 pub(super) fn compile(
     raw: &BTreeMap<String, RawIssuer>,
     base: &Path,
+    ctx: &mut Ctx,
 ) -> Result<Issuers, CompileError> {
     let mut out = Issuers {
         rules: Vec::new(),
@@ -47,7 +48,7 @@ pub(super) fn compile(
         by_name: HashMap::new(),
     };
     for (name, i) in raw {
-        let (rules, plan) = issuer(name, i, base)?;
+        let (rules, plan) = issuer(name, i, base, ctx)?;
         if out
             .by_iss
             .insert(rules.issuer.clone(), out.rules.len())
@@ -69,7 +70,12 @@ fn is_hmac(a: &Algorithm) -> bool {
     matches!(a, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
 }
 
-fn issuer(name: &str, i: &RawIssuer, base: &Path) -> Result<(IssuerRules, KeyPlan), CompileError> {
+fn issuer(
+    name: &str,
+    i: &RawIssuer,
+    base: &Path,
+    ctx: &mut Ctx,
+) -> Result<(IssuerRules, KeyPlan), CompileError> {
     let at = format!("issuers.{name}");
     if i.issuer.trim().is_empty() {
         return err(
@@ -87,6 +93,16 @@ fn issuer(name: &str, i: &RawIssuer, base: &Path) -> Result<(IssuerRules, KeyPla
     let wants_hmac = algorithms.iter().any(is_hmac);
     let wants_keys = algorithms.iter().any(|a| !is_hmac(a));
     let hmac = match &i.hmac_secret_env {
+        Some(var) if ctx.offline && std::env::var_os(var).is_none() => {
+            ctx.skip(
+                format!("{at}.hmac_secret_env"),
+                format!(
+                    "environment variable {var} is not set here (offline): HMAC signatures of \
+                     this issuer are not checked"
+                ),
+            );
+            None
+        }
         Some(var) => {
             let secret = std::env::var(var).map_err(|_| CompileError {
                 path: format!("{at}.hmac_secret_env"),
@@ -102,13 +118,13 @@ fn issuer(name: &str, i: &RawIssuer, base: &Path) -> Result<(IssuerRules, KeyPla
         }
         None => None,
     };
-    if wants_hmac && hmac.is_none() {
+    if wants_hmac && i.hmac_secret_env.is_none() {
         return err(
             format!("{at}.algorithms"),
             "HS256/384/512 need hmac_secret_env: HMAC never uses JWKS keys",
         );
     }
-    let keys = key_plan(&at, i, base, wants_keys)?;
+    let keys = key_plan(&at, i, base, wants_keys, ctx)?;
 
     let scope_claims = match &i.scope_claims {
         Some(list) => list.clone(),
@@ -174,6 +190,7 @@ fn key_plan(
     i: &RawIssuer,
     base: &Path,
     wants_keys: bool,
+    ctx: &mut Ctx,
 ) -> Result<KeyPlan, CompileError> {
     let sources = [
         i.discovery,
@@ -229,11 +246,21 @@ fn key_plan(
         } else {
             base.join(file)
         };
-        let body = std::fs::read(&path).map_err(|e| CompileError {
-            path: format!("{at}.jwks_file"),
-            message: format!("cannot read {}: {e}", path.display()),
-        })?;
-        parse("jwks_file", &body)?;
+        if ctx.offline && !path.exists() {
+            ctx.skip(
+                format!("{at}.jwks_file"),
+                format!(
+                    "{} not read: it does not exist here (offline)",
+                    path.display()
+                ),
+            );
+        } else {
+            let body = std::fs::read(&path).map_err(|e| CompileError {
+                path: format!("{at}.jwks_file"),
+                message: format!("cannot read {}: {e}", path.display()),
+            })?;
+            parse("jwks_file", &body)?;
+        }
         Some(KeySource::File(path))
     } else if let Some(jwks) = &i.jwks {
         let body = serde_json::to_vec(jwks).map_err(|e| CompileError {

@@ -24,6 +24,30 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
+/// Something an offline compile did not check, before it is given a line.
+#[derive(Debug)]
+pub struct Skip {
+    pub path: String,
+    pub message: String,
+}
+
+/// What the parts of the compile share: whether it runs offline (`super::Options`), and what
+/// it skipped because of it.
+#[derive(Debug, Default)]
+pub(super) struct Ctx {
+    pub offline: bool,
+    pub skipped: Vec<Skip>,
+}
+
+impl Ctx {
+    pub fn skip(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.skipped.push(Skip {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
 /// A compile error before it is given a file position.
 #[derive(Debug)]
 pub struct CompileError {
@@ -66,6 +90,19 @@ pub struct Policy {
 
 /// Compile a deserialised config. Relative `jwks_file` paths are taken from `base`.
 pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
+    compile_with(raw, base, super::Options::default()).map(|(policy, _)| policy)
+}
+
+/// `compile` with options; also returns what an offline compile skipped.
+pub fn compile_with(
+    raw: RawConfig,
+    base: &Path,
+    options: super::Options,
+) -> Result<(Policy, Vec<Skip>), CompileError> {
+    let mut ctx = Ctx {
+        offline: options.offline,
+        skipped: Vec::new(),
+    };
     let listen = parse_addr("listen", &raw.listen)?;
     let admin_listen = match &raw.admin_listen {
         Some(a) => Some(parse_addr("admin_listen", a)?),
@@ -77,8 +114,8 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
             "TLS listeners are not available in this version; terminate TLS in front of portcullis",
         );
     }
-    let upstreams = upstreams::compile(&raw)?;
-    let issuers = issuers::compile(&raw.issuers, base)?;
+    let upstreams = upstreams::compile(&raw, &mut ctx)?;
+    let issuers = issuers::compile(&raw.issuers, base, &mut ctx)?;
     let routes = routes::compile(&raw.routes, &upstreams, &issuers)?;
     let authz_claims = routes::authz_claims(&routes);
     let identity = identity::compile(&raw.identity)?;
@@ -91,7 +128,7 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
     let keep_override_headers = keep_override_headers(&raw.keep_override_headers)?;
     let limits = limits::limits(&raw.limits)?;
     let server = limits::server(&raw.server)?;
-    Ok(Policy {
+    let policy = Policy {
         listen,
         admin_listen,
         routes: RouteTable::new(routes),
@@ -107,7 +144,8 @@ pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
         server,
         log_subject: raw.log_subject,
         authz_claims,
-    })
+    };
+    Ok((policy, ctx.skipped))
 }
 
 fn parse_addr(path: &str, text: &str) -> Result<SocketAddr, CompileError> {

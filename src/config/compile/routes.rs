@@ -195,7 +195,19 @@ fn scope_list(path: &str, list: &[String]) -> Result<Vec<String>, CompileError> 
         return err(path, "list at least one scope");
     }
     for (n, s) in list.iter().enumerate() {
-        if s.is_empty() || s.contains(char::is_whitespace) || s.contains('"') || s.contains('\\') {
+        if s.contains(char::is_whitespace) {
+            let words: Vec<&str> = s.split_whitespace().collect();
+            return err(
+                format!("{path}[{n}]"),
+                format!(
+                    "{s:?} holds a space, and no token can carry it: a token's scope claim is \
+                     space-separated, so it holds the scopes {words:?}, one by one. List them \
+                     as separate scopes ([{}]) or fix the name",
+                    words.join(", ")
+                ),
+            );
+        }
+        if s.is_empty() || s.contains('"') || s.contains('\\') {
             return err(
                 format!("{path}[{n}]"),
                 "a scope is one word without spaces or quotes",

@@ -1,7 +1,7 @@
 //! `upstreams:` and the top-level `upstream:`: each URL checked and its host resolved once, at
 //! load.
 
-use super::{err, CompileError};
+use super::{err, CompileError, Ctx};
 use crate::config::defaults;
 use crate::config::raw::{RawConfig, RawUpstream};
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ pub(super) struct Upstreams {
     pub default: Option<usize>,
 }
 
-pub(super) fn compile(raw: &RawConfig) -> Result<Upstreams, CompileError> {
+pub(super) fn compile(raw: &RawConfig, ctx: &mut Ctx) -> Result<Upstreams, CompileError> {
     if raw.upstreams.is_empty() {
         return err("upstreams", "at least one upstream is needed");
     }
@@ -35,7 +35,7 @@ pub(super) fn compile(raw: &RawConfig) -> Result<Upstreams, CompileError> {
     let mut index = HashMap::new();
     for (name, u) in &raw.upstreams {
         index.insert(name.clone(), list.len());
-        list.push(upstream(name, u)?);
+        list.push(upstream(name, u, ctx)?);
     }
     let default = match &raw.upstream {
         Some(name) => Some(*index.get(name).ok_or_else(|| CompileError {
@@ -52,7 +52,7 @@ pub(super) fn compile(raw: &RawConfig) -> Result<Upstreams, CompileError> {
     })
 }
 
-fn upstream(name: &str, u: &RawUpstream) -> Result<Upstream, CompileError> {
+fn upstream(name: &str, u: &RawUpstream, ctx: &mut Ctx) -> Result<Upstream, CompileError> {
     let at = format!("upstreams.{name}");
     let uri: http::Uri = u
         .url
@@ -84,10 +84,22 @@ fn upstream(name: &str, u: &RawUpstream) -> Result<Upstream, CompileError> {
     }
     let host = uri.host().unwrap_or_default();
     let port = uri.port_u16().unwrap_or(80);
-    let address = resolve(host.trim_matches(['[', ']']), port).ok_or_else(|| CompileError {
-        path: format!("{at}.url"),
-        message: format!("cannot resolve {host:?}"),
-    })?;
+    let bare = host.trim_matches(['[', ']']);
+    let address = match bare.parse::<std::net::IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) if ctx.offline => {
+            // Never connected to offline: a placeholder keeps the policy whole.
+            ctx.skip(
+                format!("{at}.url"),
+                format!("host name {host:?} not resolved (offline); run resolves it at start"),
+            );
+            SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), port)
+        }
+        Err(_) => resolve(bare, port).ok_or_else(|| CompileError {
+            path: format!("{at}.url"),
+            message: format!("cannot resolve {host:?}"),
+        })?,
+    };
     if u.connect_timeout.0.is_zero() || u.read_timeout.0.is_zero() {
         return err(at, "timeouts must be above zero");
     }

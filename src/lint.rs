@@ -1,0 +1,505 @@
+//! `portcullis check`: what a config that compiles may still get wrong. Pure over the compiled
+//! `Policy` (the same one `run` serves) and the file's text, which gives each finding its line:
+//!
+//! - a route that can never match, because routes declared before it match every request it
+//!   would (same or wider host, methods and path pattern; `HEAD` follows `GET`), or some of
+//!   the methods it lists never reach it;
+//! - an `auth: none` route that matches some requests of a route declared after it that needs
+//!   a token: those requests are served without one;
+//! - an issuer that no reachable route accepts.
+//!
+//! Scopes with a space are not a warning: the compiler refuses them (no token can carry one).
+//! An upstream used by one route only is fine.
+
+use crate::config::{self, Compiled, ConfigError, Options, Policy, Skipped};
+use crate::route::{allows_method, Auth, Route};
+use http::Method;
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// One warning: the route (or issuer) it is about and where it is written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// The route's name; `None` for a finding about an issuer.
+    pub route: Option<String>,
+    /// Key path: `routes[2]`, `issuers.backup`.
+    pub path: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Every warning about `policy`, in file order of the route or issuer. `text` is the file the
+/// policy was compiled from.
+pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
+    let routes = policy.routes.routes();
+    let route_line = |i: usize| line(text, &format!("routes[{i}]"));
+    let mut out = Vec::new();
+    let mut dead = vec![false; routes.len()];
+
+    for (j, later) in routes.iter().enumerate() {
+        let earlier = &routes[..j];
+        match shadowed_by(earlier, later) {
+            Shadow::Whole(by) => {
+                dead[j] = true;
+                out.push(Finding {
+                    route: Some(later.name.clone()),
+                    path: format!("routes[{j}]"),
+                    line: route_line(j),
+                    message: format!(
+                        "never matches: {} declared before it {} every request it would \
+                         (routes are tried in file order, the first match wins)",
+                        names(routes, &by, &route_line),
+                        if by.len() == 1 { "matches" } else { "match" },
+                    ),
+                });
+            }
+            Shadow::Methods(lost) => {
+                for (method, by) in lost {
+                    out.push(Finding {
+                        route: Some(later.name.clone()),
+                        path: format!("routes[{j}]"),
+                        line: route_line(j),
+                        message: format!(
+                            "its {method} requests never reach it: {} declared before it \
+                             takes them",
+                            names(routes, &[by], &route_line)
+                        ),
+                    });
+                }
+            }
+            Shadow::None => {}
+        }
+    }
+
+    for (i, public) in routes.iter().enumerate() {
+        if public.auth != Auth::None {
+            continue;
+        }
+        for (j, protected) in routes.iter().enumerate().skip(i + 1) {
+            if protected.auth == Auth::None || dead[j] {
+                continue;
+            }
+            if let Some(example) = overlap(public, protected) {
+                out.push(Finding {
+                    route: Some(public.name.clone()),
+                    path: format!("routes[{i}]"),
+                    line: route_line(i),
+                    message: format!(
+                        "auth: none, declared before {} (auth: {}), which it overlaps: its \
+                         requests such as {example} are served without a token",
+                        names(routes, &[j], &route_line),
+                        auth_label(protected.auth),
+                    ),
+                });
+            }
+        }
+    }
+
+    for (k, issuer) in policy.issuers.iter().enumerate() {
+        let used = routes
+            .iter()
+            .zip(&dead)
+            .any(|(r, dead)| !dead && r.auth != Auth::None && r.accepts_issuer(k));
+        if !used {
+            let path = format!("issuers.{}", issuer.name);
+            out.push(Finding {
+                route: None,
+                line: line(text, &path),
+                path,
+                message: format!(
+                    "issuer {:?} is accepted by no route that can match: tokens it signs \
+                     are refused everywhere (routes' issuers: lists name other issuers, or \
+                     no route takes a token)",
+                    issuer.name
+                ),
+            });
+        }
+    }
+    out.sort_by_key(|f| f.line);
+    out
+}
+
+enum Shadow {
+    None,
+    /// Earlier routes (indexes) that together match every request of the route.
+    Whole(Vec<usize>),
+    /// Methods the route lists whose requests an earlier route (index) takes.
+    Methods(Vec<(Method, usize)>),
+}
+
+/// Does one earlier route match every request of `later` that uses `method` (`None`: any
+/// method)?
+fn covering(earlier: &[Route], later: &Route, method: Option<&Method>) -> Option<usize> {
+    earlier.iter().position(|e| {
+        let methods_ok = match method {
+            Some(m) => allows_method(e.methods.as_deref(), m),
+            None => e.methods.is_none(),
+        };
+        methods_ok && e.host.covers(&later.host) && e.path.covers(&later.path)
+    })
+}
+
+fn shadowed_by(earlier: &[Route], later: &Route) -> Shadow {
+    let Some(methods) = later.matched_methods() else {
+        return match covering(earlier, later, None) {
+            Some(by) => Shadow::Whole(vec![by]),
+            None => Shadow::None,
+        };
+    };
+    let by: Vec<Option<usize>> = methods
+        .iter()
+        .map(|m| covering(earlier, later, Some(m)))
+        .collect();
+    if by.iter().all(Option::is_some) {
+        let mut all: Vec<usize> = by.into_iter().flatten().collect();
+        all.sort_unstable();
+        all.dedup();
+        return Shadow::Whole(all);
+    }
+    // Only the methods the route lists: an implied HEAD is not worth a warning of its own.
+    let listed = later.methods.as_deref().unwrap_or_default();
+    let lost: Vec<(Method, usize)> = methods
+        .into_iter()
+        .zip(by)
+        .filter(|(m, _)| listed.contains(m))
+        .filter_map(|(m, by)| by.map(|by| (m, by)))
+        .collect();
+    if lost.is_empty() {
+        Shadow::None
+    } else {
+        Shadow::Methods(lost)
+    }
+}
+
+/// A request both routes match, written `METHOD host/path`, if there is one.
+fn overlap(a: &Route, b: &Route) -> Option<String> {
+    let method = match (a.matched_methods(), b.matched_methods()) {
+        (None, None) => Method::GET,
+        (Some(list), None) | (None, Some(list)) => list.first()?.clone(),
+        (Some(x), Some(y)) => x.into_iter().find(|m| y.contains(m))?,
+    };
+    let host = a.host.overlap(&b.host)?;
+    let path = a.path.overlap(&b.path)?;
+    Some(match host {
+        Some(h) => format!("{method} {h}{path}"),
+        None => format!("{method} {path}"),
+    })
+}
+
+fn auth_label(auth: Auth) -> &'static str {
+    match auth {
+        Auth::Required => "required",
+        Auth::Optional => "optional",
+        Auth::None => "none",
+    }
+}
+
+/// `route "a" (line 3)` or `routes "a" (line 3) and "b" (line 7)`.
+fn names(routes: &[Route], indexes: &[usize], line: &impl Fn(usize) -> usize) -> String {
+    let each: Vec<String> = indexes
+        .iter()
+        .map(|&i| format!("{:?} (line {})", routes[i].name, line(i)))
+        .collect();
+    match each.as_slice() {
+        [one] => format!("route {one}"),
+        [rest @ .., last] => format!("routes {} and {last}", rest.join(", ")),
+        [] => String::new(),
+    }
+}
+
+/// The line of the key (or sequence item) at `path`.
+fn line(text: &str, path: &str) -> usize {
+    config::locate::locate(text, path).map_or(1, |(line, _)| line)
+}
+
+/// The outcome of `portcullis check` on one file.
+#[derive(Debug)]
+pub struct Report {
+    pub file: String,
+    /// `(routes, issuers, upstreams)` of a config that compiled.
+    pub counts: Option<(usize, usize, usize)>,
+    /// The refusal of a config that does not compile (the compiler stops at the first).
+    pub error: Option<ReportError>,
+    pub warnings: Vec<Finding>,
+    pub skipped: Vec<Skipped>,
+}
+
+/// A refusal, with the route it is in when there is one.
+#[derive(Debug)]
+pub struct ReportError {
+    pub error: ConfigError,
+    pub route: Option<String>,
+}
+
+/// Run `check` on a file: compile it offline (`config::Options`), then lint the policy.
+pub fn check(path: &Path) -> Report {
+    let file = path.display().to_string();
+    let mut report = Report {
+        file: file.clone(),
+        counts: None,
+        error: None,
+        warnings: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) => {
+            report.error = Some(ReportError {
+                error: ConfigError::Read { file, error },
+                route: None,
+            });
+            return report;
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    match config::from_str_with(&text, &file, base, Options { offline: true }) {
+        Ok(Compiled { policy, skipped }) => {
+            report.counts = Some((
+                policy.routes.routes().len(),
+                policy.issuers.len(),
+                policy.upstreams.len(),
+            ));
+            report.warnings = lint(&policy, &text);
+            report.skipped = skipped;
+        }
+        Err(error) => {
+            let route = match &error {
+                ConfigError::Invalid { path, .. } => route_name(&text, path),
+                ConfigError::Read { .. } => None,
+            };
+            report.error = Some(ReportError { error, route });
+        }
+    }
+    report
+}
+
+/// The `name` of the route a key path (`routes[3].scopes[0]`) is in, read from the YAML.
+fn route_name(text: &str, path: &str) -> Option<String> {
+    let index: usize = path
+        .strip_prefix("routes[")?
+        .split(']')
+        .next()?
+        .parse()
+        .ok()?;
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).ok()?;
+    doc.get("routes")?
+        .get(index)?
+        .get("name")?
+        .as_str()
+        .map(str::to_string)
+}
+
+/// `1 route`, `2 routes`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("{n} {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+impl Report {
+    /// 0: clean or warnings only; 1: the config does not load; 2: warnings under `--strict`.
+    pub fn exit_code(&self, strict: bool) -> u8 {
+        if self.error.is_some() {
+            1
+        } else if strict && !self.warnings.is_empty() {
+            2
+        } else {
+            0
+        }
+    }
+
+    /// The human form: (stdout, stderr).
+    pub fn human(&self) -> (String, String) {
+        let mut out = String::new();
+        let mut err = String::new();
+        if let Some(e) = &self.error {
+            err.push_str(&format!("error: {}\n", e.error));
+        }
+        if let Some((routes, issuers, upstreams)) = self.counts {
+            let warnings = match self.warnings.len() {
+                0 => String::new(),
+                n => format!(", {}", count(n, "warning")),
+            };
+            out.push_str(&format!(
+                "{}: ok ({}, {}, {}){warnings}\n",
+                self.file,
+                count(routes, "route"),
+                count(issuers, "issuer"),
+                count(upstreams, "upstream"),
+            ));
+        }
+        for w in &self.warnings {
+            let subject = match &w.route {
+                Some(name) => format!("route {name:?}"),
+                None => w.path.clone(),
+            };
+            out.push_str(&format!(
+                "warning: {}:{}: {subject}: {}\n",
+                self.file, w.line, w.message
+            ));
+        }
+        for s in &self.skipped {
+            out.push_str(&format!(
+                "skipped: {}:{}: {}: {}\n",
+                self.file, s.line, s.path, s.message
+            ));
+        }
+        (out, err)
+    }
+
+    /// `{"errors": [...], "warnings": [{"route", "line", "message", "path"}], "skipped": [...]}`.
+    pub fn json(&self) -> Value {
+        let errors: Vec<Value> = self
+            .error
+            .iter()
+            .map(|e| match &e.error {
+                ConfigError::Invalid {
+                    file,
+                    line,
+                    column,
+                    path,
+                    message,
+                } => json!({
+                    "route": e.route, "file": file, "line": line, "column": column,
+                    "path": path, "message": message,
+                }),
+                read @ ConfigError::Read { file, .. } => json!({
+                    "route": null, "file": file, "line": null, "column": null, "path": null,
+                    "message": read.to_string(),
+                }),
+            })
+            .collect();
+        let warnings: Vec<Value> = self
+            .warnings
+            .iter()
+            .map(
+                |w| json!({"route": w.route, "line": w.line, "message": w.message, "path": w.path}),
+            )
+            .collect();
+        let skipped: Vec<Value> = self
+            .skipped
+            .iter()
+            .map(|s| json!({"path": s.path, "line": s.line, "message": s.message}))
+            .collect();
+        json!({"file": self.file, "errors": errors, "warnings": warnings, "skipped": skipped})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEAD: &str = "\
+listen: 127.0.0.1:0
+upstreams:
+  app: { url: http://127.0.0.1:1 }
+issuers:
+  main:
+    issuer: https://main.example/
+    jwks_uri: https://main.example/jwks
+    audiences: [api]
+routes:
+";
+
+    fn findings(routes: &str) -> Vec<Finding> {
+        let text = format!("{HEAD}{routes}");
+        let policy = config::from_str(&text, "t.yaml", Path::new(".")).expect("compiles");
+        lint(&policy, &text)
+    }
+
+    #[test]
+    fn a_route_covered_by_an_earlier_one_never_matches() {
+        let f = findings(
+            "  - name: all-api\n    match: { path: /api/** }\n  - name: orders\n    match: { path: /api/orders/*, methods: [GET], host: a.example.com }\n",
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].route.as_deref(), Some("orders"));
+        assert_eq!(f[0].line, 12);
+        assert!(f[0]
+            .message
+            .contains("never matches: route \"all-api\" (line 10)"));
+    }
+
+    #[test]
+    fn head_follows_get_and_methods_can_be_covered_by_several_routes() {
+        let f = findings(
+            "  - name: get\n    match: { path: /a, methods: [GET] }\n  - name: post\n    match: { path: /a, methods: [POST] }\n  - name: both\n    match: { path: /a, methods: [HEAD, POST] }\n",
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0]
+            .message
+            .contains("routes \"get\" (line 10) and \"post\" (line 12)"));
+        // HEAD alone does not cover GET.
+        let f = findings(
+            "  - name: head\n    match: { path: /a, methods: [HEAD] }\n  - name: get\n    match: { path: /a, methods: [GET] }\n",
+        );
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn a_method_taken_by_an_earlier_route_is_named() {
+        let f = findings(
+            "  - name: read\n    match: { path: /a/**, methods: [GET] }\n  - name: rw\n    match: { path: /a/b, methods: [GET, POST] }\n",
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].message.starts_with("its GET requests never reach it"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn narrower_or_disjoint_earlier_routes_are_fine() {
+        let f = findings(
+            "  - name: one\n    match: { path: /api/orders/* }\n  - name: host\n    match: { path: /api/**, host: \"*.example.com\" }\n  - name: all\n    match: { path: /api/** }\n",
+        );
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn a_public_route_before_an_overlapping_protected_one_is_named() {
+        let f = findings(
+            "  - name: docs\n    match: { path: /api/*/docs }\n    auth: none\n  - name: orders\n    match: { path: /api/orders/**, methods: [GET] }\n",
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].route.as_deref(), Some("docs"));
+        assert!(
+            f[0].message
+                .contains("GET /api/orders/docs are served without a token"),
+            "{f:?}"
+        );
+        // After the protected route, it only gets what that one does not match.
+        let f = findings(
+            "  - name: orders\n    match: { path: /api/orders/** }\n  - name: docs\n    match: { path: /api/*/docs }\n    auth: none\n",
+        );
+        assert!(f.is_empty(), "{f:?}");
+    }
+
+    #[test]
+    fn an_issuer_no_route_accepts_is_named() {
+        let text = HEAD.replace(
+            "routes:\n",
+            "  spare:\n    issuer: https://spare.example/\n    jwks_uri: https://spare.example/jwks\n    audiences: [api]\nroutes:\n  - name: a\n    match: { path: /a }\n    issuers: [main]\n",
+        );
+        let policy = config::from_str(&text, "t.yaml", Path::new(".")).unwrap();
+        let f = lint(&policy, &text);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].path, "issuers.spare");
+        assert_eq!(f[0].line, 9);
+    }
+
+    #[test]
+    fn the_example_config_is_clean() {
+        let text = include_str!("../config.example.yaml");
+        let compiled = config::from_str_with(
+            text,
+            "config.example.yaml",
+            Path::new("."),
+            Options { offline: true },
+        )
+        .unwrap();
+        assert_eq!(lint(&compiled.policy, text), []);
+    }
+}
