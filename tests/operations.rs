@@ -43,6 +43,23 @@ upstream: app
 "#;
 
 #[test]
+fn version_prints_the_package_version_and_the_git_revision() {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("portcullis {} (git ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&want), "{text}");
+    let rev = text[want.len()..].trim_end().trim_end_matches(')');
+    assert!(
+        rev == "unknown" || (rev.len() >= 7 && rev.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+}
+
+#[test]
 fn check_accepts_a_good_file() {
     let (ok, text) = check(GOOD);
     assert!(ok, "{text}");
