@@ -362,3 +362,34 @@ fn the_shipped_example_config_is_valid() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The issuer and route blocks README.md shows for Auth0, Okta, Keycloak and Azure AD load as
+/// written (with an upstream added and the tenant placeholder filled in).
+#[test]
+fn the_readme_identity_provider_examples_pass_check() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("## Connect your identity provider")
+        .expect("README section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let blocks: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or_default())
+        .collect();
+    assert!(
+        blocks.len() >= 4,
+        "one block per provider: {}",
+        blocks.len()
+    );
+    for block in blocks {
+        let yaml = format!(
+            "upstreams:\n  app: {{ url: \"http://127.0.0.1:3000\" }}\n{}",
+            block.replace("TENANT_ID", "contoso")
+        );
+        let (ok, text) = check(&yaml);
+        assert!(ok, "{text}\n{yaml}");
+    }
+}
