@@ -2,7 +2,7 @@
 # portcullis container image: a Rust builder stage, then the binary alone on distroless `cc`
 # (glibc and libgcc_s, nothing else: no shell, no package manager).
 #
-#   docker build --build-arg PORTCULLIS_GIT_REV="$(git rev-parse --short=12 HEAD)" -t portcullis .
+#   docker build --build-arg PORTCULLIS_REVISION="$(git rev-parse --short=12 HEAD)" -t portcullis .
 #   docker run --read-only -p 8080:8080 -p 9901:9901 \
 #     -v "$PWD/config.yaml:/etc/portcullis/config.yaml:ro" portcullis
 #
@@ -29,8 +29,8 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 # .git is not in the build context: the revision `portcullis --version` prints comes from here.
-ARG PORTCULLIS_GIT_REV=unknown
-ENV PORTCULLIS_GIT_REV=${PORTCULLIS_GIT_REV}
+ARG PORTCULLIS_REVISION=unknown
+ENV PORTCULLIS_REVISION=${PORTCULLIS_REVISION}
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     cargo build --release --locked --bin portcullis \

@@ -8,7 +8,7 @@ mod support;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use http::Method;
 use portcullis::authz::ScopeRule;
-use portcullis::route::{Auth, HostMatch, PathPattern, Route, RouteTable};
+use portcullis::route::{Auth, HostMatch, Mode, PathPattern, Route, RouteTable};
 use std::hint::black_box;
 
 fn table(n: usize) -> RouteTable {
@@ -27,6 +27,7 @@ fn table(n: usize) -> RouteTable {
             scopes: ScopeRule::Nothing,
             claims: Vec::new(),
             upstream: 0,
+            mode: Mode::Enforce,
         })
         .collect();
     RouteTable::new(routes)

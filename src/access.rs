@@ -5,28 +5,38 @@
 use crate::engine::Access;
 use crate::metrics::Metrics;
 use crate::response::Deny;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The end of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Nothing decided: pingora refused the request before the engine ran.
     Unread,
-    Allowed(Access),
+    /// Forwarded; with the denial a `mode: shadow` route would have made, if any.
+    Allowed(Access, Option<Deny>),
     Denied(Deny),
     /// Allowed, then the upstream failed after the response had started.
     UpstreamFailed,
 }
 
 impl Outcome {
-    /// (`decision`, `reason`): the metrics label (the response's `error` code for a denial) and
-    /// the precise reason of the log.
+    /// (`decision`, `reason`): the response's `error` code for a denial (the access label for
+    /// a forwarded request), and the precise reason: the `decision` label of the request
+    /// metrics and the `reason` of the log.
     pub fn labels(&self) -> (&'static str, &'static str) {
         match self {
             Outcome::Unread => ("bad_request", "bad_request"),
-            Outcome::Allowed(access) => (access.label(), access.label()),
+            Outcome::Allowed(access, _) => (access.label(), access.label()),
             Outcome::Denied(deny) => (deny.code(), deny.reason()),
             Outcome::UpstreamFailed => ("upstream_error", "upstream_error"),
+        }
+    }
+
+    /// The reason a shadow-mode route would have denied the request.
+    pub fn shadow_reason(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Allowed(_, Some(deny)) => Some(deny.reason()),
+            _ => None,
         }
     }
 }
@@ -34,8 +44,8 @@ impl Outcome {
 /// One finished request.
 pub struct Record<'a> {
     pub request_id: &'a str,
-    /// Route name, `-` when none matched.
-    pub route: &'a str,
+    /// Route name; `None` when none matched (`-` in metrics and logs).
+    pub route: Option<&'a str>,
     pub method: &'a str,
     /// Canonical path (never the query).
     pub path: &'a str,
@@ -53,20 +63,36 @@ impl Record<'_> {
     /// Count the request and write its log line.
     pub fn emit(&self, metrics: &Metrics) {
         let (decision, reason) = self.outcome.labels();
+        let shadow_reason = self.outcome.shadow_reason();
+        let route = self.route.unwrap_or("-");
+        metrics.requests.with_label_values(&[route, reason]).inc();
+        if let Some(name) = self.route {
+            metrics.route_requests.with_label_values(&[name]).inc();
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            metrics.route_last_match.with_label_values(&[name]).set(now);
+        }
+        if let Some(shadow) = shadow_reason {
+            metrics
+                .shadow_denials
+                .with_label_values(&[route, shadow])
+                .inc();
+        }
         metrics
-            .requests
-            .with_label_values(&[self.route, decision])
-            .inc();
-        metrics.request_seconds.observe(self.latency.as_secs_f64());
+            .request_seconds
+            .with_label_values(&[route])
+            .observe(self.latency.as_secs_f64());
         tracing::info!(
             target: "access",
             request_id = %self.request_id,
-            route = self.route,
+            route,
             method = self.method,
             path = %self.path,
             status = self.status,
             decision,
             reason,
+            shadow_reason,
             issuer = self.issuer,
             subject = self.subject,
             latency_us = self.latency.as_micros() as u64,

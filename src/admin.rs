@@ -1,31 +1,33 @@
-//! The admin listener: `/healthz` (liveness), `/readyz` (every issuer has keys), `/metrics`
+//! The admin listener: `/healthz` (liveness), `/readyz` (every issuer of the serving policy
+//! has keys, and no SIGTERM yet), `/metrics`
 //! (Prometheus text). It exists only on `admin_listen`; on the main listener these paths are
 //! ordinary routes.
 
-use crate::keys::KeyStore;
 use crate::metrics::Metrics;
-use crate::token::Authenticator;
+use crate::reload::Shared;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What the admin endpoints read.
 pub struct AdminState {
-    pub keys: Arc<KeyStore>,
+    /// The serving generation: its issuers' keys, its token cache.
+    pub live: Shared,
     pub metrics: Arc<Metrics>,
-    /// For the token-cache entry gauge.
-    pub auth: Arc<Authenticator>,
+    /// Set when SIGTERM (or SIGINT) arrives.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl AdminState {
-    pub fn new(keys: Arc<KeyStore>, metrics: Arc<Metrics>, auth: Arc<Authenticator>) -> Self {
+    pub fn new(live: Shared, metrics: Arc<Metrics>, draining: Arc<AtomicBool>) -> Self {
         AdminState {
-            keys,
+            live,
             metrics,
-            auth,
+            draining,
         }
     }
 
@@ -33,8 +35,14 @@ impl AdminState {
     pub fn handle(&self, path: &str) -> (StatusCode, &'static str, String) {
         match path {
             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".into()),
+            "/readyz" if self.draining.load(Ordering::Acquire) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "not ready: shutting down\n".into(),
+            ),
             "/readyz" => {
-                let pending: Vec<&str> = self
+                let live = self.live.load();
+                let pending: Vec<&str> = live
                     .keys
                     .issuers()
                     .iter()
@@ -71,7 +79,8 @@ impl AdminState {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
-        for issuer in self.keys.issuers() {
+        let live = self.live.load();
+        for issuer in live.keys.issuers() {
             let last = issuer.last_good();
             let age = if last == 0 {
                 -1
@@ -85,7 +94,7 @@ impl AdminState {
         }
         self.metrics
             .token_cache_entries
-            .set(self.auth.cached_entries() as i64);
+            .set(live.auth.cached_entries() as i64);
     }
 }
 

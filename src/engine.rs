@@ -12,7 +12,7 @@ use crate::authz;
 use crate::config::{Limits, Policy};
 use crate::path;
 use crate::response::{BadRequest, Deny, Limit};
-use crate::route::{self, Auth};
+use crate::route::{self, Auth, Mode};
 use crate::token::extract::{self, Found};
 use crate::token::verify::VerifyError;
 use crate::token::{AuthError, Identity, TokenRules};
@@ -48,6 +48,9 @@ pub struct Routed {
     authority: Option<String>,
     /// The token to verify; `None` on `auth: none` routes and when the request has none.
     token: Option<Found>,
+    /// Where to find the token was itself refused (two tokens…) on a `mode: shadow` route:
+    /// judged with the rest, in `decide`.
+    refused: Option<Deny>,
 }
 
 impl Routed {
@@ -66,6 +69,8 @@ pub enum Access {
     Anonymous,
     /// A verified token that meets the route's rules.
     Authenticated,
+    /// A `mode: shadow` route that would have denied the request (`Allow::shadow` says why).
+    Shadow,
 }
 
 impl Access {
@@ -75,6 +80,7 @@ impl Access {
             Access::Public => "public",
             Access::Anonymous => "anonymous",
             Access::Authenticated => "allowed",
+            Access::Shadow => "shadow_denied",
         }
     }
 }
@@ -102,6 +108,8 @@ pub struct Allow {
     pub identity: Option<Arc<Identity>>,
     /// Every header change, in order.
     pub edits: Vec<Edit>,
+    /// On a `mode: shadow` route, the denial an enforcing route would have made.
+    pub shadow: Option<Deny>,
 }
 
 /// A request the gateway answers itself.
@@ -224,16 +232,19 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
         .find(host.as_deref(), head.method, &path)
         .ok_or_else(|| denial(None, Some(&path), Deny::NoRoute))?;
     let route = &policy.routes.routes()[index];
-    let token = if route.auth == Auth::None {
-        None
+    let (token, refused) = if route.auth == Auth::None {
+        (None, None)
     } else {
-        extract::extract(
+        match extract::extract(
             head.method,
             head.headers,
             target.query,
             &policy.token_sources,
-        )
-        .map_err(|e| denial(Some(index), Some(&path), e.into()))?
+        ) {
+            Ok(token) => (token, None),
+            Err(e) if route.mode == Mode::Shadow => (None, Some(Deny::from(e))),
+            Err(e) => return Err(denial(Some(index), Some(&path), e.into())),
+        }
     };
     Ok(Routed {
         route: index,
@@ -242,6 +253,7 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
         authority: target.authority.map(str::to_string),
         path,
         token,
+        refused,
     })
 }
 
@@ -255,51 +267,56 @@ pub fn decide(
     request_id: &str,
 ) -> Decision {
     let index = routed.route;
-    let identity = verified.as_ref().and_then(|v| v.as_ref().ok()).cloned();
-    match judge(policy, &routed, verified) {
-        Ok((access, identity)) => {
-            let route = &policy.routes.routes()[index];
-            let carriers = match route.auth {
-                // Never verified: no bearer token of it goes upstream, whatever forward_token.
-                Auth::None => Carriers::RemoveBearer,
-                _ if policy.identity.forward_token => Carriers::Keep,
-                _ => Carriers::RemoveAll,
-            };
-            let query = match (&policy.token_sources.query, &routed.query) {
-                (Some(name), Some(q)) if carriers != Carriers::Keep => {
-                    extract::query_without(q, name)
-                }
-                _ => routed.query.clone(),
-            };
-            let target = match &query {
-                Some(q) => format!("{}?{q}", routed.path),
-                None => routed.path.clone(),
-            };
-            let edits = edits(
-                policy,
-                head,
-                carriers,
-                identity.as_deref(),
-                routed.authority.as_deref(),
-                request_id,
-            );
-            Decision::Allow(Allow {
-                route: index,
-                upstream: route.upstream,
-                access,
-                target,
-                path: routed.path,
-                identity,
-                edits,
+    let route = &policy.routes.routes()[index];
+    let verified_identity = verified.as_ref().and_then(|v| v.as_ref().ok()).cloned();
+    let (access, identity, shadow) = match judge(policy, &routed, verified) {
+        Ok((access, identity)) => (access, identity, None),
+        // A shadow route forwards what it would have denied, with the identity of a token
+        // that verified (and none of one that did not).
+        Err(deny) if route.mode == Mode::Shadow => (Access::Shadow, verified_identity, Some(deny)),
+        Err(deny) => {
+            return Decision::Deny(Denial {
+                route: Some(index),
+                path: Some(routed.path),
+                identity: verified_identity,
+                deny,
             })
         }
-        Err(deny) => Decision::Deny(Denial {
-            route: Some(index),
-            path: Some(routed.path),
-            identity,
-            deny,
-        }),
-    }
+    };
+    let carriers = match route.auth {
+        // Never verified: no bearer token of it goes upstream, whatever forward_token.
+        Auth::None => Carriers::RemoveBearer,
+        _ if policy.identity.forward_token && (shadow.is_none() || identity.is_some()) => {
+            Carriers::Keep
+        }
+        _ => Carriers::RemoveAll,
+    };
+    let query = match (&policy.token_sources.query, &routed.query) {
+        (Some(name), Some(q)) if carriers != Carriers::Keep => extract::query_without(q, name),
+        _ => routed.query.clone(),
+    };
+    let target = match &query {
+        Some(q) => format!("{}?{q}", routed.path),
+        None => routed.path.clone(),
+    };
+    let edits = edits(
+        policy,
+        head,
+        carriers,
+        identity.as_deref(),
+        routed.authority.as_deref(),
+        request_id,
+    );
+    Decision::Allow(Allow {
+        route: index,
+        upstream: route.upstream,
+        access,
+        target,
+        path: routed.path,
+        identity,
+        edits,
+        shadow,
+    })
 }
 
 /// What happens to the places a token can come in (Authorization, the token cookie, the token
@@ -363,6 +380,9 @@ fn judge(
     let route = &policy.routes.routes()[routed.route];
     if route.auth == Auth::None {
         return Ok((Access::Public, None));
+    }
+    if let Some(deny) = &routed.refused {
+        return Err(deny.clone());
     }
     let Some(verified) = verified else {
         return match route.auth {

@@ -6,7 +6,7 @@
 //! `engine` runs those stages for one request and returns the decision as a value (deny, or
 //! forward with these header edits); `response` is the one table from denial to status and
 //! body. `proxy` adapts pingora to the engine; `config` turns the YAML file into a `Policy`;
-//! `server` runs it; `admin` and `metrics` serve operations; `demo` is the built-in issuer and
+//! `server` runs it and `reload` swaps in a changed file; `admin` and `metrics` serve operations; `demo` is the built-in issuer and
 //! echo upstream of `portcullis demo`; `http1` is the small hyper loop admin and demo share.
 
 pub mod access;
@@ -21,6 +21,7 @@ pub mod keys;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod reload;
 pub mod response;
 pub mod route;
 pub mod server;

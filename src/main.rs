@@ -15,7 +15,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(
     name = "portcullis",
     // `portcullis 0.1.0 (git 1a2b3c4d5e6f)`; build.rs records the revision.
-    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("PORTCULLIS_GIT_REV"), ")"),
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("PORTCULLIS_REVISION"), ")"),
     about = "Reverse-proxy auth gateway: JWT verification, scope and claim rules, identity headers"
 )]
 struct Cli {
@@ -43,17 +43,27 @@ enum Command {
     },
 }
 
+/// JSON lines on stdout, filtered by `RUST_LOG`. pingora's own debug and trace output dumps
+/// whole request heads (query strings, cookies, tokens), so it is dropped whatever `RUST_LOG`
+/// asks: no secret reaches a log line at any level.
 fn init_logs() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new("info,pingora=warn,pingora_core=warn,pingora_proxy=warn")
     });
-    tracing_subscriber::fmt()
+    let no_request_dumps = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("pingora") && *meta.level() > tracing::Level::INFO)
+    });
+    let json = tracing_subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(false)
-        .with_env_filter(filter)
         .with_writer(std::io::stdout)
-        .init();
+        .with_filter(filter)
+        .with_filter(no_request_dumps);
+    tracing_subscriber::registry().with(json).init();
 }
 
 fn control_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -83,10 +93,10 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => {
             init_logs();
-            portcullis::config::load(&config)
+            portcullis::reload::load(&config)
                 .map_err(anyhow::Error::from)
-                .and_then(|policy| {
-                    portcullis::server::run(policy, control_runtime()?)
+                .and_then(|(policy, file)| {
+                    portcullis::server::run(policy, Some(file), control_runtime()?)
                         .context("cannot start the server")
                 })
         }

@@ -1,16 +1,30 @@
 //! Prometheus metrics, prefix `portcullis_`, served as text on the admin listener.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
+
+/// The prefix of every metric name.
+const PREFIX: &str = "portcullis";
 
 /// Every metric the gateway exports.
 pub struct Metrics {
     registry: Registry,
-    /// Requests by route (`-` when none matched) and decision reason.
+    /// Full names (`portcullis_…`) of every metric registered, in registration order.
+    names: Vec<String>,
+    /// Requests by route (`-` when none matched) and precise reason (`allowed`, `expired`,
+    /// `no_route`…: `access::Outcome::labels`).
     pub requests: IntCounterVec,
-    pub request_seconds: Histogram,
+    /// Requests that matched a route, by route: what finds dead routes.
+    pub route_requests: IntCounterVec,
+    /// Unix seconds of each route's last match.
+    pub route_last_match: IntGaugeVec,
+    /// Denials a `mode: shadow` route would have made, by route and reason; the request was
+    /// forwarded.
+    pub shadow_denials: IntCounterVec,
+    /// By route (`-` when none matched).
+    pub request_seconds: HistogramVec,
     /// Uncached verifications only.
     pub verify_seconds: Histogram,
     /// `hit` / `miss`.
@@ -30,31 +44,51 @@ pub struct Metrics {
     /// Tokens without `kid`, by issuer and result (`verified`, `bad_signature`, `no_key`,
     /// `kid_required`: refused untried, the issuer publishing too many keys to try).
     pub kidless: IntCounterVec,
+    /// Config reloads by result (`ok`, `invalid`, `unchanged`).
+    pub config_reloads: IntCounterVec,
+    /// 1 at start, +1 per applied reload.
+    pub config_generation: IntGauge,
+    /// 1, labelled with the SHA-256 prefix of the loaded config file (`reload::Snapshot`).
+    pub config_info: IntGaugeVec,
 }
+
+/// The commit the binary was built from (build.rs), `unknown` outside a git checkout (or when
+/// a build leaves build.rs out).
+pub const REVISION: &str = match option_env!("PORTCULLIS_REVISION") {
+    Some(revision) => revision,
+    None => "unknown",
+};
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("portcullis".into()), None).expect("valid prefix");
+        let registry = Registry::new_custom(Some(PREFIX.into()), None).expect("valid prefix");
+        let names = std::cell::RefCell::new(Vec::new());
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            names
+                .borrow_mut()
+                .extend(c.desc().iter().map(|d| format!("{PREFIX}_{}", d.fq_name)));
+            registry.register(c).expect("unique metric");
+        };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("unique metric");
+            register(Box::new(c.clone()));
             c
         };
         let gauge = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("unique metric");
+            register(Box::new(g.clone()));
             g
         };
         let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
                 .expect("valid metric");
-            registry
-                .register(Box::new(h.clone()))
-                .expect("unique metric");
+            register(Box::new(h.clone()));
+            h
+        };
+        let histograms = |name: &str, help: &str, buckets: Vec<f64>, labels: &[&str]| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("valid metric");
+            register(Box::new(h.clone()));
             h
         };
         let latency = vec![
@@ -63,24 +97,64 @@ impl Metrics {
         let token_cache_entries =
             IntGauge::new("token_cache_entries", "Verified tokens held in the cache")
                 .expect("valid metric");
-        registry
-            .register(Box::new(token_cache_entries.clone()))
-            .expect("unique metric");
+        register(Box::new(token_cache_entries.clone()));
         let token_cache = counter(
             "token_cache_requests_total",
             "Verified-token cache lookups",
             &["result"],
         );
-        Metrics {
+        let build_info = gauge(
+            "build_info",
+            "1, labelled with the version and the commit of the binary",
+            &["version", "revision"],
+        );
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), REVISION])
+            .set(1);
+        let config_generation = IntGauge::new(
+            "config_generation",
+            "Config generation: 1 at start, +1 per applied reload",
+        )
+        .expect("valid metric");
+        register(Box::new(config_generation.clone()));
+        config_generation.set(1);
+        let metrics = Metrics {
+            config_reloads: counter(
+                "config_reloads_total",
+                "Config reloads by result",
+                &["result"],
+            ),
+            config_generation,
+            config_info: gauge(
+                "config_info",
+                "1, labelled with the SHA-256 prefix of the loaded config file",
+                &["hash"],
+            ),
             requests: counter(
                 "requests_total",
-                "Requests by route and decision",
+                "Requests by route and precise decision reason",
                 &["route", "decision"],
             ),
-            request_seconds: histogram(
+            route_requests: counter(
+                "route_requests_total",
+                "Requests that matched each route",
+                &["route"],
+            ),
+            route_last_match: gauge(
+                "route_last_match_timestamp_seconds",
+                "Unix time of each route's last match",
+                &["route"],
+            ),
+            shadow_denials: counter(
+                "shadow_denials_total",
+                "Denials a shadow-mode route would have made (the request was forwarded)",
+                &["route", "reason"],
+            ),
+            request_seconds: histograms(
                 "request_duration_seconds",
-                "Time to a decision or to the end of proxying",
+                "Time to a decision or to the end of proxying, by route",
                 latency.clone(),
+                &["route"],
             ),
             verify_seconds: histogram(
                 "verify_duration_seconds",
@@ -117,8 +191,27 @@ impl Metrics {
                 "Tokens without kid, by issuer and result",
                 &["issuer", "result"],
             ),
+            // Placeholders: the closures above borrow the real ones until here.
+            registry: Registry::new(),
+            names: Vec::new(),
+        };
+        Metrics {
             registry,
+            names: names.into_inner(),
+            ..metrics
         }
+    }
+
+    /// Full names of every metric the gateway exports (`portcullis_requests_total`…), also
+    /// those not yet observed: what a dashboard's queries may use.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Label `config_info` with this hash (and only this one).
+    pub fn set_config_hash(&self, hash: &str) {
+        self.config_info.reset();
+        self.config_info.with_label_values(&[hash]).set(1);
     }
 
     /// Prometheus text exposition.

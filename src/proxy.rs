@@ -6,11 +6,10 @@
 use crate::access::{Outcome, Record};
 use crate::config::Policy;
 use crate::engine::{self, Allow, Decision, Denial, Edit, RequestHead};
-use crate::keys::KeyStore;
 use crate::metrics::Metrics;
+use crate::reload::{Live, Shared};
 use crate::response::{self, Deny};
 use crate::server::InFlight;
-use crate::token::Authenticator;
 use async_trait::async_trait;
 use http::header;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -20,11 +19,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Shared state of the gateway: the compiled policy, live keys, the verified-token cache.
+/// Shared state of the gateway: the serving generation (compiled policy, live keys, the
+/// verified-token cache), swapped whole by a reload.
 pub struct Gateway {
-    pub policy: Arc<Policy>,
-    pub keys: Arc<KeyStore>,
-    pub auth: Arc<Authenticator>,
+    pub live: Shared,
     pub metrics: Arc<Metrics>,
     /// Requests being handled; SIGTERM waits for it to reach zero.
     pub in_flight: Arc<AtomicUsize>,
@@ -34,6 +32,8 @@ pub struct Gateway {
 pub struct Ctx {
     /// The policy this request is judged and forwarded under, start to end.
     policy: Arc<Policy>,
+    /// The generation `policy` belongs to: the keys and token cache its issuers index.
+    live: Arc<Live>,
     started: Instant,
     request_id: String,
     decision: Option<Decision>,
@@ -79,8 +79,9 @@ impl Gateway {
             Some(token) => {
                 let rules = engine::token_rules(policy);
                 Some(
-                    self.auth
-                        .authenticate(token, &rules, &self.keys, &self.metrics)
+                    ctx.live
+                        .auth
+                        .authenticate(token, &rules, &ctx.live.keys, &self.metrics)
                         .await,
                 )
             }
@@ -109,8 +110,10 @@ impl ProxyHttp for Gateway {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
+        let live = self.live.load_full();
         Ctx {
-            policy: Arc::clone(&self.policy),
+            policy: Arc::clone(&live.policy),
+            live,
             started: Instant::now(),
             request_id: String::new(),
             decision: None,
@@ -128,7 +131,7 @@ impl ProxyHttp for Gateway {
         let decision = self.decide(session, ctx).await;
         let answered = match &decision {
             Decision::Allow(allow) => {
-                ctx.outcome = Outcome::Allowed(allow.access);
+                ctx.outcome = Outcome::Allowed(allow.access, allow.shadow.clone());
                 false
             }
             Decision::Deny(denial) => {
@@ -213,7 +216,7 @@ impl ProxyHttp for Gateway {
                 }
                 ctx.outcome = Outcome::Denied(deny);
             }
-            _ if matches!(ctx.outcome, Outcome::Allowed(_)) => {
+            _ if matches!(ctx.outcome, Outcome::Allowed(..)) => {
                 ctx.outcome = Outcome::UpstreamFailed
             }
             _ => {}
@@ -238,7 +241,7 @@ impl ProxyHttp for Gateway {
             request_id: &ctx.request_id,
             route: decision
                 .and_then(Decision::route)
-                .map_or("-", |r| policy.routes.routes()[r].name.as_str()),
+                .map(|r| policy.routes.routes()[r].name.as_str()),
             method: session.req_header().method.as_str(),
             path: decision.and_then(Decision::path).unwrap_or(""),
             status: session.response_written().map_or(0, |r| r.status.as_u16()),

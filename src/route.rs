@@ -15,6 +15,16 @@ pub enum Auth {
     None,
 }
 
+/// `mode:` of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Decisions are enforced (the default).
+    Enforce,
+    /// Evaluated in full, forwarded whatever the decision; a denial it would have made is
+    /// logged and counted.
+    Shadow,
+}
+
 /// One segment of a path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
@@ -143,6 +153,7 @@ pub struct Route {
     pub claims: Vec<ClaimRule>,
     /// Index into `Policy::upstreams`.
     pub upstream: usize,
+    pub mode: Mode,
 }
 
 impl Route {
@@ -608,6 +619,7 @@ mod tests {
             scopes: ScopeRule::Nothing,
             claims: Vec::new(),
             upstream: 0,
+            mode: Mode::Enforce,
         }
     }
 

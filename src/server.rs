@@ -1,51 +1,66 @@
 //! Assemble and run the gateway: the control runtime (key refresh, admin listener), then the
-//! pingora server, with a SIGTERM drain that exits as soon as nothing is in flight.
+//! pingora server, with a SIGTERM drain that exits as soon as nothing is in flight. Both
+//! listeners are bound before anything else starts, and config reload (`reload`) is set up
+//! before the `listening` line.
 
 use crate::admin::{self, AdminState};
 use crate::config::Policy;
-use crate::keys::{IssuerKeyConfig, KeyStore};
+use crate::keys::{IssuerKeyConfig, KeyStore, OnKeysChanged};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
+use crate::reload::{ConfigFile, Live, Reloader, Shared};
 use crate::token::Authenticator;
+use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::server::configuration::ServerConf;
-use pingora::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora::server::{
+    ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
+};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::os::fd::IntoRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Build the live key store from the policy's key plans (inline key sets were parsed at load).
+/// What the key store needs of each issuer of `policy` (inline key sets were parsed at load).
+pub fn key_configs(policy: &Policy) -> Vec<IssuerKeyConfig> {
+    policy
+        .keys
+        .iter()
+        .zip(&policy.issuers)
+        .map(|(plan, rules)| {
+            for skipped in &plan.skipped {
+                tracing::warn!(issuer = %rules.name, "inline jwks: {skipped}");
+            }
+            IssuerKeyConfig {
+                name: rules.name.clone(),
+                settings: plan.settings.clone(),
+                inline: plan.inline.clone(),
+                hmac_only: plan.hmac_only,
+            }
+        })
+        .collect()
+}
+
+/// Build the live key store from the policy's key plans.
 pub fn key_store(policy: &Policy) -> KeyStore {
-    KeyStore::new(
-        policy
-            .keys
-            .iter()
-            .zip(&policy.issuers)
-            .map(|(plan, rules)| {
-                for skipped in &plan.skipped {
-                    tracing::warn!(issuer = %rules.name, "inline jwks: {skipped}");
-                }
-                IssuerKeyConfig {
-                    name: rules.name.clone(),
-                    settings: plan.settings.clone(),
-                    inline: plan.inline.clone(),
-                    hmac_only: plan.hmac_only,
-                }
-            })
-            .collect(),
-    )
+    KeyStore::new(key_configs(policy))
 }
 
-/// Resolve port 0 to a free port now, so the address can be reported before pingora binds it.
-fn concrete(addr: SocketAddr) -> std::io::Result<SocketAddr> {
-    if addr.port() != 0 {
-        return Ok(addr);
-    }
-    std::net::TcpListener::bind(addr)?.local_addr()
+/// Bind a listener now, so that a port in use stops the start with a message naming it,
+/// before anything else runs (pingora would retry a bind for half a minute, serving nothing).
+fn bind(addr: SocketAddr, setting: &str) -> std::io::Result<std::net::TcpListener> {
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} ({setting}): {e}"),
+        )
+    })?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }
 
-/// A gateway with its listeners chosen, ready to serve.
+/// A gateway with its listeners bound, ready to serve.
 pub struct Prepared {
     /// The main listener's address (port 0 already resolved).
     pub listen: SocketAddr,
@@ -56,55 +71,92 @@ pub struct Prepared {
     control: tokio::runtime::Runtime,
 }
 
-/// Start key refresh and the admin listener on `control`, and set up pingora for `policy`.
-pub fn prepare(policy: Policy, control: tokio::runtime::Runtime) -> std::io::Result<Prepared> {
-    let policy = Arc::new(policy);
+/// Bind both listeners, start key refresh and the admin listener on `control`, and set up
+/// pingora for `policy`. A config file, when given, is watched and reloaded on change and on
+/// SIGHUP.
+pub fn prepare(
+    policy: Policy,
+    file: Option<ConfigFile>,
+    control: tokio::runtime::Runtime,
+) -> std::io::Result<Prepared> {
+    let main_listener = bind(policy.listen, "listen")?;
+    let admin_listener = match policy.admin_listen {
+        Some(addr) => Some(bind(addr, "admin_listen")?),
+        None => None,
+    };
+    let listen = main_listener.local_addr()?;
+
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(key_store(&policy));
     let auth = Arc::new(Authenticator::new(policy.limits.token_cache_entries));
     let in_flight = Arc::new(AtomicUsize::new(0));
-
-    let cache = Arc::clone(&auth);
-    keys.on_change(Arc::new(move |issuer, set| {
-        cache.forget_removed_keys(issuer, set)
+    let draining = Arc::new(AtomicBool::new(false));
+    let budget = policy.server.shutdown_grace;
+    let threads = policy.server.threads;
+    let live: Shared = Arc::new(ArcSwap::from_pointee(Live {
+        policy: Arc::new(policy),
+        keys: Arc::clone(&keys),
+        auth,
+        generation: 1,
     }));
+    // Cached tokens go with the keys that verified them, in whichever cache serves now.
+    let current = Arc::clone(&live);
+    let on_keys_changed: OnKeysChanged =
+        Arc::new(move |issuer, set| current.load().auth.forget_removed_keys(issuer, set));
+    keys.on_change(Arc::clone(&on_keys_changed));
     keys.spawn_refreshers(control.handle(), Arc::clone(&metrics));
-    let admin_addr = match policy.admin_listen {
-        Some(addr) => {
-            let listener = control.block_on(tokio::net::TcpListener::bind(addr))?;
+    let admin_addr = match admin_listener {
+        Some(listener) => {
+            let listener = {
+                let _entered = control.enter();
+                tokio::net::TcpListener::from_std(listener)?
+            };
             let bound = listener.local_addr()?;
             let state = Arc::new(AdminState::new(
-                Arc::clone(&keys),
+                Arc::clone(&live),
                 Arc::clone(&metrics),
-                Arc::clone(&auth),
+                Arc::clone(&draining),
             ));
             control.spawn(admin::serve(listener, state));
             Some(bound)
         }
         None => None,
     };
-    let listen = concrete(policy.listen)?;
+    match file {
+        Some(file) => Arc::new(Reloader::new(
+            file,
+            Arc::clone(&live),
+            Arc::clone(&metrics),
+            control.handle().clone(),
+            on_keys_changed,
+        ))
+        .spawn()?,
+        None => ignore_hangup(&control)?,
+    }
 
     let mut conf = ServerConf {
-        threads: policy.server.threads,
+        threads,
         // pingora sleeps this long on SIGTERM: the drain watcher below exits sooner.
-        grace_period_seconds: Some(policy.server.shutdown_grace.as_secs()),
+        grace_period_seconds: Some(budget.as_secs()),
         graceful_shutdown_timeout_seconds: Some(1),
         ..ServerConf::default()
     };
     conf.upstream_keepalive_pool_size = 256;
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let gateway = Gateway {
-        policy: Arc::clone(&policy),
-        keys,
-        auth,
+        live: Arc::clone(&live),
         metrics,
         in_flight: Arc::clone(&in_flight),
     };
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     service.add_tcp(&listen.to_string());
-    server.add_service(service);
+    server.add_service(PreBound {
+        inner: service,
+        listener: Some(main_listener),
+        addr: listen.to_string(),
+    });
 
+    let policy = &live.load().policy;
     tracing::info!(
         listen = %listen,
         admin = %admin_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
@@ -118,10 +170,26 @@ pub fn prepare(policy: Policy, control: tokio::runtime::Runtime) -> std::io::Res
         server,
         drain: Drain {
             in_flight,
-            budget: policy.server.shutdown_grace,
+            budget,
+            draining,
         },
         control,
     })
+}
+
+/// Without a config file (the demo) there is nothing to reload: SIGHUP is logged, not fatal.
+fn ignore_hangup(control: &tokio::runtime::Runtime) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = {
+        let _entered = control.enter();
+        signal(SignalKind::hangup())?
+    };
+    control.spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: no config file to reload");
+        }
+    });
+    Ok(())
 }
 
 impl Prepared {
@@ -135,9 +203,52 @@ impl Prepared {
 }
 
 /// Compile-and-serve in one call: what `portcullis run` does.
-pub fn run(policy: Policy, control: tokio::runtime::Runtime) -> std::io::Result<()> {
-    prepare(policy, control)?.run();
+pub fn run(
+    policy: Policy,
+    file: Option<ConfigFile>,
+    control: tokio::runtime::Runtime,
+) -> std::io::Result<()> {
+    prepare(policy, file, control)?.run();
     Ok(())
+}
+
+/// pingora's listening service, handed the main listener bound in `prepare`. pingora takes a
+/// listener it finds in its fd table (the table of its zero-downtime upgrade) instead of
+/// binding the address itself.
+struct PreBound<S> {
+    inner: S,
+    listener: Option<std::net::TcpListener>,
+    /// The address as given to `add_tcp`: the key pingora looks the fd up by.
+    addr: String,
+}
+
+#[async_trait]
+impl<S: pingora::services::Service> pingora::services::Service for PreBound<S> {
+    async fn start_service(
+        &mut self,
+        fds: Option<ListenFds>,
+        shutdown: ShutdownWatch,
+        listeners_per_fd: usize,
+    ) {
+        if let (Some(fds), Some(listener)) = (&fds, self.listener.take()) {
+            fds.lock().add(self.addr.clone(), listener.into_raw_fd());
+        }
+        self.inner
+            .start_service(fds, shutdown, listeners_per_fd)
+            .await
+    }
+
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn threads(&self) -> Option<usize> {
+        self.inner.threads()
+    }
+
+    fn listen_addresses(&self) -> Option<Vec<String>> {
+        self.inner.listen_addresses()
+    }
 }
 
 /// Counts a request as in flight for as long as it lives: SIGTERM waits for none to be left.
@@ -161,6 +272,8 @@ impl Drop for InFlight {
 struct Drain {
     in_flight: Arc<AtomicUsize>,
     budget: Duration,
+    /// Set on the signal: `/readyz` answers 503 from then on.
+    draining: Arc<AtomicBool>,
 }
 
 #[async_trait]
@@ -178,6 +291,7 @@ impl ShutdownSignalWatch for Drain {
             _ = term.recv() => self.budget,
             _ = int.recv() => Duration::ZERO,
         };
+        self.draining.store(true, Ordering::Release);
         tracing::info!(
             budget_ms = budget.as_millis() as u64,
             "shutting down: draining in-flight requests"

@@ -171,9 +171,8 @@ async fn admin_listener_serves_health_readiness_and_metrics() {
         "{metrics}"
     );
     assert!(
-        metrics.contains(
-            "portcullis_requests_total{decision=\"missing_token\",route=\"orders-read\"} 1"
-        ),
+        metrics
+            .contains("portcullis_requests_total{decision=\"no_token\",route=\"orders-read\"} 1"),
         "{metrics}"
     );
     assert!(

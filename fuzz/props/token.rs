@@ -547,6 +547,7 @@ fn verified_token_properties(f: &TokenFixture, token: &str, id: &Identity, befor
 fn clone_identity(id: &Identity) -> Identity {
     Identity {
         issuer: id.issuer,
+        issuer_id: id.issuer_id,
         signer: id.signer,
         expires_at: id.expires_at,
         claims: id.claims.clone(),

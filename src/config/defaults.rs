@@ -7,7 +7,7 @@
 //! Options that are off, empty or absent unless written (`false`, `null`, `[]`) take serde's
 //! own default and have no constant here; they are in [`TABLE`] all the same.
 
-use super::raw::RawAuth;
+use super::raw::{RawAuth, RawMode};
 use std::time::Duration;
 
 /// `listen`.
@@ -35,6 +35,8 @@ pub const REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
 
 /// `routes[].auth`.
 pub const AUTH: RawAuth = RawAuth::Required;
+/// `routes[].mode`.
+pub const MODE: RawMode = RawMode::Enforce;
 
 /// `identity.strip_prefix`.
 pub const STRIP_PREFIX: &str = "x-auth-";
@@ -117,6 +119,7 @@ pub const TABLE: &[Documented] = &[
     d("routes[].match.methods", "null", "every method"),
     d("routes[].match.host", "null", "any host"),
     d("routes[].auth", "required", "required"),
+    d("routes[].mode", "enforce", "enforce"),
     d("identity.strip_prefix", STRIP_PREFIX, STRIP_PREFIX),
     d(
         "identity.headers",

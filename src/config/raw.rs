@@ -164,6 +164,18 @@ pub struct RawRoute {
     pub claims: BTreeMap<String, RawClaimRule>,
     #[serde(default)]
     pub upstream: Option<String>,
+    /// `enforce` or `shadow`: a shadow route is evaluated in full, but the request is forwarded
+    /// whatever the decision, and a denial it would have made is logged and counted. Default
+    /// `enforce`.
+    #[serde(default)]
+    pub mode: Option<RawMode>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMode {
+    Enforce,
+    Shadow,
 }
 
 #[derive(Debug, Deserialize)]

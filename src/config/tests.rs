@@ -114,6 +114,32 @@ fn the_base_file_compiles() {
 }
 
 #[test]
+fn shadow_mode_compiles_on_routes_that_decide_and_is_refused_on_public_ones() {
+    let text = edit(&[(
+        "    scopes: [read:orders]\n",
+        "    scopes: [read:orders]\n    mode: shadow\n",
+    )]);
+    let policy = from_str(&text, "t.yaml", Path::new(".")).expect("compiles");
+    let modes: Vec<_> = policy.routes.routes().iter().map(|r| r.mode).collect();
+    assert_eq!(
+        modes,
+        [crate::route::Mode::Enforce, crate::route::Mode::Shadow]
+    );
+    refused(
+        &edit(&[("    auth: none\n", "    auth: none\n    mode: shadow\n")]),
+        Path::new("."),
+        "routes[0].mode",
+        "has no decision to watch",
+    );
+    refused(
+        &edit(&[("    auth: none\n", "    auth: none\n    mode: dry-run\n")]),
+        Path::new("."),
+        "routes[0].mode",
+        "unknown variant",
+    );
+}
+
+#[test]
 fn kept_override_headers_compile_to_lower_case() {
     let policy = from_str(
         &add("keep_override_headers: [X-HTTP-Method-Override]\n"),

@@ -70,7 +70,7 @@ pub fn run(listen: SocketAddr) -> Result<(), Box<dyn std::error::Error>> {
         .replace("{issuer}", &issuer.url())
         .replace("{upstream}", &upstream.to_string());
     let policy = crate::config::from_str(&text, "<demo>", Path::new("."))?;
-    let prepared = server::prepare(policy, control)?;
+    let prepared = server::prepare(policy, None, control)?;
 
     let now = keys::now();
     let claims = |scope: &str, exp: i64| {

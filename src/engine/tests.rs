@@ -893,3 +893,115 @@ fn a_token_without_kid_is_tried_against_a_few_keys_at_most() {
         .get();
     assert_eq!(refused, 1);
 }
+
+fn shadow_fixture() -> Fixture {
+    fixture_with(|text| {
+        text.replace(
+            "    scopes: [read:orders]\n",
+            "    scopes: [read:orders]\n    mode: shadow\n",
+        )
+    })
+}
+
+#[test]
+fn a_shadow_route_forwards_what_it_would_deny_and_says_why() {
+    let f = shadow_fixture();
+    let no_scope = f.token(json!({"scope": "write:orders"}));
+    let r = req(
+        "GET",
+        "/api/orders/1",
+        &[("authorization", &bearer(&no_scope))],
+    );
+    let a = f.allowed(&r);
+    assert_eq!(f.route_name(a.route), "orders-read");
+    assert_eq!(a.access, Access::Shadow);
+    assert_eq!(
+        a.shadow,
+        Some(Deny::InsufficientScope(Some("read:orders".into())))
+    );
+    // The token verified: its identity goes upstream, the token itself does not.
+    let h = upstream_headers(&r, &a);
+    assert_eq!(values(&h, "x-auth-subject"), ["user-1"]);
+    assert!(!h.contains_key("authorization"));
+
+    // A token that does not verify: forwarded without identity, reason kept.
+    let expired = f.token(json!({"exp": now() - 3600, "iat": now() - 7200}));
+    let r = req(
+        "GET",
+        "/api/orders/1",
+        &[
+            ("authorization", &bearer(&expired)),
+            ("x-auth-subject", "forged"),
+        ],
+    );
+    let a = f.allowed(&r);
+    assert_eq!(a.shadow.as_ref().map(Deny::reason), Some("expired"));
+    assert!(a.identity.is_none());
+    let h = upstream_headers(&r, &a);
+    assert!(!h.contains_key("x-auth-subject"));
+    assert!(!h.contains_key("authorization"));
+
+    // No token, two tokens: the same.
+    let a = f.allowed(&req("GET", "/api/orders/1", &[]));
+    assert_eq!(a.shadow.as_ref().map(Deny::reason), Some("no_token"));
+    let a = f.allowed(&req(
+        "GET",
+        "/api/orders/1",
+        &[
+            ("authorization", &bearer(&no_scope)),
+            ("cookie", &format!("session={no_scope}")),
+        ],
+    ));
+    assert_eq!(a.shadow.as_ref().map(Deny::reason), Some("bad_request"));
+
+    // What the route allows is allowed as usual, with no shadow denial.
+    let good = f.token(json!({"scope": "read:orders"}));
+    let a = f.allowed(&req(
+        "GET",
+        "/api/orders/1",
+        &[("authorization", &bearer(&good))],
+    ));
+    assert_eq!((a.access, a.shadow), (Access::Authenticated, None));
+}
+
+#[test]
+fn shadow_is_per_route_and_the_gateway_s_own_checks_still_hold() {
+    let f = shadow_fixture();
+    // Other routes enforce.
+    assert_eq!(
+        f.denied(&req("GET", "/api/things", &[])).reason(),
+        "no_token"
+    );
+    // Before a route is known there is nothing to shadow: the path is still refused.
+    assert_eq!(f.denied(&req("GET", "/api/orders/%2F", &[])).status(), 400);
+}
+
+#[test]
+fn forward_token_on_a_shadow_route_forwards_only_a_verified_token() {
+    let f = fixture_with(|text| {
+        text.replace(
+            "    scopes: [read:orders]\n",
+            "    scopes: [read:orders]\n    mode: shadow\n",
+        )
+        .replace(
+            "identity:\n  headers:",
+            "identity:\n  forward_token: true\n  headers:",
+        )
+    });
+    let r = req("GET", "/api/orders/1", &[("authorization", "Bearer a.b.c")]);
+    let a = f.allowed(&r);
+    assert_eq!(a.shadow.as_ref().map(Deny::reason), Some("malformed_token"));
+    assert!(!upstream_headers(&r, &a).contains_key("authorization"));
+    let token = f.token(json!({}));
+    let auth = bearer(&token);
+    let r = req("GET", "/api/orders/1", &[("authorization", &auth)]);
+    let a = f.allowed(&r);
+    assert_eq!(
+        a.shadow.as_ref().map(Deny::reason),
+        Some("insufficient_scope")
+    );
+    assert_eq!(
+        values(&upstream_headers(&r, &a), "authorization"),
+        [auth.as_str()]
+    );
+}

@@ -58,14 +58,21 @@ struct FetchState {
     last_refetch: Option<Instant>,
 }
 
-/// Called with (issuer index, new set) whenever an issuer's key set is replaced.
-pub type OnKeysChanged = Arc<dyn Fn(usize, &KeySet) + Send + Sync>;
+/// Called with (issuer id, new set) whenever an issuer's key set is replaced.
+pub type OnKeysChanged = Arc<dyn Fn(u64, &KeySet) + Send + Sync>;
+
+/// Source of `IssuerKeys::id`: unique for the life of the process.
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// One issuer's live keys.
 pub struct IssuerKeys {
     pub name: String,
-    /// Index into `Policy::issuers`.
-    index: usize,
+    /// Unique to this issuer's settings: a reload that keeps the issuer unchanged keeps this
+    /// `IssuerKeys` (and its id); one that changes it makes a new one. Cached tokens name it, so
+    /// that an issuer index that moved in a reload cannot pass for another issuer.
+    id: u64,
+    /// The refresh task, once spawned; aborted when a reload removes or replaces the issuer.
+    task: Mutex<Option<tokio::task::AbortHandle>>,
     on_change: std::sync::OnceLock<OnKeysChanged>,
     settings: KeySettings,
     /// The HMAC secret alone verifies this issuer's tokens: ready without any JWKS.
@@ -98,7 +105,6 @@ pub enum Refetch {
 
 impl IssuerKeys {
     fn new(
-        index: usize,
         name: String,
         settings: KeySettings,
         inline: Option<Arc<KeySet>>,
@@ -108,7 +114,8 @@ impl IssuerKeys {
         let settings_cooldown = settings.refetch_cooldown.max(Duration::from_secs(1));
         let keys = IssuerKeys {
             name,
-            index,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            task: Mutex::new(None),
             on_change: std::sync::OnceLock::new(),
             settings,
             hmac_only,
@@ -128,6 +135,11 @@ impl IssuerKeys {
             keys.mark_good();
         }
         keys
+    }
+
+    /// See the field: unique to this issuer block's settings.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The current key set; `None` while the issuer has never had usable keys.
@@ -250,12 +262,14 @@ impl IssuerKeys {
                     for w in warnings {
                         tracing::warn!(issuer = %self.name, "{w}");
                     }
+                    tracing::info!(event = "key_refresh", issuer = %self.name, result = "ok",
+                        keys = set.len(), "keys refreshed");
                     metrics
                         .keys
                         .with_label_values(&[&self.name])
                         .set(set.len() as i64);
                     if let Some(hook) = self.on_change.get() {
-                        hook(self.index, &set);
+                        hook(self.id, &set);
                     }
                     self.current.store(Some(Arc::new(set)));
                     *self.etag.lock().unwrap_or_else(|p| p.into_inner()) = etag;
@@ -265,6 +279,8 @@ impl IssuerKeys {
                     "ok"
                 }
                 Ok(Fetched::NotModified { max_age }) => {
+                    tracing::debug!(event = "key_refresh", issuer = %self.name,
+                        result = "not_modified", "keys unchanged");
                     self.mark_good();
                     failures = 0;
                     delay = next_refresh(max_age, self.settings.refresh_interval);
@@ -273,7 +289,8 @@ impl IssuerKeys {
                 Err(e) => {
                     failures = failures.saturating_add(1);
                     delay = backoff(failures, self.settings.refresh_interval);
-                    tracing::warn!(issuer = %self.name, error = %e, retry_in_ms = delay.as_millis() as u64,
+                    tracing::warn!(event = "key_refresh", issuer = %self.name, result = e.label(),
+                        error = %e, retry_in_ms = delay.as_millis() as u64,
                         "key refresh failed; keeping the last good keys");
                     self.drop_if_stale(&metrics);
                     e.label()
@@ -326,18 +343,59 @@ impl KeyStore {
         KeyStore {
             issuers: issuers
                 .into_iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    Arc::new(IssuerKeys::new(
-                        i,
-                        c.name,
-                        c.settings,
-                        c.inline,
-                        c.hmac_only,
-                    ))
+                .map(|c| Arc::new(IssuerKeys::new(c.name, c.settings, c.inline, c.hmac_only)))
+                .collect(),
+        }
+    }
+
+    /// The store of a reloaded policy: each issuer named in `kept` carries over from `old`
+    /// with its keys, token-cache entries and refresh task; every other one starts without
+    /// keys (and `/readyz` waits for it).
+    pub fn carry_over(
+        old: &KeyStore,
+        issuers: Vec<IssuerKeyConfig>,
+        kept: &std::collections::HashSet<String>,
+    ) -> Self {
+        KeyStore {
+            issuers: issuers
+                .into_iter()
+                .map(|c| match old.issuers.iter().find(|o| o.name == c.name) {
+                    Some(o) if kept.contains(&c.name) => Arc::clone(o),
+                    _ => Arc::new(IssuerKeys::new(c.name, c.settings, c.inline, c.hmac_only)),
                 })
                 .collect(),
         }
+    }
+
+    /// Stop the refresh of every issuer of `old` that `new` does not carry over, and drop the
+    /// gauges of the names that are gone.
+    pub fn retire(old: &KeyStore, new: &KeyStore, metrics: &Metrics) {
+        for issuer in &old.issuers {
+            if new.issuers.iter().any(|n| Arc::ptr_eq(n, issuer)) {
+                continue;
+            }
+            if let Some(task) = issuer.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                task.abort();
+            }
+            match new.issuers.iter().find(|n| n.name == issuer.name) {
+                // Replaced by a changed block of the same name: its keys, none until fetched.
+                Some(next) => metrics
+                    .keys
+                    .with_label_values(&[&issuer.name])
+                    .set(next.current().map_or(0, |set| set.len() as i64)),
+                None => {
+                    let _ = metrics.keys.remove_label_values(&[&issuer.name]);
+                    let _ = metrics
+                        .seconds_since_good_refresh
+                        .remove_label_values(&[&issuer.name]);
+                }
+            }
+        }
+    }
+
+    /// Is `issuers[index]` the issuer with this id? False when a reload moved or replaced it.
+    pub fn is(&self, index: usize, id: u64) -> bool {
+        self.issuers.get(index).is_some_and(|i| i.id == id)
     }
 
     /// Register the hook run when a key set is replaced (set once, before refreshers start).
@@ -360,16 +418,22 @@ impl KeyStore {
         self.issuers.iter().all(|i| i.ready())
     }
 
-    /// Start one refresh task per issuer that has a source to fetch.
+    /// Start one refresh task per issuer that has none yet (one carried over by a reload
+    /// keeps its own).
     pub fn spawn_refreshers(&self, runtime: &tokio::runtime::Handle, metrics: Arc<Metrics>) {
         for issuer in &self.issuers {
+            let mut task = issuer.task.lock().unwrap_or_else(|p| p.into_inner());
+            if task.is_some() {
+                continue;
+            }
             if let Some(set) = issuer.current() {
                 metrics
                     .keys
                     .with_label_values(&[&issuer.name])
                     .set(set.len() as i64);
             }
-            runtime.spawn(Arc::clone(issuer).run(Arc::clone(&metrics)));
+            let handle = runtime.spawn(Arc::clone(issuer).run(Arc::clone(&metrics)));
+            *task = Some(handle.abort_handle());
         }
     }
 }

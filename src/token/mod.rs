@@ -55,6 +55,10 @@ pub const REFETCH_WAIT: Duration = Duration::from_secs(3);
 pub struct Identity {
     /// Index into `Policy::issuers`.
     pub issuer: usize,
+    /// `IssuerKeys::id` of that issuer when the token was verified. A cached token is used
+    /// only while the same index still holds the same issuer: a reload that moves or changes
+    /// issuers cannot make it pass for another one.
+    pub issuer_id: u64,
     /// What verified the signature.
     pub signer: Signer,
     /// When the token expires, on the monotonic clock.
@@ -120,14 +124,15 @@ impl Authenticator {
         Authenticator { cache }
     }
 
-    /// Drop cached tokens of `issuer` whose key is not in `set` (called when a set is replaced).
-    pub fn forget_removed_keys(&self, issuer: usize, set: &KeySet) {
+    /// Drop cached tokens of the issuer with this `IssuerKeys::id` whose key is not in `set`
+    /// (called when a set is replaced).
+    pub fn forget_removed_keys(&self, issuer_id: u64, set: &KeySet) {
         let Some(cache) = &self.cache else {
             return;
         };
         let kept: Vec<u64> = set.ids().collect();
         let _ = cache.invalidate_entries_if(move |_, v| {
-            v.issuer == issuer && matches!(v.signer, Signer::Key(id) if !kept.contains(&id))
+            v.issuer_id == issuer_id && matches!(v.signer, Signer::Key(id) if !kept.contains(&id))
         });
     }
 
@@ -154,7 +159,10 @@ impl Authenticator {
         });
         if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
             if let Some(hit) = cache.get(digest) {
-                if hit.expires_at > Instant::now() && key_still_present(&hit, keys) {
+                if hit.expires_at > Instant::now()
+                    && keys.is(hit.issuer, hit.issuer_id)
+                    && key_still_present(&hit, keys)
+                {
                     metrics.token_cache_hit.inc();
                     return Ok(hit);
                 }
@@ -225,6 +233,7 @@ impl Authenticator {
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(86400 * 365));
         Ok(Identity {
             issuer: index,
+            issuer_id: keys.issuer(index).id(),
             signer,
             expires_at,
             claims: keep_only(parsed.claims, policy.keep_claims),

@@ -45,7 +45,8 @@ pub struct Gateway {
     child: Child,
     /// Every stdout line the process printed so far (JSON logs).
     pub logs: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    /// The config file's temp dir, when the harness wrote it.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Drop for Gateway {
@@ -65,11 +66,18 @@ pub fn start_gateway_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("portcullis.yaml");
     std::fs::write(&path, yaml).expect("write config");
+    let mut gw = start_gateway_at(&path, env);
+    gw._dir = Some(dir);
+    gw
+}
+
+/// `portcullis run -c path` on a config file the test owns (and may rewrite).
+pub fn start_gateway_at(path: &std::path::Path, env: &[(&str, &str)]) -> Gateway {
     let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .args(["run", "-c"])
-        .arg(&path)
-        .envs(env.iter().copied())
+        .arg(path)
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -114,7 +122,7 @@ pub fn start_gateway_env(yaml: &str, env: &[(&str, &str)]) -> Gateway {
         admin,
         child,
         logs,
-        _dir: dir,
+        _dir: None,
     }
 }
 

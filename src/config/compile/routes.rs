@@ -6,8 +6,8 @@ use super::upstreams::Upstreams;
 use super::{err, CompileError};
 use crate::authz::{ClaimRule, Expect, ScopeRule};
 use crate::config::defaults;
-use crate::config::raw::{RawAuth, RawClaimRule, RawRoute, RawScopes};
-use crate::route::{Auth, HostMatch, PathPattern, Route};
+use crate::config::raw::{RawAuth, RawClaimRule, RawMode, RawRoute, RawScopes};
+use crate::route::{Auth, HostMatch, Mode, PathPattern, Route};
 use crate::token::claims::ClaimRef;
 use http::Method;
 use std::collections::{BTreeMap, HashSet};
@@ -75,6 +75,16 @@ fn route(
         RawAuth::Optional => Auth::Optional,
         RawAuth::None => Auth::None,
     };
+    let mode = match r.mode.unwrap_or(defaults::MODE) {
+        RawMode::Enforce => Mode::Enforce,
+        RawMode::Shadow => Mode::Shadow,
+    };
+    if auth == Auth::None && mode == Mode::Shadow {
+        return err(
+            format!("{at}.mode"),
+            "a route with auth: none has no decision to watch: mode: shadow needs auth: required or optional",
+        );
+    }
     if auth == Auth::None && (r.scopes.is_some() || !r.claims.is_empty() || r.issuers.is_some()) {
         return err(at, "a route with auth: none cannot have scopes, claims or issuers: they would never be checked");
     }
@@ -157,6 +167,7 @@ fn route(
         scopes,
         claims,
         upstream,
+        mode,
     })
 }
 
