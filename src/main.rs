@@ -14,7 +14,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(
     name = "portcullis",
-    version,
+    // `portcullis 0.1.0 (git 1a2b3c4d5e6f)`; build.rs records the revision.
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("PORTCULLIS_REVISION"), ")"),
     about = "Reverse-proxy auth gateway: JWT verification, scope and claim rules, identity headers"
 )]
 struct Cli {

@@ -425,3 +425,45 @@ async fn a_request_id_is_generated_when_none_is_sent() {
     let denied_id = denied.header("x-request-id").expect("x-request-id on 404");
     assert!(is_generated_id(denied_id), "{denied_id:?}");
 }
+
+/// The standard issuer and one `/api/**` route in front of `echo`, with `identity` keys only
+/// from `identity` (none at all when it is empty).
+fn config_without_identity_headers(iss: &str, echo: std::net::SocketAddr) -> Config {
+    Config::new()
+        .upstream("echo", &format!("http://{echo}"))
+        .issuer(
+            IssuerBlock::new("main", iss)
+                .discovery()
+                .allow_http()
+                .audiences(&[AUD]),
+        )
+        .route(Route::new("api", "/api/**"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_identity_headers_key_subject_issuer_and_scopes_are_forwarded() {
+    let issuer = TestIssuer::start().await;
+    let echo = start_echo().await;
+    let gw = start_gateway(&config_without_identity_headers(&issuer.url(), echo).yaml());
+    gw.wait_ready().await;
+    let token = issuer.token(json!({"scope": "b a", "permissions": ["c"], "email": "e@x"}));
+    let seen = gw.get_bearer("/api/x", &token).await.echo();
+    assert_eq!(seen.header("x-auth-subject"), Some("user-1"));
+    assert_eq!(seen.header("x-auth-issuer"), Some(issuer.url().as_str()));
+    assert_eq!(seen.header("x-auth-scopes"), Some("a b c"));
+    assert!(!seen.has("x-auth-email"), "only the default set is sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_identity_headers_map_forwards_no_identity() {
+    let issuer = TestIssuer::start().await;
+    let echo = start_echo().await;
+    let config = config_without_identity_headers(&issuer.url(), echo).identity("headers", "{}");
+    let gw = start_gateway(&config.yaml());
+    gw.wait_ready().await;
+    let token = issuer.token(json!({"scope": "read"}));
+    let seen = gw.get_bearer("/api/x", &token).await.echo();
+    for name in ["x-auth-subject", "x-auth-issuer", "x-auth-scopes"] {
+        assert!(!seen.has(name), "{name}: {:?}", seen.header_all(name));
+    }
+}

@@ -43,6 +43,23 @@ upstream: app
 "#;
 
 #[test]
+fn version_prints_the_package_version_and_the_git_revision() {
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let want = format!("portcullis {} (git ", env!("CARGO_PKG_VERSION"));
+    assert!(text.starts_with(&want), "{text}");
+    let rev = text[want.len()..].trim_end().trim_end_matches(')');
+    assert!(
+        rev == "unknown" || (rev.len() >= 7 && rev.chars().all(|c| c.is_ascii_hexdigit())),
+        "{text}"
+    );
+}
+
+#[test]
 fn check_accepts_a_good_file() {
     let (ok, text) = check(GOOD);
     assert!(ok, "{text}");
@@ -343,4 +360,35 @@ fn the_shipped_example_config_is_valid() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The issuer and route blocks README.md shows for Auth0, Okta, Keycloak and Azure AD load as
+/// written (with an upstream added and the tenant placeholder filled in).
+#[test]
+fn the_readme_identity_provider_examples_pass_check() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("## Connect your identity provider")
+        .expect("README section");
+    let section = &readme[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let blocks: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap_or_default())
+        .collect();
+    assert!(
+        blocks.len() >= 4,
+        "one block per provider: {}",
+        blocks.len()
+    );
+    for block in blocks {
+        let yaml = format!(
+            "upstreams:\n  app: {{ url: \"http://127.0.0.1:3000\" }}\n{}",
+            block.replace("TENANT_ID", "contoso")
+        );
+        let (ok, text) = check(&yaml);
+        assert!(ok, "{text}\n{yaml}");
+    }
 }

@@ -40,6 +40,13 @@ pub const MODE: RawMode = RawMode::Enforce;
 
 /// `identity.strip_prefix`.
 pub const STRIP_PREFIX: &str = "x-auth-";
+/// `identity.headers` when the key is absent: (header, claim). A first deployment forwards who
+/// the caller is without writing any mapping; `headers: {}` turns them off.
+pub const IDENTITY_HEADERS: &[(&str, &str)] = &[
+    ("x-auth-subject", "sub"),
+    ("x-auth-issuer", "iss"),
+    ("x-auth-scopes", "scope"),
+];
 
 /// `limits.max_token_bytes`.
 pub const MAX_TOKEN_BYTES: usize = 8192;
@@ -114,6 +121,11 @@ pub const TABLE: &[Documented] = &[
     d("routes[].auth", "required", "required"),
     d("routes[].mode", "enforce", "enforce"),
     d("identity.strip_prefix", STRIP_PREFIX, STRIP_PREFIX),
+    d(
+        "identity.headers",
+        "{x-auth-subject: sub, x-auth-issuer: iss, x-auth-scopes: scope}",
+        "x-auth-subject: sub, x-auth-issuer: iss, x-auth-scopes: scope",
+    ),
     d("identity.claims_header", "null", "none"),
     d("identity.forward_token", "false", "false"),
     d("token_sources.cookie", "null", "off"),

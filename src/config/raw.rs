@@ -294,8 +294,9 @@ pub struct RawIdentity {
     #[serde(default = "default_strip_prefix")]
     pub strip_prefix: String,
     /// `header-name: claim` (top-level name, or a JSON Pointer starting with `/`).
-    /// Header names are written with `-`, never `_`.
-    #[serde(default)]
+    /// Header names are written with `-`, never `_`. Writing the key replaces the whole set;
+    /// `{}` sends none. Default x-auth-subject: sub, x-auth-issuer: iss, x-auth-scopes: scope.
+    #[serde(default = "default_identity_headers")]
     pub headers: BTreeMap<String, String>,
     /// Header carrying base64url JSON of all verified claims. Default none.
     #[serde(default)]
@@ -309,11 +310,17 @@ fn default_strip_prefix() -> String {
     defaults::STRIP_PREFIX.into()
 }
 
+fn default_identity_headers() -> BTreeMap<String, String> {
+    (defaults::IDENTITY_HEADERS.iter())
+        .map(|(header, claim)| (header.to_string(), claim.to_string()))
+        .collect()
+}
+
 impl Default for RawIdentity {
     fn default() -> Self {
         RawIdentity {
             strip_prefix: default_strip_prefix(),
-            headers: BTreeMap::new(),
+            headers: default_identity_headers(),
             claims_header: None,
             forward_token: false,
         }
