@@ -3,7 +3,7 @@
 //! logged is the canonical path alone.
 
 use crate::engine::Access;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::response::Deny;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -46,6 +46,8 @@ pub struct Record<'a> {
     pub request_id: &'a str,
     /// Route name; `None` when none matched (`-` in metrics and logs).
     pub route: Option<&'a str>,
+    /// The matched route's metric children.
+    pub route_metrics: Option<&'a RouteMetrics>,
     pub method: &'a str,
     /// Canonical path (never the query).
     pub path: &'a str,
@@ -66,12 +68,20 @@ impl Record<'_> {
         let shadow_reason = self.outcome.shadow_reason();
         let route = self.route.unwrap_or("-");
         metrics.requests.with_label_values(&[route, reason]).inc();
-        if let Some(name) = self.route {
-            metrics.route_requests.with_label_values(&[name]).inc();
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs() as i64);
-            metrics.route_last_match.with_label_values(&[name]).set(now);
+        let seconds = self.latency.as_secs_f64();
+        match self.route_metrics {
+            Some(m) => {
+                m.requests.inc();
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() as i64);
+                m.last_match.set(now);
+                m.seconds.observe(seconds);
+            }
+            None => metrics
+                .request_seconds
+                .with_label_values(&[route])
+                .observe(seconds),
         }
         if let Some(shadow) = shadow_reason {
             metrics
@@ -79,10 +89,6 @@ impl Record<'_> {
                 .with_label_values(&[route, shadow])
                 .inc();
         }
-        metrics
-            .request_seconds
-            .with_label_values(&[route])
-            .observe(self.latency.as_secs_f64());
         tracing::info!(
             target: "access",
             request_id = %self.request_id,

@@ -5,6 +5,14 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// One route's metric children, resolved once per policy generation so that a request bumps
+/// them without a label lookup.
+pub struct RouteMetrics {
+    pub requests: prometheus::IntCounter,
+    pub last_match: prometheus::IntGauge,
+    pub seconds: Histogram,
+}
+
 /// The prefix of every metric name.
 const PREFIX: &str = "portcullis";
 
@@ -206,6 +214,17 @@ impl Metrics {
     /// those not yet observed: what a dashboard's queries may use.
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// The metric children of each route, in route order.
+    pub fn for_routes<'a>(&self, names: impl Iterator<Item = &'a str>) -> Vec<RouteMetrics> {
+        names
+            .map(|name| RouteMetrics {
+                requests: self.route_requests.with_label_values(&[name]),
+                last_match: self.route_last_match.with_label_values(&[name]),
+                seconds: self.request_seconds.with_label_values(&[name]),
+            })
+            .collect()
     }
 
     /// Label `config_info` with this hash (and only this one).

@@ -237,11 +237,11 @@ impl ProxyHttp for Gateway {
         let policy = &ctx.policy;
         let decision = ctx.decision.as_ref();
         let identity = decision.and_then(Decision::identity);
+        let route = decision.and_then(Decision::route);
         Record {
             request_id: &ctx.request_id,
-            route: decision
-                .and_then(Decision::route)
-                .map(|r| policy.routes.routes()[r].name.as_str()),
+            route: route.map(|r| policy.routes.routes()[r].name.as_str()),
+            route_metrics: route.and_then(|r| ctx.live.route_metrics.get(r)),
             method: session.req_header().method.as_str(),
             path: decision.and_then(Decision::path).unwrap_or(""),
             status: session.response_written().map_or(0, |r| r.status.as_u16()),

@@ -14,7 +14,7 @@
 
 use crate::config::{self, ConfigError, Policy};
 use crate::keys::{KeyStore, OnKeysChanged};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RouteMetrics};
 use crate::token::Authenticator;
 use arc_swap::ArcSwap;
 use aws_lc_rs::digest;
@@ -40,6 +40,28 @@ pub struct Live {
     pub auth: Arc<Authenticator>,
     /// 1 at start, +1 per applied reload.
     pub generation: u64,
+    /// Each route's metric children, indexed like `policy.routes`.
+    pub route_metrics: Vec<RouteMetrics>,
+}
+
+impl Live {
+    pub fn new(
+        policy: Policy,
+        keys: Arc<KeyStore>,
+        auth: Arc<Authenticator>,
+        generation: u64,
+        metrics: &Metrics,
+    ) -> Live {
+        let route_metrics =
+            metrics.for_routes(policy.routes.routes().iter().map(|r| r.name.as_str()));
+        Live {
+            policy: Arc::new(policy),
+            keys,
+            auth,
+            generation,
+            route_metrics,
+        }
+    }
 }
 
 /// The generation new requests start under.
@@ -246,12 +268,13 @@ impl Reloader {
                 "changed in the file; ignored until the next restart");
         }
         let generation = current.generation + 1;
-        self.live.store(Arc::new(Live {
-            policy: Arc::new(policy),
-            keys: Arc::clone(&keys),
+        self.live.store(Arc::new(Live::new(
+            policy,
+            Arc::clone(&keys),
             auth,
             generation,
-        }));
+            &self.metrics,
+        )));
         KeyStore::retire(&current.keys, &keys, &self.metrics);
         self.metrics.config_generation.set(generation as i64);
         self.metrics.set_config_hash(&new.hash());

@@ -93,12 +93,13 @@ pub fn prepare(
     let draining = Arc::new(AtomicBool::new(false));
     let budget = policy.server.shutdown_grace;
     let threads = policy.server.threads;
-    let live: Shared = Arc::new(ArcSwap::from_pointee(Live {
-        policy: Arc::new(policy),
-        keys: Arc::clone(&keys),
+    let live: Shared = Arc::new(ArcSwap::from_pointee(Live::new(
+        policy,
+        Arc::clone(&keys),
         auth,
-        generation: 1,
-    }));
+        1,
+        &metrics,
+    )));
     // Cached tokens go with the keys that verified them, in whichever cache serves now.
     let current = Arc::clone(&live);
     let on_keys_changed: OnKeysChanged =
