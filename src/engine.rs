@@ -10,6 +10,7 @@
 
 use crate::authz;
 use crate::config::{Limits, Policy};
+use crate::identity;
 use crate::path;
 use crate::response::{BadRequest, Deny, Limit};
 use crate::route::{self, Auth, Mode};
@@ -486,7 +487,7 @@ fn edits(
     let bearer_only = carriers == Carriers::RemoveBearer;
     if carriers != Carriers::Keep {
         let authorization = incoming.get_all(header::AUTHORIZATION).iter();
-        if !bearer_only || authorization.into_iter().any(is_bearer) {
+        if !bearer_only || authorization.into_iter().any(extract::is_bearer) {
             out.push(Edit::Remove(header::AUTHORIZATION));
         }
         if let Some(name) = &policy.token_sources.cookie {
@@ -564,15 +565,9 @@ fn edits(
 /// the config, `Forwarded` and `X-Real-IP` from an untrusted peer, and `_` spellings of all of
 /// these and of the headers the gateway sets.
 fn foreign(name: &HeaderName, trusted: bool, policy: &Policy) -> bool {
-    let raw = name.as_str();
-    let dashed;
-    let n = if raw.contains('_') {
-        dashed = raw.replace('_', "-");
-        dashed.as_str()
-    } else {
-        raw
-    };
-    let underscored = n != raw;
+    let n = identity::dashed(name);
+    let underscored = matches!(n, std::borrow::Cow::Owned(_));
+    let n = n.as_ref();
     if OVERRIDE_HEADERS.contains(&n) {
         return underscored || !policy.keep_override_headers.iter().any(|k| k == n);
     }
@@ -580,15 +575,6 @@ fn foreign(name: &HeaderName, trusted: bool, policy: &Policy) -> bool {
         return underscored || !trusted;
     }
     underscored && GATEWAY_HEADERS.contains(&n)
-}
-
-/// Is this `Authorization` value a Bearer credential (or unreadable, which counts as one)?
-fn is_bearer(value: &HeaderValue) -> bool {
-    value.to_str().map_or(true, |v| {
-        v.trim_start()
-            .get(..6)
-            .is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
-    })
 }
 
 /// A header value built by the gateway from values it already checked; `None` if it is not

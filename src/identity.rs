@@ -30,6 +30,17 @@ pub struct IdentityPlan {
     pub forward_token: bool,
 }
 
+/// A header name as CGI-style upstreams (PHP, WSGI) read it: `_` and `-` alike. Borrowed when
+/// the name has no `_`.
+pub fn dashed(name: &HeaderName) -> std::borrow::Cow<'_, str> {
+    let raw = name.as_str();
+    if raw.contains('_') {
+        std::borrow::Cow::Owned(raw.replace('_', "-"))
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    }
+}
+
 /// A claim could not be carried in a header: the request fails with 401.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnsafeClaim;
@@ -40,13 +51,8 @@ impl IdentityPlan {
     /// `X_Auth_Subject` counts as `x-auth-subject`: CGI-style upstreams (PHP, WSGI) read
     /// `_` and `-` alike.
     pub fn strips(&self, name: &HeaderName) -> bool {
-        let dashed;
-        let n = if name.as_str().contains('_') {
-            dashed = name.as_str().replace('_', "-");
-            dashed.as_str()
-        } else {
-            name.as_str()
-        };
+        let n = dashed(name);
+        let n = n.as_ref();
         (!self.strip_prefix.is_empty() && n.starts_with(&self.strip_prefix))
             || self.headers.iter().any(|(h, _)| h.as_str() == n)
             || self.claims_header.as_ref().is_some_and(|h| h.as_str() == n)

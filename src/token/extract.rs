@@ -89,6 +89,14 @@ pub fn extract(
     Ok(found)
 }
 
+/// Does this `Authorization` value present a Bearer credential, well-formed or not? A value
+/// that is not text counts as one (fail closed).
+pub fn is_bearer(value: &http::HeaderValue) -> bool {
+    value
+        .to_str()
+        .map_or(true, |v| !matches!(bearer(v), Ok(None)))
+}
+
 /// The token of a `Bearer` credential; `None` for another scheme (no bearer token presented).
 fn bearer(value: &str) -> Result<Option<&str>, ExtractError> {
     let (scheme, rest) = match value.split_once(' ') {
