@@ -32,6 +32,10 @@ pub(crate) type Digest = [u8; 32];
 struct Slot {
     key: Digest,
     value: Arc<Identity>,
+    /// `value.expires_at` in whole seconds after `TokenCache::epoch`, rounded up: sweeps and
+    /// eviction read it without touching the value (a hit checks the exact instant). It and
+    /// `referenced` share the padding after `value`: a slot stays 48 bytes.
+    expires: u32,
     /// Used since the CLOCK hand last passed.
     referenced: bool,
 }
@@ -77,7 +81,7 @@ impl Shard {
         removed
     }
 
-    fn push(&mut self, key: Digest, value: Arc<Identity>) {
+    fn push(&mut self, key: Digest, value: Arc<Identity>, expires: u32) {
         let i = self.slots.len() as u32;
         let slots = &self.slots;
         self.index.insert_unique(bucket_hash(&key), i, |&x| {
@@ -86,13 +90,14 @@ impl Shard {
         self.slots.push(Slot {
             key,
             value,
+            expires,
             referenced: false,
         });
     }
 
     /// CLOCK: the slot to evict (an expired one first; otherwise the first not used since the
     /// hand passed). `None` when the shard is empty.
-    fn victim(&mut self, now: Instant) -> Option<usize> {
+    fn victim(&mut self, now: u32) -> Option<usize> {
         let len = self.slots.len();
         if len == 0 {
             return None;
@@ -101,7 +106,7 @@ impl Shard {
             let i = self.hand % len;
             self.hand = i + 1;
             let slot = &mut self.slots[i];
-            if slot.value.expires_at <= now || !slot.referenced {
+            if slot.expires <= now || !slot.referenced {
                 return Some(i);
             }
             slot.referenced = false;
@@ -110,7 +115,7 @@ impl Shard {
     }
 
     /// Drop the expired slots among the next `steps` under the hand; returns how many.
-    fn sweep(&mut self, steps: usize, now: Instant) -> usize {
+    fn sweep(&mut self, steps: usize, now: u32) -> usize {
         let mut dropped = 0;
         for _ in 0..steps {
             let len = self.slots.len();
@@ -118,7 +123,7 @@ impl Shard {
                 break;
             }
             let i = self.hand % len;
-            if self.slots[i].value.expires_at <= now {
+            if self.slots[i].expires <= now {
                 self.remove_at(i);
                 dropped += 1;
                 self.hand = i;
@@ -130,11 +135,11 @@ impl Shard {
     }
 
     /// Drop every slot for which `drop` holds; returns how many.
-    fn remove_if(&mut self, mut drop: impl FnMut(&Identity) -> bool) -> usize {
+    fn remove_if(&mut self, mut drop: impl FnMut(&Slot) -> bool) -> usize {
         let mut dropped = 0;
         let mut i = 0;
         while i < self.slots.len() {
-            if drop(&self.slots[i].value) {
+            if drop(&self.slots[i]) {
                 self.remove_at(i);
                 dropped += 1;
             } else {
@@ -209,6 +214,8 @@ impl Doorkeeper {
 /// The cache itself; see the module documentation.
 pub(crate) struct TokenCache {
     shards: Box<[Mutex<Shard>]>,
+    /// Time zero of `Slot::expires`.
+    epoch: Instant,
     capacity: usize,
     /// Entries in all shards; never above `capacity`.
     len: AtomicUsize,
@@ -235,10 +242,18 @@ impl TokenCache {
             .collect();
         TokenCache {
             shards,
+            epoch: Instant::now(),
             capacity,
             len: AtomicUsize::new(0),
             doorkeeper: Doorkeeper::new(capacity),
         }
+    }
+
+    /// Whole seconds from `epoch` to `at`; `ceil` rounds up (an expiry), else down (now).
+    fn seconds(&self, at: Instant, ceil: bool) -> u32 {
+        let d = at.saturating_duration_since(self.epoch);
+        let s = d.as_secs() + u64::from(ceil && d.subsec_nanos() > 0);
+        u32::try_from(s).unwrap_or(u32::MAX)
     }
 
     fn shard(&self, key: &Digest) -> MutexGuard<'_, Shard> {
@@ -275,10 +290,13 @@ impl TokenCache {
     }
 
     pub(crate) fn insert(&self, key: Digest, value: Arc<Identity>) {
-        let now = Instant::now();
+        let now = self.seconds(Instant::now(), false);
+        let expires = self.seconds(value.expires_at, true);
         let mut shard = self.shard(&key);
         if let Some(i) = shard.find(&key) {
-            shard.slots[i].value = value;
+            let slot = &mut shard.slots[i];
+            slot.value = value;
+            slot.expires = expires;
             return;
         }
         let swept = shard.sweep(2, now);
@@ -294,11 +312,15 @@ impl TokenCache {
                 None => return,
             }
         }
-        shard.push(key, value);
+        shard.push(key, value, expires);
     }
 
     /// Drop every entry for which `drop` holds.
     pub(crate) fn remove_if(&self, mut drop: impl FnMut(&Identity) -> bool) {
+        self.remove_slots_if(|slot| drop(&slot.value));
+    }
+
+    fn remove_slots_if(&self, mut drop: impl FnMut(&Slot) -> bool) {
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             let dropped = shard.remove_if(&mut drop);
@@ -306,13 +328,16 @@ impl TokenCache {
         }
     }
 
-    /// Entries held, after dropping the expired ones.
+    /// Entries held, after dropping the expired ones (by `Slot::expires`: without reading
+    /// the values).
     pub(crate) fn len(&self) -> usize {
-        let now = Instant::now();
-        self.remove_if(|v| v.expires_at <= now);
+        let now = self.seconds(Instant::now(), false);
+        self.remove_slots_if(|slot| slot.expires <= now);
         self.len.load(Ordering::Relaxed)
     }
 }
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 48);
 
 #[cfg(test)]
 mod tests {
