@@ -401,7 +401,7 @@ fn judge(
     authz::authorise(
         &route.scopes,
         &route.claims,
-        &identity.claims,
+        identity.claims(),
         &identity.scopes,
     )?;
     Ok((Access::Authenticated, Some(identity)))
@@ -505,8 +505,14 @@ fn edits(
             }
         }
     }
-    if let Some(Ok(headers)) = identity.map(|i| &i.headers) {
-        out.extend(headers.iter().map(|(n, v)| Edit::Set(n.clone(), v.clone())));
+    if let Some(identity) = identity {
+        if let Ok(headers) = &identity.headers {
+            out.extend(
+                headers
+                    .iter(&policy.identity, &identity.scopes)
+                    .map(|(n, v)| Edit::Set(n.clone(), v)),
+            );
+        }
     }
 
     // The host the request was routed by goes upstream: an absolute-form request without a
