@@ -11,7 +11,7 @@ use crate::reload::{Live, Shared};
 use crate::response::{self, Deny};
 use crate::server::InFlight;
 use async_trait::async_trait;
-use http::header;
+use http::{header, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
@@ -35,7 +35,7 @@ pub struct Ctx {
     /// The generation `policy` belongs to: the keys and token cache its issuers index.
     live: Arc<Live>,
     started: Instant,
-    request_id: String,
+    request_id: HeaderValue,
     decision: Option<Decision>,
     outcome: Outcome,
     /// Request body bytes seen so far, against `limits.max_body_bytes`.
@@ -92,13 +92,13 @@ impl Gateway {
 }
 
 /// Write the gateway's own answer to `deny`.
-async fn write_denial(session: &mut Session, deny: &Deny, request_id: &str) -> Result<()> {
+async fn write_denial(session: &mut Session, deny: &Deny, request_id: &HeaderValue) -> Result<()> {
     let reply = response::reply(deny, response::wants_grpc(&session.req_header().headers));
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
     for (name, value) in reply.headers {
         resp.insert_header(name, value)?;
     }
-    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header("x-request-id", request_id.clone())?;
     resp.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(reply.body), true).await?;
@@ -115,7 +115,7 @@ impl ProxyHttp for Gateway {
             policy: Arc::clone(&live.policy),
             live,
             started: Instant::now(),
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
             decision: None,
             outcome: Outcome::Unread,
             body_bytes: 0,
@@ -202,7 +202,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if resp.headers.get("x-request-id").is_none() {
-            resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+            resp.insert_header("x-request-id", ctx.request_id.clone())?;
         }
         Ok(())
     }
@@ -239,7 +239,7 @@ impl ProxyHttp for Gateway {
         let identity = decision.and_then(Decision::identity);
         let route = decision.and_then(Decision::route);
         Record {
-            request_id: &ctx.request_id,
+            request_id: ctx.request_id.to_str().unwrap_or("-"),
             route: route.map(|r| policy.routes.routes()[r].name.as_str()),
             route_metrics: route.and_then(|r| ctx.live.route_metrics.get(r)),
             method: session.req_header().method.as_str(),
