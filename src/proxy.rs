@@ -180,10 +180,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let allow = ctx.forward()?;
-        let uri = allow.target.parse::<http::Uri>().map_err(|_| {
-            Error::explain(ErrorType::InternalError, "canonical target is not a URI")
-        })?;
-        upstream.set_uri(uri);
+        // Most requests are already canonical: then the bytes sent are the ones judged.
+        if upstream.raw_path() != allow.target.as_bytes() {
+            let uri = allow.target.parse::<http::Uri>().map_err(|_| {
+                Error::explain(ErrorType::InternalError, "canonical target is not a URI")
+            })?;
+            upstream.set_uri(uri);
+        }
         for edit in &allow.edits {
             match edit {
                 Edit::Remove(name) => {
