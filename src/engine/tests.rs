@@ -163,6 +163,7 @@ impl Fixture {
             headers: &r.headers,
             peer: r.peer,
             tls: r.tls,
+            client_subject: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -465,6 +466,7 @@ fn keys_unavailable_is_the_verifier_s_answer_passed_through() {
         headers: &r.headers,
         peer: r.peer,
         tls: false,
+        client_subject: None,
     };
     let decision = decide_with(&f.policy, &head, "rid", |_| Err(AuthError::KeysUnavailable));
     let Decision::Deny(d) = decision else {

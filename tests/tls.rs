@@ -1,0 +1,399 @@
+//! TLS, black-box: the real gateway with certificates from a test CA made at test time. The
+//! listener over HTTP/1.1 and HTTP/2 (ALPN), its certificate replaced on disk while
+//! connections are open, client certificates and the subject header, `https` upstreams
+//! (verified, refused, unverified on purpose, HTTP/2), and `check` on bad files.
+mod common;
+use common::pki::{Ca, Leaf, LEAF_NOT_AFTER};
+use common::tls::{connect, negotiated, start_tls_echo, Client, VERSION_HEADER};
+use common::*;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A gateway whose listener serves `leaf` from files in `dir`, with `tls_extra` added to the
+/// `tls:` block, in front of the echo upstream (the standard test policy).
+struct TlsGateway {
+    gw: Gateway,
+    issuer: TestIssuer,
+    dir: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+async fn tls_gateway(ca: &Ca, leaf: &Leaf, tls_extra: &str) -> TlsGateway {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = leaf.write(dir.path(), "server");
+    tls_gateway_with(ca, dir, cert, key, tls_extra).await
+}
+
+async fn tls_gateway_with(
+    _ca: &Ca,
+    dir: tempfile::TempDir,
+    cert: PathBuf,
+    key: PathBuf,
+    tls_extra: &str,
+) -> TlsGateway {
+    let issuer = TestIssuer::start().await;
+    let echo = start_echo().await;
+    let config = standard_config(&issuer.url(), echo).set(
+        "tls",
+        &format!(
+            "{{ cert_file: {:?}, key_file: {:?}{tls_extra} }}",
+            cert.display().to_string(),
+            key.display().to_string()
+        ),
+    );
+    let path = dir.path().join("portcullis.yaml");
+    std::fs::write(&path, config.yaml()).unwrap();
+    let gw = start_gateway_at(&path, &[]);
+    gw.wait_ready().await;
+    TlsGateway {
+        gw,
+        issuer,
+        dir,
+        cert,
+        key,
+    }
+}
+
+/// The server certificate a new connection is given.
+async fn served(gw: &Gateway, ca: &Ca) -> Vec<u8> {
+    let tls = connect(gw.addr, "gateway.test", ca, None, &[b"http/1.1"])
+        .await
+        .expect("TLS handshake");
+    negotiated(&tls).1.expect("a server certificate").to_vec()
+}
+
+/// Wait (at most 10 s) until new connections are given `leaf`.
+async fn wait_served(gw: &Gateway, ca: &Ca, leaf: &Leaf) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served(gw, ca).await != leaf.der.to_vec() {
+        assert!(
+            Instant::now() < deadline,
+            "new connections never got the new certificate"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Wait (at most 10 s) until `series` is above `floor`.
+async fn wait_above(gw: &Gateway, series: &str, floor: f64) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = gw.metric(series).await;
+        if got > floor {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "{series} stayed at {got}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_listener_serves_http1_and_h2_through_alpn_with_identity_and_https_proto() {
+    let ca = Ca::new("Test CA");
+    let leaf = ca.server("gateway-1", &["gateway.test"]);
+    let t = tls_gateway(&ca, &leaf, "").await;
+    let token = t.issuer.token(json!({"scope": "read:orders"}));
+    let auth = format!("Bearer {token}");
+    for (offered, want) in [
+        (&[&b"h2"[..], b"http/1.1"][..], &b"h2"[..]),
+        (&[&b"http/1.1"[..]][..], &b"http/1.1"[..]),
+    ] {
+        let tls = connect(t.gw.addr, "gateway.test", &ca, None, offered)
+            .await
+            .unwrap();
+        let (alpn, cert) = negotiated(&tls);
+        assert_eq!(alpn.as_deref(), Some(want));
+        assert_eq!(cert.unwrap().to_vec(), leaf.der.to_vec());
+        let mut client = Client::over(tls).await.unwrap();
+        let echo = client
+            .get(
+                "/api/orders/7",
+                &[("authorization", &auth), ("x-forwarded-proto", "http")],
+            )
+            .await
+            .unwrap()
+            .echo();
+        assert_eq!(echo.target, "/api/orders/7");
+        assert_eq!(echo.header("x-forwarded-proto"), Some("https"));
+        assert_eq!(echo.header("x-auth-subject"), Some("user-1"));
+        assert!(!echo.has("authorization"));
+        // A denial is the gateway's own answer, over either protocol.
+        let denied = client.get("/api/orders/7", &[]).await.unwrap();
+        assert_eq!(
+            denied.status,
+            401,
+            "{}",
+            String::from_utf8_lossy(&denied.body)
+        );
+    }
+    assert_eq!(
+        t.gw.metric("portcullis_tls_certificate_expiry_timestamp_seconds")
+            .await,
+        LEAF_NOT_AFTER as f64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_replaced_on_disk_serves_new_connections_while_open_ones_carry_on() {
+    let ca = Ca::new("Test CA");
+    let first = ca.server("gateway-1", &["gateway.test"]);
+    let t = tls_gateway(&ca, &first, "").await;
+    let ok = r#"portcullis_tls_certificate_reloads_total{result="ok"}"#;
+    let invalid = r#"portcullis_tls_certificate_reloads_total{result="invalid"}"#;
+
+    // Connection A, kept alive across every change below.
+    let a = connect(t.gw.addr, "gateway.test", &ca, None, &[b"http/1.1"])
+        .await
+        .unwrap();
+    assert_eq!(negotiated(&a).1.unwrap().to_vec(), first.der.to_vec());
+    let mut a = Client::over(a).await.unwrap();
+    assert_eq!(a.get("/healthz", &[]).await.unwrap().status, 200);
+
+    // In place: the key first, then the certificate (a reload between the two is refused and
+    // the old pair keeps serving).
+    let second = ca.server("gateway-2", &["gateway.test"]);
+    std::fs::write(&t.key, &second.key_pem).unwrap();
+    std::fs::write(&t.cert, &second.cert_pem).unwrap();
+    wait_served(&t.gw, &ca, &second).await;
+    assert!(t.gw.metric(ok).await >= 1.0);
+    assert_eq!(a.get("/healthz", &[]).await.unwrap().status, 200);
+
+    // A broken pair: the certificate of a third, the key still the second's.
+    let before = t.gw.metric(invalid).await;
+    let third = ca.server("gateway-3", &["gateway.test"]);
+    std::fs::write(&t.cert, &third.cert_pem).unwrap();
+    wait_above(&t.gw, invalid, before).await;
+    assert_eq!(served(&t.gw, &ca).await, second.der.to_vec());
+    assert_eq!(a.get("/healthz", &[]).await.unwrap().status, 200);
+    let logs = t.gw.log_text();
+    assert!(
+        logs.contains("certificate refused; the current one keeps serving"),
+        "{logs}"
+    );
+    assert!(logs.contains("does not match the certificate"), "{logs}");
+    assert!(!logs.contains("PRIVATE KEY"), "a key reached the log");
+    assert!(!logs.contains(second.key_pem.lines().nth(1).unwrap()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_volume_symlink_swap_is_seen_like_the_kubelet_makes_it() {
+    let ca = Ca::new("Test CA");
+    let first = ca.server("gateway-1", &["gateway.test"]);
+    // What a mounted Secret looks like: tls.crt -> ..data/tls.crt, ..data -> ..v1.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let version = |n: usize, leaf: &Leaf| {
+        let v = path.join(format!("..v{n}"));
+        std::fs::create_dir(&v).unwrap();
+        leaf.write(&v, "tls");
+        v
+    };
+    version(1, &first);
+    std::os::unix::fs::symlink("..v1", dir.path().join("..data")).unwrap();
+    for f in ["tls.crt", "tls.key"] {
+        std::os::unix::fs::symlink(format!("..data/{f}"), dir.path().join(f)).unwrap();
+    }
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let t = tls_gateway_with(&ca, dir, cert, key, "").await;
+    assert_eq!(served(&t.gw, &ca).await, first.der.to_vec());
+    let a = connect(t.gw.addr, "gateway.test", &ca, None, &[b"h2"])
+        .await
+        .unwrap();
+    let mut a = Client::over(a).await.unwrap();
+
+    let second = ca.server("gateway-2", &["gateway.test"]);
+    version(2, &second);
+    std::os::unix::fs::symlink("..v2", path.join("..data_tmp")).unwrap();
+    std::fs::rename(path.join("..data_tmp"), path.join("..data")).unwrap();
+    std::fs::remove_dir_all(path.join("..v1")).unwrap();
+    wait_served(&t.gw, &ca, &second).await;
+    assert_eq!(a.get("/healthz", &[]).await.unwrap().status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_and_their_verified_subject_replaces_any_sent() {
+    let ca = Ca::new("Test CA");
+    let leaf = ca.server("gateway-1", &["gateway.test"]);
+    let clients = Ca::new("Client CA");
+    let dir_ca = tempfile::tempdir().unwrap();
+    let ca_file = clients.write(&dir_ca.path().join("clients.pem"));
+    let t = tls_gateway(
+        &ca,
+        &leaf,
+        &format!(
+            ", client_ca_file: {:?}, client_subject_header: x-client-subject",
+            ca_file.display().to_string()
+        ),
+    )
+    .await;
+
+    // Without a certificate, or with one from another CA: no request gets through.
+    let stranger = Ca::new("Other CA").client("mallory");
+    for presented in [None, Some(&stranger)] {
+        let refused = async {
+            let tls = connect(t.gw.addr, "gateway.test", &ca, presented, &[b"http/1.1"]).await?;
+            let mut client = Client::over(tls).await.map_err(std::io::Error::other)?;
+            client
+                .get("/healthz", &[])
+                .await
+                .map_err(std::io::Error::other)
+        }
+        .await;
+        assert!(
+            refused.is_err(),
+            "{presented:?} got {refused:?}",
+            presented = presented.map(|_| "a foreign certificate")
+        );
+    }
+
+    let alice = clients.client("alice");
+    let tls = connect(
+        t.gw.addr,
+        "gateway.test",
+        &ca,
+        Some(&alice),
+        &[b"h2", b"http/1.1"],
+    )
+    .await
+    .unwrap();
+    let mut client = Client::over(tls).await.unwrap();
+    // On a public route, spoofed in both spellings: only the verified subject arrives.
+    let echo = client
+        .get(
+            "/healthz",
+            &[
+                ("x-client-subject", "CN=admin"),
+                ("x_client_subject", "CN=root"),
+            ],
+        )
+        .await
+        .unwrap()
+        .echo();
+    assert_eq!(
+        echo.header("x-client-subject"),
+        Some("CN=alice,O=Portcullis Tests")
+    );
+    assert!(!echo.has("x_client_subject"));
+    assert_eq!(echo.header("x-forwarded-proto"), Some("https"));
+    // And on every request of the connection, authenticated ones too.
+    let token = t.issuer.token(json!({}));
+    let echo = client
+        .get("/api/x", &[("authorization", &format!("Bearer {token}"))])
+        .await
+        .unwrap()
+        .echo();
+    assert_eq!(
+        echo.header("x-client-subject"),
+        Some("CN=alice,O=Portcullis Tests")
+    );
+    drop(t.dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_upstreams_are_verified_refused_on_a_wrong_name_and_spoken_to_over_h2() {
+    let ca = Ca::new("Upstream CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(&dir.path().join("upstream-ca.pem"));
+    let good = start_tls_echo(&ca.server("localhost", &["localhost"])).await;
+    let wrong = start_tls_echo(&ca.server("elsewhere", &["elsewhere.example"])).await;
+    let ca_file = ca_file.display().to_string();
+    let https = |addr: std::net::SocketAddr| format!("https://localhost:{}", addr.port());
+    let config = Config::new()
+        .upstream_with("good", &https(good), &format!("ca_file: {ca_file:?}"))
+        .upstream_with("wrong", &https(wrong), &format!("ca_file: {ca_file:?}"))
+        .upstream_with("skipped", &https(wrong), "dangerous_skip_verify: true")
+        .upstream_with(
+            "h2",
+            &https(good),
+            &format!("ca_file: {ca_file:?}, protocol: h2"),
+        )
+        .route(
+            Route::new("good", "/good/**")
+                .auth("none")
+                .set("upstream", "good"),
+        )
+        .route(
+            Route::new("wrong", "/wrong/**")
+                .auth("none")
+                .set("upstream", "wrong"),
+        )
+        .route(
+            Route::new("skipped", "/skipped/**")
+                .auth("none")
+                .set("upstream", "skipped"),
+        )
+        .route(
+            Route::new("h2", "/h2/**")
+                .auth("none")
+                .set("upstream", "h2"),
+        );
+    let gw = start_gateway(&config.yaml());
+
+    let r = gw.get("/good/x", &[]).await;
+    assert_eq!(r.header(VERSION_HEADER), Some("HTTP/1.1"));
+    assert_eq!(r.echo().target, "/good/x");
+
+    let r = gw.get("/wrong/x", &[]).await;
+    check_denied(&r, 502, "upstream_error").unwrap();
+    let logs = gw.log_text();
+    assert!(
+        logs.to_ascii_lowercase().contains("not valid for name"),
+        "the log does not say the upstream's certificate names another host: {logs}"
+    );
+
+    let r = gw.get("/skipped/x", &[]).await;
+    assert_eq!(r.echo().target, "/skipped/x");
+    assert!(
+        gw.log_text().contains("certificate is NOT verified"),
+        "no warning for dangerous_skip_verify"
+    );
+
+    let r = gw.get("/h2/x", &[]).await;
+    assert_eq!(r.header(VERSION_HEADER), Some("HTTP/2.0"));
+    // HTTP/2 carries scheme and authority beside the path: the request's own host.
+    assert_eq!(r.echo().target, "https://gateway.test/h2/x");
+}
+
+#[test]
+fn check_refuses_certificate_files_that_do_not_serve_naming_the_key() {
+    let ca = Ca::new("Test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = ca.server("a", &["gateway.test"]).write(dir.path(), "a");
+    let (_, other_key) = ca.server("b", &["gateway.test"]).write(dir.path(), "b");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not PEM\n").unwrap();
+    let echo = "127.0.0.1:9";
+    let base = Config::new()
+        .upstream("echo", &format!("http://{echo}"))
+        .route(Route::new("all", "/**").auth("none"));
+    for (tls, key, says) in [
+        (
+            format!("{{ cert_file: {garbage:?}, key_file: {other_key:?} }}"),
+            "tls.cert_file",
+            "holds no PEM certificate",
+        ),
+        (
+            format!("{{ cert_file: {cert:?}, key_file: {other_key:?} }}"),
+            "tls.key_file",
+            "does not match the certificate",
+        ),
+    ] {
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, base.clone().set("tls", &tls).yaml()).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["check", "-c"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "{text}");
+        assert!(text.contains(key) && text.contains(says), "{text}");
+        assert!(!text.contains("PRIVATE KEY"), "{text}");
+    }
+}
