@@ -6,7 +6,8 @@
 //!   the methods it lists never reach it;
 //! - an `auth: none` route that matches some requests of a route declared after it that needs
 //!   a token: those requests are served without one;
-//! - an issuer that no reachable route accepts.
+//! - an issuer that no reachable route accepts;
+//! - an `https` upstream whose certificate is not verified (`dangerous_skip_verify`).
 //!
 //! Scopes with a space are not a warning: the compiler refuses them (no token can carry one).
 //! An upstream used by one route only is fine.
@@ -111,6 +112,21 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
                      are refused everywhere (routes' issuers: lists name other issuers, or \
                      no route takes a token)",
                     issuer.name
+                ),
+            });
+        }
+    }
+    for u in policy.upstreams.iter() {
+        if u.tls.as_ref().is_some_and(|t| !t.verify) {
+            let path = format!("upstreams.{}.dangerous_skip_verify", u.name);
+            out.push(Finding {
+                route: None,
+                line: line(text, &path),
+                path,
+                message: format!(
+                    "upstream {:?} is reached over TLS without verifying its certificate: \
+                     anyone on the path can impersonate it (give it a ca_file instead)",
+                    u.name
                 ),
             });
         }
@@ -488,6 +504,18 @@ routes:
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].path, "issuers.spare");
         assert_eq!(f[0].line, 9);
+    }
+
+    #[test]
+    fn an_unverified_https_upstream_is_named() {
+        let text =
+            "upstreams:\n  app:\n    url: https://127.0.0.1:1\n    dangerous_skip_verify: true\n\
+                    routes:\n  - name: all\n    match: { path: /** }\n    auth: none\n";
+        let policy = config::from_str(text, "t.yaml", Path::new(".")).unwrap();
+        let found = lint(&policy, text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "upstreams.app.dangerous_skip_verify");
+        assert_eq!(found[0].line, 4);
     }
 
     #[test]

@@ -20,14 +20,13 @@ struct TlsGateway {
     key: PathBuf,
 }
 
-async fn tls_gateway(ca: &Ca, leaf: &Leaf, tls_extra: &str) -> TlsGateway {
+async fn tls_gateway(leaf: &Leaf, tls_extra: &str) -> TlsGateway {
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = leaf.write(dir.path(), "server");
-    tls_gateway_with(ca, dir, cert, key, tls_extra).await
+    tls_gateway_with(dir, cert, key, tls_extra).await
 }
 
 async fn tls_gateway_with(
-    _ca: &Ca,
     dir: tempfile::TempDir,
     cert: PathBuf,
     key: PathBuf,
@@ -93,7 +92,7 @@ async fn wait_above(gw: &Gateway, series: &str, floor: f64) -> f64 {
 async fn the_tls_listener_serves_http1_and_h2_through_alpn_with_identity_and_https_proto() {
     let ca = Ca::new("Test CA");
     let leaf = ca.server("gateway-1", &["gateway.test"]);
-    let t = tls_gateway(&ca, &leaf, "").await;
+    let t = tls_gateway(&leaf, "").await;
     let token = t.issuer.token(json!({"scope": "read:orders"}));
     let auth = format!("Bearer {token}");
     for (offered, want) in [
@@ -139,7 +138,7 @@ async fn the_tls_listener_serves_http1_and_h2_through_alpn_with_identity_and_htt
 async fn a_certificate_replaced_on_disk_serves_new_connections_while_open_ones_carry_on() {
     let ca = Ca::new("Test CA");
     let first = ca.server("gateway-1", &["gateway.test"]);
-    let t = tls_gateway(&ca, &first, "").await;
+    let t = tls_gateway(&first, "").await;
     let ok = r#"portcullis_tls_certificate_reloads_total{result="ok"}"#;
     let invalid = r#"portcullis_tls_certificate_reloads_total{result="invalid"}"#;
 
@@ -196,7 +195,7 @@ async fn a_secret_volume_symlink_swap_is_seen_like_the_kubelet_makes_it() {
         std::os::unix::fs::symlink(format!("..data/{f}"), dir.path().join(f)).unwrap();
     }
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let t = tls_gateway_with(&ca, dir, cert, key, "").await;
+    let t = tls_gateway_with(dir, cert, key, "").await;
     assert_eq!(served(&t.gw, &ca).await, first.der.to_vec());
     let a = connect(t.gw.addr, "gateway.test", &ca, None, &[b"h2"])
         .await
@@ -220,7 +219,6 @@ async fn client_certificates_are_required_and_their_verified_subject_replaces_an
     let dir_ca = tempfile::tempdir().unwrap();
     let ca_file = clients.write(&dir_ca.path().join("clients.pem"));
     let t = tls_gateway(
-        &ca,
         &leaf,
         &format!(
             ", client_ca_file: {:?}, client_subject_header: x-client-subject",
@@ -308,27 +306,16 @@ async fn https_upstreams_are_verified_refused_on_a_wrong_name_and_spoken_to_over
             "h2",
             &https(good),
             &format!("ca_file: {ca_file:?}, protocol: h2"),
-        )
-        .route(
-            Route::new("good", "/good/**")
-                .auth("none")
-                .set("upstream", "good"),
-        )
-        .route(
-            Route::new("wrong", "/wrong/**")
-                .auth("none")
-                .set("upstream", "wrong"),
-        )
-        .route(
-            Route::new("skipped", "/skipped/**")
-                .auth("none")
-                .set("upstream", "skipped"),
-        )
-        .route(
-            Route::new("h2", "/h2/**")
-                .auth("none")
-                .set("upstream", "h2"),
         );
+    let config = ["good", "wrong", "skipped", "h2"]
+        .into_iter()
+        .fold(config, |config, name| {
+            config.route(
+                Route::new(name, &format!("/{name}/**"))
+                    .auth("none")
+                    .set("upstream", name),
+            )
+        });
     let gw = start_gateway(&config.yaml());
 
     let r = gw.get("/good/x", &[]).await;
@@ -380,19 +367,8 @@ fn check_refuses_certificate_files_that_do_not_serve_naming_the_key() {
             "does not match the certificate",
         ),
     ] {
-        let path = dir.path().join("c.yaml");
-        std::fs::write(&path, base.clone().set("tls", &tls).yaml()).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["check", "-c"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!out.status.success(), "{text}");
+        let (ok, text) = check_config(&base.clone().set("tls", &tls).yaml());
+        assert!(!ok, "{text}");
         assert!(text.contains(key) && text.contains(says), "{text}");
         assert!(!text.contains("PRIVATE KEY"), "{text}");
     }

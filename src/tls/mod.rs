@@ -73,7 +73,7 @@ pub struct Certificates {
     key_file: PathBuf,
     resolver: Arc<Resolver>,
     metrics: Arc<Metrics>,
-    /// The serial of the pair serving, to log what a reload replaced; also serialises reloads.
+    /// The serial of the certificate serving, for the log; also serialises reloads.
     serving: Mutex<String>,
 }
 
@@ -97,7 +97,7 @@ impl Certificates {
     pub fn reload(&self, trigger: Trigger) {
         let mut serving = self.serving.lock().unwrap_or_else(|p| p.into_inner());
         let result = match pem::load_pair(&self.cert_file, &self.key_file) {
-            Ok(pair) if pair.serial == *serving => "unchanged",
+            Ok(pair) if pair.key.cert == self.resolver.current.load().cert => "unchanged",
             Ok(pair) => {
                 self.resolver.current.store(Arc::clone(&pair.key));
                 self.metrics.tls_certificate_expiry.set(pair.not_after);

@@ -60,6 +60,24 @@ impl Drop for Gateway {
     }
 }
 
+/// `portcullis check -c` on `yaml` (written to a temp file): success, and stdout and stderr.
+pub fn check_config(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Write `yaml` to a temp file and run `portcullis run -c` on it. Waits until the main
 /// listener accepts connections.
 pub fn start_gateway(yaml: &str) -> Gateway {
