@@ -373,3 +373,46 @@ fn check_refuses_certificate_files_that_do_not_serve_naming_the_key() {
         assert!(!text.contains("PRIVATE KEY"), "{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_reload_that_changes_tls_keeps_the_listener_and_applies_the_subject_header() {
+    let ca = Ca::new("Test CA");
+    let first = ca.server("gateway-1", &["gateway.test"]);
+    let t = tls_gateway(&first, "").await;
+    let clients = Ca::new("Client CA");
+    let ca_file = clients.write(&t.dir.path().join("clients.pem"));
+    // Other certificate files and client certificates on: a restart's business.
+    let (cert, key) = ca
+        .server("gateway-2", &["gateway.test"])
+        .write(t.dir.path(), "other");
+    let config = standard_config(&t.issuer.url(), start_echo().await).set(
+        "tls",
+        &format!(
+            "{{ cert_file: {:?}, key_file: {:?}, client_ca_file: {:?}, client_subject_header: x-client-subject }}",
+            cert.display().to_string(),
+            key.display().to_string(),
+            ca_file.display().to_string()
+        ),
+    );
+    std::fs::write(t.dir.path().join("portcullis.yaml"), config.yaml()).unwrap();
+    t.gw.wait_metric("portcullis_config_generation", 2.0).await;
+    let warned =
+        t.gw.logs.lock().unwrap().iter().any(|l| {
+            l.contains("\"setting\":\"tls\"") && l.contains("ignored until the next restart")
+        });
+    assert!(warned, "{}", t.gw.log_text());
+    // The listener is as it was: the first certificate, no client certificate asked for; the
+    // subject header of the new file is stripped all the same.
+    assert_eq!(served(&t.gw, &ca).await, first.der.to_vec());
+    let tls = connect(t.gw.addr, "gateway.test", &ca, None, &[b"http/1.1"])
+        .await
+        .unwrap();
+    let echo = Client::over(tls)
+        .await
+        .unwrap()
+        .get("/healthz", &[("x-client-subject", "CN=admin")])
+        .await
+        .unwrap()
+        .echo();
+    assert!(!echo.has("x-client-subject"), "{:?}", echo.headers);
+}
