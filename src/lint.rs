@@ -103,33 +103,29 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
             .zip(&dead)
             .any(|(r, dead)| !dead && r.auth != Auth::None && r.accepts_issuer(k));
         if !used {
-            let path = format!("issuers.{}", issuer.name);
-            out.push(Finding {
-                route: None,
-                line: line(text, &path),
-                path,
-                message: format!(
+            out.push(elsewhere(
+                text,
+                format!("issuers.{}", issuer.name),
+                format!(
                     "issuer {:?} is accepted by no route that can match: tokens it signs \
                      are refused everywhere (routes' issuers: lists name other issuers, or \
                      no route takes a token)",
                     issuer.name
                 ),
-            });
+            ));
         }
     }
     for u in policy.upstreams.iter() {
         if u.tls.as_ref().is_some_and(|t| !t.verify) {
-            let path = format!("upstreams.{}.dangerous_skip_verify", u.name);
-            out.push(Finding {
-                route: None,
-                line: line(text, &path),
-                path,
-                message: format!(
+            out.push(elsewhere(
+                text,
+                format!("upstreams.{}.dangerous_skip_verify", u.name),
+                format!(
                     "upstream {:?} is reached over TLS without verifying its certificate: \
                      anyone on the path can impersonate it (give it a ca_file instead)",
                     u.name
                 ),
-            });
+            ));
         }
     }
     if let Some(tls) = &policy.tls {
@@ -137,19 +133,29 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         if tls.pair.not_after < now {
-            out.push(Finding {
-                route: None,
-                line: line(text, "tls.cert_file"),
-                path: "tls.cert_file".into(),
-                message: format!(
+            out.push(elsewhere(
+                text,
+                "tls.cert_file".into(),
+                format!(
                     "the certificate ({}) expired at Unix time {}: clients will refuse it",
                     tls.pair.subject, tls.pair.not_after
                 ),
-            });
+            ));
         }
     }
     out.sort_by_key(|f| f.line);
     out
+}
+
+/// A finding about something else than a route (an issuer, an upstream, the certificate),
+/// at the line of `path`.
+fn elsewhere(text: &str, path: String, message: String) -> Finding {
+    Finding {
+        route: None,
+        line: line(text, &path),
+        path,
+        message,
+    }
 }
 
 enum Shadow {
