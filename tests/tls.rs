@@ -156,7 +156,7 @@ async fn a_certificate_replaced_on_disk_serves_new_connections_while_open_ones_c
     std::fs::write(&t.key, &second.key_pem).unwrap();
     std::fs::write(&t.cert, &second.cert_pem).unwrap();
     wait_served(&t.gw, &ca, &second).await;
-    assert!(t.gw.metric(ok).await >= 1.0);
+    wait_above(&t.gw, ok, 0.0).await;
     assert_eq!(a.get("/healthz", &[]).await.unwrap().status, 200);
 
     // A broken pair: the certificate of a third, the key still the second's.
@@ -166,11 +166,9 @@ async fn a_certificate_replaced_on_disk_serves_new_connections_while_open_ones_c
     wait_above(&t.gw, invalid, before).await;
     assert_eq!(served(&t.gw, &ca).await, second.der.to_vec());
     assert_eq!(a.get("/healthz", &[]).await.unwrap().status, 200);
-    let logs = t.gw.log_text();
-    assert!(
-        logs.contains("certificate refused; the current one keeps serving"),
-        "{logs}"
-    );
+    let logs =
+        t.gw.wait_log("certificate refused; the current one keeps serving")
+            .await;
     assert!(logs.contains("does not match the certificate"), "{logs}");
     assert!(!logs.contains("PRIVATE KEY"), "a key reached the log");
     assert!(!logs.contains(second.key_pem.lines().nth(1).unwrap()));
@@ -321,18 +319,12 @@ async fn https_upstreams_are_verified_refused_on_a_wrong_name_and_spoken_to_over
 
     let r = gw.get("/wrong/x", &[]).await;
     check_denied(&r, 502, "upstream_error").unwrap();
-    let logs = gw.log_text();
-    assert!(
-        logs.to_ascii_lowercase().contains("not valid for name"),
-        "the log does not say the upstream's certificate names another host: {logs}"
-    );
+    // The log says why: pingora's error line carries rustls' reason.
+    gw.wait_log("certificate not valid for name").await;
 
     let r = gw.get("/skipped/x", &[]).await;
     assert_eq!(r.echo().target, "/skipped/x");
-    assert!(
-        gw.log_text().contains("certificate is NOT verified"),
-        "no warning for dangerous_skip_verify"
-    );
+    gw.wait_log("certificate is NOT verified").await;
 
     let r = gw.get("/h2/x", &[]).await;
     assert_eq!(r.header(VERSION_HEADER), Some("HTTP/2.0"));
@@ -393,11 +385,7 @@ async fn a_config_reload_that_changes_tls_keeps_the_listener_and_applies_the_sub
     );
     std::fs::write(t.dir.path().join("portcullis.yaml"), config.yaml()).unwrap();
     t.gw.wait_metric("portcullis_config_generation", 2.0).await;
-    let warned =
-        t.gw.logs.lock().unwrap().iter().any(|l| {
-            l.contains("\"setting\":\"tls\"") && l.contains("ignored until the next restart")
-        });
-    assert!(warned, "{}", t.gw.log_text());
+    t.gw.wait_log("\"setting\":\"tls\"").await;
     // The listener is as it was: the first certificate, no client certificate asked for; the
     // subject header of the new file is stripped all the same.
     assert_eq!(served(&t.gw, &ca).await, first.der.to_vec());

@@ -213,6 +213,22 @@ impl Gateway {
         }
     }
 
+    /// Wait (at most 5 s) until the log printed so far holds `needle`; returns the log.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The access-log lines printed so far.
     pub fn log_text(&self) -> String {
         self.logs.lock().unwrap().join("\n")
