@@ -22,7 +22,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 pub use pem::Pair;
-pub use subject::rfc4514;
 
 /// The listener's TLS, as compiled: the files, and what they held when the config loaded.
 #[derive(Debug, Clone)]
@@ -81,6 +80,9 @@ impl Certificates {
     /// Serve `tls.pair` (checked at load) until the files change.
     pub fn new(tls: &ListenerTls, metrics: Arc<Metrics>) -> Self {
         metrics.tls_certificate_expiry.set(tls.pair.not_after);
+        tracing::info!(event = "tls_certificate", cert_file = %tls.cert_file.display(),
+            subject = %tls.pair.subject, serial = %tls.pair.serial, not_after = tls.pair.not_after,
+            client_certificates = tls.client_cas.is_some(), "listener certificate");
         Certificates {
             cert_file: tls.cert_file.clone(),
             key_file: tls.key_file.clone(),
