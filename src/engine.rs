@@ -32,6 +32,8 @@ pub struct RequestHead<'a> {
     pub peer: Option<IpAddr>,
     /// The request arrived over TLS.
     pub tls: bool,
+    /// The subject (RFC 4514) of the client certificate the connection was verified with.
+    pub client_subject: Option<&'a str>,
 }
 
 /// A request matched to a route, with the token it carries (not yet verified).
@@ -470,7 +472,8 @@ pub fn request_host(headers: &HeaderMap, authority: Option<&str>) -> Result<Opti
 }
 
 /// Every header change of an allowed request, in the order they apply: incoming identity
-/// headers removed, token carriers removed (unless `forward_token`), identity headers set,
+/// headers (and the client subject header) removed, token carriers removed (unless
+/// `forward_token`), identity headers and the verified client subject set,
 /// `X-Forwarded-*` replaced or extended, `X-Request-Id` set.
 fn edits(
     policy: &Policy,
@@ -484,9 +487,17 @@ fn edits(
     let trusted = head
         .peer
         .is_some_and(|ip| policy.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    let subject_header = policy
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_subject_header.as_ref());
     let mut out: Vec<Edit> = incoming
         .keys()
-        .filter(|name| policy.identity.strips(name) || foreign(name, trusted, policy))
+        .filter(|name| {
+            policy.identity.strips(name)
+                || foreign(name, trusted, policy)
+                || subject_header.is_some_and(|h| identity::dashed(name) == h.as_str())
+        })
         .map(|name| Edit::Remove(name.clone()))
         .collect();
 
@@ -519,6 +530,9 @@ fn edits(
                     .map(|(n, v)| Edit::Set(n.clone(), v)),
             );
         }
+    }
+    if let (Some(name), Some(subject)) = (subject_header, head.client_subject) {
+        out.extend(header_value(subject.to_string()).map(|v| Edit::Set(name.clone(), v)));
     }
 
     // The host the request was routed by goes upstream: an absolute-form request without a

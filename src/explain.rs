@@ -219,6 +219,7 @@ impl Explainer {
             headers: &headers,
             peer: Some(req.peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))),
             tls: false,
+            client_subject: None,
         };
         let mut out = Explanation {
             method: req.method.clone(),

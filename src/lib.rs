@@ -28,4 +28,6 @@ pub mod reload;
 pub mod response;
 pub mod route;
 pub mod server;
+pub mod tls;
 pub mod token;
+pub mod watch;

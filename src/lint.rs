@@ -6,7 +6,9 @@
 //!   the methods it lists never reach it;
 //! - an `auth: none` route that matches some requests of a route declared after it that needs
 //!   a token: those requests are served without one;
-//! - an issuer that no reachable route accepts.
+//! - an issuer that no reachable route accepts;
+//! - an `https` upstream whose certificate is not verified (`dangerous_skip_verify`);
+//! - a listener certificate (`tls.cert_file`) past its not-after.
 //!
 //! Scopes with a space are not a warning: the compiler refuses them (no token can carry one).
 //! An upstream used by one route only is fine.
@@ -101,22 +103,59 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
             .zip(&dead)
             .any(|(r, dead)| !dead && r.auth != Auth::None && r.accepts_issuer(k));
         if !used {
-            let path = format!("issuers.{}", issuer.name);
-            out.push(Finding {
-                route: None,
-                line: line(text, &path),
-                path,
-                message: format!(
+            out.push(elsewhere(
+                text,
+                format!("issuers.{}", issuer.name),
+                format!(
                     "issuer {:?} is accepted by no route that can match: tokens it signs \
                      are refused everywhere (routes' issuers: lists name other issuers, or \
                      no route takes a token)",
                     issuer.name
                 ),
-            });
+            ));
+        }
+    }
+    for u in policy.upstreams.iter() {
+        if u.tls.as_ref().is_some_and(|t| !t.verify) {
+            out.push(elsewhere(
+                text,
+                format!("upstreams.{}.dangerous_skip_verify", u.name),
+                format!(
+                    "upstream {:?} is reached over TLS without verifying its certificate: \
+                     anyone on the path can impersonate it (give it a ca_file instead)",
+                    u.name
+                ),
+            ));
+        }
+    }
+    if let Some(tls) = &policy.tls {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if tls.pair.not_after < now {
+            out.push(elsewhere(
+                text,
+                "tls.cert_file".into(),
+                format!(
+                    "the certificate ({}) expired at Unix time {}: clients will refuse it",
+                    tls.pair.subject, tls.pair.not_after
+                ),
+            ));
         }
     }
     out.sort_by_key(|f| f.line);
     out
+}
+
+/// A finding about something else than a route (an issuer, an upstream, the certificate),
+/// at the line of `path`.
+fn elsewhere(text: &str, path: String, message: String) -> Finding {
+    Finding {
+        route: None,
+        line: line(text, &path),
+        path,
+        message,
+    }
 }
 
 enum Shadow {
@@ -488,6 +527,41 @@ routes:
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].path, "issuers.spare");
         assert_eq!(f[0].line, 9);
+    }
+
+    #[test]
+    fn an_unverified_https_upstream_is_named() {
+        let text =
+            "upstreams:\n  app:\n    url: https://127.0.0.1:1\n    dangerous_skip_verify: true\n\
+                    routes:\n  - name: all\n    match: { path: /** }\n    auth: none\n";
+        let policy = config::from_str(text, "t.yaml", Path::new(".")).unwrap();
+        let found = lint(&policy, text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "upstreams.app.dangerous_skip_verify");
+        assert_eq!(found[0].line, 4);
+    }
+
+    #[test]
+    fn an_expired_listener_certificate_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["gateway.test".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(1999, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2000, 1, 1);
+        let cert = params.self_signed(&key).unwrap();
+        std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("tls.key"), key.serialize_pem()).unwrap();
+        let text = "upstreams:\n  app: { url: http://127.0.0.1:1 }\n\
+                    routes:\n  - name: all\n    match: { path: /** }\n    auth: none\n\
+                    tls:\n  cert_file: tls.crt\n  key_file: tls.key\n";
+        let policy = config::from_str(text, "t.yaml", dir.path()).unwrap();
+        let found = lint(&policy, text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            (found[0].path.as_str(), found[0].line),
+            ("tls.cert_file", 8)
+        );
+        assert!(found[0].message.contains("expired at Unix time 946684800"));
     }
 
     #[test]

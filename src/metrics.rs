@@ -58,6 +58,10 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     /// 1, labelled with the SHA-256 prefix of the loaded config file (`reload::Snapshot`).
     pub config_info: IntGaugeVec,
+    /// Listener certificate re-reads by result (`ok`, `invalid`, `unchanged`).
+    pub tls_certificate_reloads: IntCounterVec,
+    /// Not-after of the listener certificate serving, Unix seconds (0 without `tls`).
+    pub tls_certificate_expiry: IntGauge,
 }
 
 /// The commit the binary was built from (build.rs), `unknown` outside a git checkout (or when
@@ -126,7 +130,19 @@ impl Metrics {
         .expect("valid metric");
         register(Box::new(config_generation.clone()));
         config_generation.set(1);
+        let tls_certificate_expiry = IntGauge::new(
+            "tls_certificate_expiry_timestamp_seconds",
+            "Not-after of the listener's serving certificate, Unix seconds",
+        )
+        .expect("valid metric");
+        register(Box::new(tls_certificate_expiry.clone()));
         let metrics = Metrics {
+            tls_certificate_reloads: counter(
+                "tls_certificate_reloads_total",
+                "Listener certificate re-reads by result",
+                &["result"],
+            ),
+            tls_certificate_expiry,
             config_reloads: counter(
                 "config_reloads_total",
                 "Config reloads by result",

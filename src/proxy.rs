@@ -4,7 +4,7 @@
 //! peer, map pingora's errors, log.
 
 use crate::access::{Outcome, Record};
-use crate::config::Policy;
+use crate::config::{Policy, Protocol};
 use crate::engine::{self, Allow, Decision, Denial, Edit, RequestHead};
 use crate::metrics::Metrics;
 use crate::reload::{Live, Shared};
@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use http::{header, HeaderValue};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::ALPN;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,6 +58,7 @@ impl Gateway {
     /// Run the engine over the request head, verifying the token it finds.
     async fn decide(&self, session: &Session, ctx: &Ctx) -> Decision {
         let (policy, req) = (&ctx.policy, session.req_header());
+        let tls = session.digest().and_then(|d| d.ssl_digest.as_deref());
         let head = RequestHead {
             method: &req.method,
             target: req.raw_path(),
@@ -65,7 +67,8 @@ impl Gateway {
                 .client_addr()
                 .and_then(|a| a.as_inet())
                 .map(|a| a.ip()),
-            tls: false,
+            tls: tls.is_some(),
+            client_subject: tls.and_then(crate::tls::client_subject),
         };
         let in_flight = self.in_flight.load(Ordering::Acquire);
         let routed = match engine::admit(&policy.limits, in_flight)
@@ -166,7 +169,21 @@ impl ProxyHttp for Gateway {
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let upstream = &ctx.policy.upstreams[ctx.forward()?.upstream];
-        let mut peer = HttpPeer::new(upstream.address, false, String::new());
+        let mut peer = match &upstream.tls {
+            Some(tls) => {
+                let mut peer = HttpPeer::new(upstream.address, true, tls.sni.clone());
+                peer.options.verify_cert = tls.verify;
+                peer.options.verify_hostname = tls.verify;
+                peer.options.ca.clone_from(&tls.ca);
+                peer.group_key = tls.pool_key;
+                peer
+            }
+            None => HttpPeer::new(upstream.address, false, String::new()),
+        };
+        peer.options.alpn = match upstream.protocol {
+            Protocol::H2 => ALPN::H2,
+            _ => ALPN::H1,
+        };
         peer.options.connection_timeout = Some(upstream.connect_timeout);
         peer.options.read_timeout = Some(upstream.read_timeout);
         peer.options.write_timeout = Some(upstream.read_timeout);

@@ -1,5 +1,5 @@
-//! Hot reload: the live policy generation, and how a new one replaces it. The config file's
-//! directory is watched (in-place writes, write-then-rename, Kubernetes ConfigMap `..data`
+//! Hot reload: the live policy generation, and how a new one replaces it. The config file is
+//! watched (`watch`: in-place writes, write-then-rename, Kubernetes ConfigMap `..data`
 //! symlink swaps) and SIGHUP asks for a reload; either way the file is read, and if its
 //! SHA-256 differs from the one serving, compiled in full and swapped in atomically. A request
 //! keeps the generation it started with to its end.
@@ -21,15 +21,7 @@ use aws_lc_rs::digest;
 use serde_yaml_ng::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-/// Quiet time after a file event before the file is read: an editor's or a ConfigMap update's
-/// several events make one reload, and a write in progress is not read half-done.
-const SETTLE: Duration = Duration::from_millis(150);
-/// The longest events may keep postponing a reload.
-const MAX_SETTLE: Duration = Duration::from_secs(1);
 
 /// One policy generation and the live state built for it. Issuer indexes in `policy` refer
 /// to `keys`, so the two are swapped together.
@@ -133,21 +125,7 @@ fn compile(path: &Path, text: &str) -> Result<(Policy, Value), ConfigError> {
     Ok((policy, tree))
 }
 
-/// Why a reload was attempted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Signal,
-    Watch,
-}
-
-impl Trigger {
-    fn label(self) -> &'static str {
-        match self {
-            Trigger::Signal => "sighup",
-            Trigger::Watch => "file",
-        }
-    }
-}
+pub use crate::watch::Trigger;
 
 /// What a reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -263,6 +241,7 @@ impl Reloader {
         } else {
             Arc::new(Authenticator::new(policy.limits.token_cache_entries))
         };
+        crate::tls::warn_unverified(&policy);
         for setting in &changes.restart_only {
             tracing::warn!(event = "config_reload", setting = %setting,
                 "changed in the file; ignored until the next restart");
@@ -299,128 +278,19 @@ impl Reloader {
         generation
     }
 
-    /// Watch the file's directory and SIGHUP; reload on either. Returns once both are set up
+    /// Watch the file (`watch`) and SIGHUP; reload on either. Returns once both are set up
     /// (SIGHUP no longer ends the process from then on).
     pub fn spawn(self: Arc<Self>) -> std::io::Result<()> {
-        use notify::Watcher;
-        let (tx, rx) = mpsc::channel::<Trigger>();
-        let dir = match self.path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let events = tx.clone();
-        let path = self.path.clone();
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-                Ok(event) if may_change_content(&event.kind) && concerns(&path, &event.paths) => {
-                    let _ = events.send(Trigger::Watch);
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "config watch error"),
-            })
-            .map_err(std::io::Error::other)?;
-        watcher
-            .watch(&dir, notify::RecursiveMode::NonRecursive)
-            .map_err(|e| std::io::Error::other(format!("cannot watch {}: {e}", dir.display())))?;
-        let mut hangup = {
-            let _entered = self.runtime.enter();
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?
-        };
-        self.runtime.spawn(async move {
-            while hangup.recv().await.is_some() {
-                if tx.send(Trigger::Signal).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut followed = None;
-        follow(&mut watcher, &dir, &self.path, &mut followed);
-        std::thread::Builder::new()
-            .name("portcullis-reload".into())
-            .spawn(move || {
-                while let Ok(first) = rx.recv() {
-                    let mut trigger = first;
-                    let until = Instant::now() + MAX_SETTLE;
-                    while let Ok(next) = rx.recv_timeout(SETTLE) {
-                        if next == Trigger::Signal {
-                            trigger = Trigger::Signal;
-                        }
-                        if Instant::now() >= until {
-                            break;
-                        }
-                    }
-                    // Follow the symlink first: a write after this is seen, one before is read.
-                    follow(&mut watcher, &dir, &self.path, &mut followed);
-                    self.reload(trigger);
-                }
-            })?;
-        Ok(())
+        let runtime = self.runtime.clone();
+        crate::watch::spawn(
+            "portcullis-reload",
+            vec![self.path.clone()],
+            &runtime,
+            move |trigger| {
+                self.reload(trigger);
+            },
+        )
     }
-}
-
-/// Also watch the directory of the file `path` resolves to, when a symlink leads out of `dir`
-/// (into a ConfigMap's `..2024_…` directory, or anywhere else): an in-place write there
-/// changes the config without an event in `dir`. `followed` is the directory watched so far.
-fn follow(
-    watcher: &mut notify::RecommendedWatcher,
-    dir: &Path,
-    path: &Path,
-    followed: &mut Option<PathBuf>,
-) {
-    use notify::Watcher;
-    let target = std::fs::canonicalize(path)
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .filter(|t| std::fs::canonicalize(dir).ok().as_ref() != Some(t));
-    if target == *followed {
-        return;
-    }
-    if let Some(old) = followed.take() {
-        // Fails when the directory is gone (a swapped-out ConfigMap version): nothing to undo.
-        let _ = watcher.unwatch(&old);
-    }
-    if let Some(target) = target {
-        match watcher.watch(&target, notify::RecursiveMode::NonRecursive) {
-            Ok(()) => *followed = Some(target),
-            Err(e) => {
-                tracing::warn!(dir = %target.display(), error = %e, "cannot watch the config's target directory")
-            }
-        }
-    }
-}
-
-/// Any event in the directory but our own reads (opening a file is an event too).
-fn may_change_content(kind: &notify::EventKind) -> bool {
-    use notify::event::{AccessKind, AccessMode, EventKind};
-    match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
-    }
-}
-
-/// Is an event on `paths` (in a watched directory) one that may change what `config` reads?
-/// The file itself, the file its symlinks resolve to, and what its symlink goes through: the
-/// ConfigMap `..data` link, swapped by renaming `..data_tmp` over it. Other files there (a log
-/// file, an editor's backup) are not, or writing one would set off reloads.
-fn concerns(config: &Path, paths: &[PathBuf]) -> bool {
-    let name = config.file_name();
-    let resolved = std::fs::canonicalize(config).ok();
-    let target_name = resolved.as_deref().and_then(Path::file_name);
-    let via = std::fs::read_link(config).ok().and_then(|target| {
-        target
-            .components()
-            .find(|c| !matches!(c, std::path::Component::CurDir))
-            .map(|c| c.as_os_str().to_os_string())
-            .filter(|_| target.is_relative())
-    });
-    paths.is_empty()
-        || paths.iter().filter_map(|p| p.file_name()).any(|n| {
-            Some(n) == name
-                || Some(n) == target_name
-                || via.as_deref() == Some(n)
-                || n.to_string_lossy().starts_with("..")
-        })
 }
 
 /// One line, with the file position and key of the error, for a config that was refused.
@@ -519,7 +389,8 @@ pub struct Changes {
     /// Other top-level keys whose value changed (`identity`, `limits`, `routes (order)`…).
     pub other: Vec<String>,
     /// Settings that take effect only at start: `listen`, `admin_listen`, `server.threads`,
-    /// `server.shutdown_grace`.
+    /// `server.shutdown_grace`, and `tls` but its `client_subject_header` (the listener keeps
+    /// the files and client CAs it was opened with; the files' contents reload on their own).
     pub restart_only: Vec<&'static str>,
 }
 
@@ -567,6 +438,11 @@ impl Changes {
         if before.server.shutdown_grace != after.server.shutdown_grace {
             restart_only.push("server.shutdown_grace");
         }
+        if crate::tls::listener_files(before.tls.as_ref())
+            != crate::tls::listener_files(after.tls.as_ref())
+        {
+            restart_only.push("tls");
+        }
         Changes {
             routes,
             issuers: Delta::between(old.get("issuers"), new.get("issuers")),
@@ -610,32 +486,5 @@ mod tests {
     fn hash_is_a_sha256_prefix() {
         let s = Snapshot::of("", Value::Null);
         assert_eq!(s.hash(), "e3b0c44298fc");
-    }
-
-    #[test]
-    fn only_the_file_and_its_configmap_links_concern_the_config() {
-        let config = Path::new("/etc/portcullis/config.yaml");
-        let at = |name: &str| vec![PathBuf::from("/etc/portcullis").join(name)];
-        assert!(concerns(config, &at("config.yaml")));
-        assert!(concerns(config, &at("..data")));
-        assert!(concerns(config, &at("..data_tmp")));
-        assert!(!concerns(config, &at("access.log")));
-        assert!(!concerns(config, &at(".config.yaml.swp")));
-        assert!(concerns(config, &[]));
-    }
-
-    #[test]
-    fn own_reads_are_not_changes() {
-        use notify::event::{AccessKind, AccessMode, CreateKind, EventKind};
-        assert!(!may_change_content(&EventKind::Access(AccessKind::Open(
-            AccessMode::Any
-        ))));
-        assert!(!may_change_content(&EventKind::Access(AccessKind::Close(
-            AccessMode::Read
-        ))));
-        assert!(may_change_content(&EventKind::Access(AccessKind::Close(
-            AccessMode::Write
-        ))));
-        assert!(may_change_content(&EventKind::Create(CreateKind::Any)));
     }
 }

@@ -230,7 +230,9 @@ pub fn deny_for_proxy_error(source: &ErrorSource, etype: &ErrorType) -> Option<D
         (_, HTTPStatus(400)) | (ErrorSource::Downstream, _) => {
             Deny::BadRequest(BadRequest::Malformed)
         }
-        (_, ConnectTimedout | ReadTimedout | WriteTimedout) => Deny::UpstreamTimeout,
+        (_, ConnectTimedout | TLSHandshakeTimedout | ReadTimedout | WriteTimedout) => {
+            Deny::UpstreamTimeout
+        }
         _ => Deny::UpstreamError,
     })
 }
@@ -453,6 +455,18 @@ mod tests {
             (Upstream, ErrorType::ReadTimedout, Deny::UpstreamTimeout),
             (Upstream, ErrorType::WriteTimedout, Deny::UpstreamTimeout),
             (Upstream, ErrorType::ConnectRefused, Deny::UpstreamError),
+            // An https upstream's certificate refused (wrong name, unknown CA, expired).
+            (
+                Upstream,
+                ErrorType::TLSHandshakeFailure,
+                Deny::UpstreamError,
+            ),
+            (Upstream, ErrorType::InvalidCert, Deny::UpstreamError),
+            (
+                Upstream,
+                ErrorType::TLSHandshakeTimedout,
+                Deny::UpstreamTimeout,
+            ),
             (Upstream, ErrorType::ConnectionClosed, Deny::UpstreamError),
             (Internal, ErrorType::InternalError, Deny::UpstreamError),
         ];

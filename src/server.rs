@@ -1,7 +1,7 @@
 //! Assemble and run the gateway: the control runtime (key refresh, admin listener), then the
 //! pingora server, with a SIGTERM drain that exits as soon as nothing is in flight. Both
-//! listeners are bound before anything else starts, and config reload (`reload`) is set up
-//! before the `listening` line.
+//! listeners are bound before anything else starts, and config reload (`reload`) and, on a TLS
+//! listener, certificate reload (`tls`) are set up before the `listening` line.
 
 use crate::admin::{self, AdminState};
 use crate::config::Policy;
@@ -9,6 +9,7 @@ use crate::keys::{IssuerKeyConfig, KeyStore, OnKeysChanged};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
 use crate::reload::{ConfigFile, Live, Reloader, Shared};
+use crate::tls::Certificates;
 use crate::token::Authenticator;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -85,6 +86,8 @@ pub fn prepare(
         None => None,
     };
     let listen = main_listener.local_addr()?;
+    let listener_tls = policy.tls.clone();
+    crate::tls::warn_unverified(&policy);
 
     let metrics = Arc::new(Metrics::new());
     let keys = Arc::new(key_store(&policy));
@@ -146,11 +149,20 @@ pub fn prepare(
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let gateway = Gateway {
         live: Arc::clone(&live),
-        metrics,
+        metrics: Arc::clone(&metrics),
         in_flight: Arc::clone(&in_flight),
     };
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
-    service.add_tcp(&listen.to_string());
+    // The same address key either way: `PreBound` hands pingora the bound socket under it.
+    match &listener_tls {
+        Some(tls) => {
+            let certificates = Arc::new(Certificates::new(tls, Arc::clone(&metrics)));
+            let settings = crate::tls::listener_settings(tls, &certificates)?;
+            certificates.spawn(control.handle())?;
+            service.add_tls_with_settings(&listen.to_string(), None, settings);
+        }
+        None => service.add_tcp(&listen.to_string()),
+    }
     server.add_service(PreBound {
         inner: service,
         listener: Some(main_listener),
@@ -160,6 +172,7 @@ pub fn prepare(
     let policy = &live.load().policy;
     tracing::info!(
         listen = %listen,
+        tls = listener_tls.is_some(),
         admin = %admin_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
         routes = policy.routes.routes().len(),
         issuers = policy.issuers.len(),

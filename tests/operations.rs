@@ -7,23 +7,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn check(yaml: &str) -> (bool, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
-}
-
 const GOOD: &str = r#"
 upstreams:
   app: { url: "http://127.0.0.1:3000" }
@@ -61,13 +44,14 @@ fn version_prints_the_package_version_and_the_git_revision() {
 
 #[test]
 fn check_accepts_a_good_file() {
-    let (ok, text) = check(GOOD);
+    let (ok, text) = check_config(GOOD);
     assert!(ok, "{text}");
 }
 
 #[test]
 fn check_names_file_line_column_and_key_of_an_unknown_key() {
-    let (ok, text) = check(&GOOD.replace("    scopes: [read:orders]", "    scope: [read:orders]"));
+    let (ok, text) =
+        check_config(&GOOD.replace("    scopes: [read:orders]", "    scope: [read:orders]"));
     assert!(!ok);
     assert!(text.contains("bad.yaml:15:"), "{text}");
     assert!(text.contains("routes[1]"), "{text}");
@@ -134,7 +118,7 @@ fn check_refuses_each_unsafe_or_inconsistent_setting_naming_its_key() {
         ),
     ];
     for (yaml, key) in cases {
-        let (ok, text) = check(&yaml);
+        let (ok, text) = check_config(&yaml);
         assert!(!ok, "accepted a bad file (expected an error at {key})");
         assert!(
             text.contains(&format!(": {key}: ")),
@@ -388,7 +372,7 @@ fn the_readme_identity_provider_examples_pass_check() {
             "upstreams:\n  app: {{ url: \"http://127.0.0.1:3000\" }}\n{}",
             block.replace("TENANT_ID", "contoso")
         );
-        let (ok, text) = check(&yaml);
+        let (ok, text) = check_config(&yaml);
         assert!(ok, "{text}\n{yaml}");
     }
 }

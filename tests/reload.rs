@@ -98,27 +98,6 @@ fn signal(gw: &Gateway, name: &str) {
     assert!(ok, "kill -{name}");
 }
 
-/// The value of a metric line (`name{labels}` exactly as exported), 0 when absent.
-async fn metric(gw: &Gateway, series: &str) -> f64 {
-    let text = String::from_utf8(gw.admin_get("/metrics").await.body).unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Wait until `series` reaches `want`, at most 5 s.
-async fn wait_metric(gw: &Gateway, series: &str, want: f64) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = metric(gw, series).await;
-        if got == want {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{series} is {got}, want {want}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Log lines with `"event": event`, parsed.
 fn events(gw: &Gateway, event: &str) -> Vec<Value> {
     gw.logs
@@ -246,13 +225,16 @@ async fn config_rewritten_60_times_under_load_never_fails_or_misroutes() {
     assert!(sent > 200, "only {sent} requests during the reloads");
     eprintln!("{WRITES} reloads, {sent} requests, slowest reload {slowest:?}");
 
-    wait_metric(&gw, "portcullis_config_generation", (WRITES + 1) as f64).await;
+    gw.wait_metric("portcullis_config_generation", (WRITES + 1) as f64)
+        .await;
     assert_eq!(
-        metric(&gw, r#"portcullis_config_reloads_total{result="ok"}"#).await,
+        gw.metric(r#"portcullis_config_reloads_total{result="ok"}"#)
+            .await,
         WRITES as f64
     );
     assert_eq!(
-        metric(&gw, r#"portcullis_config_reloads_total{result="invalid"}"#).await,
+        gw.metric(r#"portcullis_config_reloads_total{result="invalid"}"#)
+            .await,
         0.0
     );
     assert_eq!(
@@ -286,14 +268,10 @@ async fn an_invalid_config_keeps_the_old_policy_and_is_logged_with_its_position_
     let bad = good.replace("    auth: none", "    auth: none\n    scope: [x]");
     let line = bad.lines().position(|l| l.contains("scope:")).unwrap() + 1;
     config.write(Write::Rename, &bad);
-    wait_metric(
-        &gw,
-        r#"portcullis_config_reloads_total{result="invalid"}"#,
-        1.0,
-    )
-    .await;
+    gw.wait_metric(r#"portcullis_config_reloads_total{result="invalid"}"#, 1.0)
+        .await;
     assert_eq!(gw.get("/healthz", &[]).await.status, 200);
-    assert_eq!(metric(&gw, "portcullis_config_generation").await, 1.0);
+    assert_eq!(gw.metric("portcullis_config_generation").await, 1.0);
 
     let refused = events(&gw, "config_reload");
     let refused: Vec<_> = refused
@@ -317,7 +295,7 @@ async fn an_invalid_config_keeps_the_old_policy_and_is_logged_with_its_position_
 
     // Fixed: the next write applies.
     config.write(Write::InPlace, &good.replace("/healthz", "/livez"));
-    wait_metric(&gw, "portcullis_config_generation", 2.0).await;
+    gw.wait_metric("portcullis_config_generation", 2.0).await;
     assert_eq!(gw.get("/livez", &[]).await.status, 200);
     assert_eq!(gw.get("/healthz", &[]).await.status, 404);
 }
@@ -340,8 +318,7 @@ async fn sighup_with_an_unchanged_file_refetches_nothing_and_keeps_serving() {
 
     for n in 1..=3 {
         signal(&gw, "HUP");
-        wait_metric(
-            &gw,
+        gw.wait_metric(
             r#"portcullis_config_reloads_total{result="unchanged"}"#,
             n as f64,
         )
@@ -350,7 +327,7 @@ async fn sighup_with_an_unchanged_file_refetches_nothing_and_keeps_serving() {
     assert_eq!(gw.get_bearer("/api/x", &issuer.token()).await.status, 200);
     assert_eq!(issuer.fetches(), fetches, "keys refetched on SIGHUP");
     assert_eq!(issuer.discovery_requests(), discovery);
-    assert_eq!(metric(&gw, "portcullis_config_generation").await, 1.0);
+    assert_eq!(gw.metric("portcullis_config_generation").await, 1.0);
     let unchanged = events(&gw, "config_reload");
     assert!(
         unchanged
@@ -386,7 +363,7 @@ async fn a_changed_issuer_gets_fresh_keys_and_readiness_waits_for_them_while_oth
     // The changed issuer cannot serve keys for a while: /readyz must say so.
     changed.set_fault(Fault::Status500).await;
     config.write(Write::Rename, &config_with("api://two"));
-    wait_metric(&gw, "portcullis_config_generation", 2.0).await;
+    gw.wait_metric("portcullis_config_generation", 2.0).await;
     let r = gw.admin_get("/readyz").await;
     assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
     assert!(String::from_utf8_lossy(&r.body).contains("changed"));
@@ -434,7 +411,7 @@ async fn a_cached_token_is_never_read_under_another_issuer_after_issuers_move() 
         Write::ConfigMap,
         &base().issuer(other.jwks_uri_block("aaa")).yaml(),
     );
-    wait_metric(&gw, "portcullis_config_generation", 2.0).await;
+    gw.wait_metric("portcullis_config_generation", 2.0).await;
     gw.wait_ready().await;
     let r = gw.get_bearer("/api/x", &token).await;
     assert_eq!(r.echo().header("x-auth-subject"), Some("user-1"));
@@ -447,7 +424,7 @@ async fn a_cached_token_is_never_read_under_another_issuer_after_issuers_move() 
             .identity_header("x-auth-user", "sub")
             .yaml(),
     );
-    wait_metric(&gw, "portcullis_config_generation", 3.0).await;
+    gw.wait_metric("portcullis_config_generation", 3.0).await;
     let echo = gw.get_bearer("/api/x", &token).await.echo();
     assert_eq!(echo.header("x-auth-user"), Some("user-1"));
     assert_eq!(echo.header("x-auth-subject"), Some("user-1"));
@@ -476,7 +453,8 @@ async fn restart_only_settings_are_logged_as_ignored_and_sigterm_after_reloads_e
         .enumerate()
     {
         config.write(how, &config_with("3", &format!("/p{n}")));
-        wait_metric(&gw, "portcullis_config_generation", (n + 2) as f64).await;
+        gw.wait_metric("portcullis_config_generation", (n + 2) as f64)
+            .await;
     }
     assert_eq!(gw.get("/p2", &[]).await.status, 200);
     let ignored: Vec<_> = events(&gw, "config_reload")

@@ -205,6 +205,7 @@ pub fn check_path(raw: &[u8], method: &Method, host_header: Option<&str>) {
         headers: &headers,
         peer: None,
         tls: false,
+        client_subject: None,
     };
     let policy = route_policy();
     let Ok(routed) = engine::route(policy, &head) else {

@@ -19,7 +19,7 @@ pub const ADMIN_LISTEN: &str = "127.0.0.1:9901";
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// `upstreams.<name>.read_timeout`.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
-/// `upstreams.<name>.protocol`: the only one available in this version.
+/// `upstreams.<name>.protocol`.
 pub const PROTOCOL: &str = "h1";
 
 /// `issuers.<name>.algorithms`.
@@ -93,14 +93,15 @@ const fn d(key: &'static str, yaml: &'static str, spoken: &'static str) -> Docum
 }
 
 /// Every default, in the order of `config.example.yaml`. Not listed: `upstream` (the only
-/// upstream when there is one, else none), and `ca_file`, `sni`, `dangerous_skip_verify`,
-/// which belong to https upstreams and are refused until those exist.
+/// upstream when there is one, else none), and `upstreams.*.sni` (the url's host).
 pub const TABLE: &[Documented] = &[
     d("listen", LISTEN, LISTEN),
     d("admin_listen", ADMIN_LISTEN, ADMIN_LISTEN),
     d("upstreams.*.connect_timeout", "2s", "2 s"),
     d("upstreams.*.read_timeout", "30s", "30 s"),
     d("upstreams.*.protocol", PROTOCOL, PROTOCOL),
+    d("upstreams.*.ca_file", "null", "the system's roots"),
+    d("upstreams.*.dangerous_skip_verify", "false", "false"),
     d("issuers.*.discovery", "false", "false"),
     d("issuers.*.allow_http", "false", "false"),
     d("issuers.*.algorithms", "[RS256]", "[RS256]"),
@@ -134,6 +135,8 @@ pub const TABLE: &[Documented] = &[
     d("trusted_proxies", "[]", "none"),
     d("keep_override_headers", "[]", "none"),
     d("tls", "null", "null"),
+    d("tls.client_ca_file", "null", "null"),
+    d("tls.client_subject_header", "null", "null"),
     d("limits.max_token_bytes", "8192", "8 KiB"),
     d("limits.token_cache_entries", "10000", "10,000"),
     d("limits.max_header_count", "100", "100"),
@@ -180,9 +183,14 @@ mod tests {
         serde_yaml_ng::from_str(text).unwrap_or_else(|e| panic!("{text:?}: {e}"))
     }
 
-    /// A config that writes `extra` (leaf and value) at `key`, or nothing when `None`.
-    fn config_with(extra: Option<(&Documented, &str)>) -> String {
+    /// A config that writes `extra` (leaf and value) at `key`, or nothing when `None`. A
+    /// `tls.` key is written beside a certificate pair from `pair`; `tls` itself, and any other
+    /// key, without one.
+    fn config_with(extra: Option<(&Documented, &str)>, pair: Option<&str>) -> String {
         let mut top = String::new();
+        if let Some(pair) = pair {
+            top.push_str(&format!("tls:\n{pair}"));
+        }
         let (mut upstream, mut issuer, mut route, mut matcher) =
             (String::new(), String::new(), String::new(), String::new());
         if let Some((d, value)) = extra {
@@ -195,6 +203,7 @@ mod tests {
                     matcher = format!("      {line}")
                 }
                 Some(("routes[]", _)) => route = format!("    {line}"),
+                Some(("tls", _)) => top.push_str(&format!("  {line}")),
                 Some((section, _)) => top.push_str(&format!("{section}:\n  {line}")),
             }
         }
@@ -222,11 +231,31 @@ mod tests {
         out
     }
 
+    /// A certificate pair in `dir`, as the lines of a `tls:` block.
+    fn pair_in(dir: &Path) -> String {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["gateway.test".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        format!(
+            "  cert_file: {}\n  key_file: {}\n",
+            c.display(),
+            k.display()
+        )
+    }
+
     #[test]
     fn writing_a_default_compiles_to_the_same_policy_as_leaving_it_out() {
-        let omitted = compiled(&config_with(None));
+        let dir = tempfile::tempdir().unwrap();
+        let pair = pair_in(dir.path());
         for d in TABLE {
-            let written = config_with(Some((d, d.yaml)));
+            let pair = d.key.starts_with("tls.").then_some(pair.as_str());
+            let omitted = compiled(&config_with(None, pair));
+            let written = config_with(Some((d, d.yaml)), pair);
             assert_eq!(
                 compiled(&written),
                 omitted,
@@ -239,7 +268,7 @@ mod tests {
 
     #[test]
     fn the_comparison_sees_a_value_that_is_not_the_default() {
-        let omitted = compiled(&config_with(None));
+        let omitted = compiled(&config_with(None, None));
         for (key, other) in [
             ("issuers.*.leeway", "31s"),
             ("issuers.*.scope_claims", "[scope]"),
@@ -249,7 +278,11 @@ mod tests {
             ("server.shutdown_grace", "24s"),
         ] {
             let d = TABLE.iter().find(|d| d.key == key).expect("in TABLE");
-            assert_ne!(compiled(&config_with(Some((d, other)))), omitted, "{key}");
+            assert_ne!(
+                compiled(&config_with(Some((d, other)), None)),
+                omitted,
+                "{key}"
+            );
         }
     }
 
@@ -329,6 +362,7 @@ mod tests {
                 Some("token_sources") => "RawTokenSources",
                 Some("limits") => "RawLimits",
                 Some("server") => "RawServer",
+                Some("tls") => "RawTls",
                 Some(other) => panic!("no raw struct for {other}"),
             };
             let doc = field_doc(&raw, name, d.leaf());

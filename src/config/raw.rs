@@ -41,9 +41,9 @@ pub struct RawConfig {
     /// upstream that needs one; all others are removed from every request. Default none.
     #[serde(default)]
     pub keep_override_headers: Vec<String>,
-    /// TLS on `listen`: not built yet, so only `null` is accepted. Default null.
+    /// TLS on `listen` (then TLS only, ALPN h2 and http/1.1). Default null: plain HTTP.
     #[serde(default)]
-    pub tls: Option<serde_yaml_ng::Value>,
+    pub tls: Option<RawTls>,
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
@@ -61,10 +61,28 @@ fn default_admin_listen() -> Option<String> {
     Some(defaults::ADMIN_LISTEN.into())
 }
 
+/// `tls:`: the listener's certificate, and client certificates.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// PEM certificate chain, leaf first. Re-read when it changes on disk.
+    pub cert_file: String,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of the leaf. Re-read with `cert_file`.
+    pub key_file: String,
+    /// PEM bundle of the CAs that sign client certificates; when set, every client must
+    /// present one. Default null: no client certificates.
+    #[serde(default)]
+    pub client_ca_file: Option<String>,
+    /// Header set on every forwarded request to the verified client certificate's subject
+    /// (RFC 4514); an incoming one is always removed. Needs `client_ca_file`. Default null.
+    #[serde(default)]
+    pub client_subject_header: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
-    /// `http://host:port`; a path or query is an error.
+    /// `http://host:port` or `https://host:port`; a path or query is an error.
     pub url: String,
     /// Default 2s. A connect timeout answers 504 `upstream_timeout`.
     #[serde(default = "default_connect_timeout")]
@@ -72,14 +90,19 @@ pub struct RawUpstream {
     /// Default 30s: longest wait for the upstream's next bytes. Exceeded: 504.
     #[serde(default = "default_read_timeout")]
     pub read_timeout: Dur,
-    /// Default `h1`, the only one for now (`h2c`, `h2` are accepted by the schema but refused
-    /// at compile).
+    /// `h1` or `h2` (HTTP/2 through ALPN: an `https` url). Default `h1`. (`h2c` is accepted by
+    /// the schema but refused at compile.)
     #[serde(default)]
     pub protocol: Option<String>,
+    /// PEM bundle of the CAs an `https` upstream's certificate must chain to. Default null:
+    /// the system's roots.
     #[serde(default)]
     pub ca_file: Option<String>,
+    /// Server name sent and verified on an `https` upstream. Default null: the url's host.
     #[serde(default)]
     pub sni: Option<String>,
+    /// Accept any certificate from an `https` upstream. Default false; logged as a warning at
+    /// every load and reload.
     #[serde(default)]
     pub dangerous_skip_verify: bool,
 }

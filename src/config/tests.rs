@@ -166,7 +166,7 @@ fn listeners_tls_token_sources_and_trusted_proxies_are_checked() {
         (
             add("tls: { cert_file: a.pem }\n"),
             "tls",
-            "TLS listeners are not available",
+            "missing field `key_file`",
         ),
         (
             add("token_sources:\n  cookie: \" \"\n"),
@@ -216,14 +216,9 @@ fn upstream_refusals_name_the_upstream_key() {
             "is not a URL",
         ),
         (
-            edit(&[("url: http://127.0.0.1:1", "url: https://127.0.0.1:1")]),
-            "upstreams.app.url",
-            "https upstreams are not available",
-        ),
-        (
             edit(&[("url: http://127.0.0.1:1", "url: ftp://127.0.0.1:1")]),
             "upstreams.app.url",
-            "starts with http://",
+            "starts with http:// or https://",
         ),
         (
             edit(&[("url: http://127.0.0.1:1", "url: http://127.0.0.1:1/api")]),
@@ -236,15 +231,55 @@ fn upstream_refusals_name_the_upstream_key() {
                 "url: http://127.0.0.1:1\n    protocol: h2c\n",
             )]),
             "upstreams.app.protocol",
-            "only h1 upstreams",
+            "h2c upstreams are not available",
+        ),
+        (
+            edit(&[(
+                "url: http://127.0.0.1:1\n",
+                "url: http://127.0.0.1:1\n    protocol: h2\n",
+            )]),
+            "upstreams.app.protocol",
+            "needs an https:// url",
+        ),
+        (
+            edit(&[(
+                "url: http://127.0.0.1:1\n",
+                "url: https://127.0.0.1:1\n    protocol: h3\n",
+            )]),
+            "upstreams.app.protocol",
+            "\"h3\" is not a protocol",
+        ),
+        (
+            edit(&[(
+                "url: http://127.0.0.1:1\n",
+                "url: https://127.0.0.1:1\n    sni: \"not a host!\"\n",
+            )]),
+            "upstreams.app.sni",
+            "is not a host name",
+        ),
+        (
+            edit(&[(
+                "url: http://127.0.0.1:1\n",
+                "url: https://127.0.0.1:1\n    ca_file: missing-ca.pem\n",
+            )]),
+            "upstreams.app.ca_file",
+            "cannot read",
+        ),
+        (
+            edit(&[(
+                "url: http://127.0.0.1:1\n",
+                "url: http://127.0.0.1:1\n    dangerous_skip_verify: true\n",
+            )]),
+            "upstreams.app.dangerous_skip_verify",
+            "applies to https:// upstreams only",
         ),
         (
             edit(&[(
                 "url: http://127.0.0.1:1\n",
                 "url: http://127.0.0.1:1\n    sni: app.internal\n",
             )]),
-            "upstreams.app",
-            "apply to https upstreams",
+            "upstreams.app.sni",
+            "applies to https:// upstreams only",
         ),
         (
             edit(&[(
@@ -784,4 +819,133 @@ fn an_inline_jwks_is_parsed_at_load_and_held_by_the_key_plan() {
     assert_eq!(plan.skipped.len(), 1, "{:?}", plan.skipped);
     let store = crate::server::key_store(&policy);
     assert!(store.issuer(0).current().is_some() && store.ready());
+}
+
+/// A CA, a server pair signed by it, a second key, and files that are not what they claim, in
+/// a directory a config names them from.
+fn pki_dir() -> tempfile::TempDir {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["gateway.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+    write("ca.pem", &ca.pem());
+    write("server.crt", &cert.pem());
+    write("server.key", &key.serialize_pem());
+    write("other.key", &KeyPair::generate().unwrap().serialize_pem());
+    write("garbage.pem", "not a certificate\n");
+    write(
+        "broken.crt",
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    );
+    dir
+}
+
+#[test]
+fn tls_files_are_read_and_checked_at_load() {
+    let dir = pki_dir();
+    let tls = |body: &str| add(&format!("tls:\n{body}"));
+    let pair = "  cert_file: server.crt\n  key_file: server.key\n";
+    let compiles = [
+        tls(pair),
+        tls(&format!(
+            "{pair}  client_ca_file: ca.pem\n  client_subject_header: x-client-subject\n"
+        )),
+        edit(&[(
+            "url: http://127.0.0.1:1\n",
+            "url: https://127.0.0.1:1\n    ca_file: ca.pem\n    sni: app.internal\n    protocol: h2\n",
+        )]),
+    ];
+    for text in compiles {
+        if let Err(e) = from_str(&text, "t.yaml", dir.path()) {
+            panic!("{e}\n{text}");
+        }
+    }
+    let cases = [
+        (
+            tls("  cert_file: missing.crt\n  key_file: server.key\n"),
+            "tls.cert_file",
+            "cannot read",
+        ),
+        (
+            tls("  cert_file: garbage.pem\n  key_file: server.key\n"),
+            "tls.cert_file",
+            "holds no PEM certificate",
+        ),
+        (
+            tls("  cert_file: broken.crt\n  key_file: server.key\n"),
+            "tls.cert_file",
+            "does not parse",
+        ),
+        (
+            tls("  cert_file: server.crt\n  key_file: garbage.pem\n"),
+            "tls.key_file",
+            "holds no PEM private key",
+        ),
+        (
+            tls("  cert_file: server.crt\n  key_file: other.key\n"),
+            "tls.key_file",
+            "does not match the certificate",
+        ),
+        (
+            tls("  cert_file: \"\"\n  key_file: server.key\n"),
+            "tls.cert_file",
+            "must not be empty",
+        ),
+        (
+            tls(&format!("{pair}  client_ca_file: missing-ca.pem\n")),
+            "tls.client_ca_file",
+            "cannot read",
+        ),
+        (
+            tls(&format!("{pair}  client_ca_file: garbage.pem\n")),
+            "tls.client_ca_file",
+            "holds no PEM certificate",
+        ),
+        (
+            tls(&format!(
+                "{pair}  client_subject_header: x-client-subject\n"
+            )),
+            "tls.client_subject_header",
+            "needs tls.client_ca_file",
+        ),
+        (
+            tls(&format!(
+                "{pair}  client_ca_file: ca.pem\n  client_subject_header: x_client_subject\n"
+            )),
+            "tls.client_subject_header",
+            "use '-' not '_'",
+        ),
+        (
+            tls(&format!(
+                "{pair}  client_ca_file: ca.pem\n  client_subject_header: x-forwarded-for\n"
+            )),
+            "tls.client_subject_header",
+            "managed by the gateway itself",
+        ),
+        (
+            tls(&format!(
+                "{pair}  client_ca_file: ca.pem\n  client_subject_header: x-auth-subject\n"
+            )),
+            "tls.client_subject_header",
+            "also an identity header",
+        ),
+        (
+            edit(&[(
+                "url: http://127.0.0.1:1\n",
+                "url: https://127.0.0.1:1\n    ca_file: garbage.pem\n",
+            )]),
+            "upstreams.app.ca_file",
+            "holds no PEM certificate",
+        ),
+    ];
+    for (text, path, fragment) in cases {
+        refused(&text, dir.path(), path, fragment);
+    }
 }

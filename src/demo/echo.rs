@@ -18,7 +18,8 @@ pub async fn start() -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-async fn echo(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// The echo handler itself, for tests that serve it over another transport (TLS, HTTP/2).
+pub async fn echo(mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     let is_upgrade = req
         .headers()
         .get("upgrade")

@@ -128,6 +128,7 @@ struct Req {
     headers: HeaderMap,
     peer: Option<IpAddr>,
     tls: bool,
+    client_subject: Option<String>,
 }
 
 fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> Req {
@@ -144,6 +145,7 @@ fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> Req {
         headers: map,
         peer: Some("192.0.2.7".parse().unwrap()),
         tls: false,
+        client_subject: None,
     }
 }
 
@@ -163,6 +165,7 @@ impl Fixture {
             headers: &r.headers,
             peer: r.peer,
             tls: r.tls,
+            client_subject: r.client_subject.as_deref(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -465,6 +468,7 @@ fn keys_unavailable_is_the_verifier_s_answer_passed_through() {
         headers: &r.headers,
         peer: r.peer,
         tls: false,
+        client_subject: None,
     };
     let decision = decide_with(&f.policy, &head, &HeaderValue::from_static("rid"), |_| {
         Err(AuthError::KeysUnavailable)
@@ -634,6 +638,50 @@ fn forwarding_headers_are_replaced_for_untrusted_peers_and_extended_for_trusted_
     r.tls = true;
     let h = upstream_headers(&r, &f.allowed(&r));
     assert_eq!(values(&h, "x-forwarded-proto"), ["https"]);
+}
+
+#[test]
+fn the_client_subject_header_carries_only_the_verified_subject() {
+    // The listener's files: compiled (and so read) with the policy.
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["gateway.test".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (c, k) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    let f = fixture_with(|text| {
+        format!(
+            "{text}tls:\n  cert_file: {c:?}\n  key_file: {k:?}\n  client_ca_file: {c:?}\n  \
+             client_subject_header: x-client-subject\n"
+        )
+    });
+    let spoofed = [
+        ("x-client-subject", "CN=admin"),
+        ("X_Client_Subject", "CN=root"),
+    ];
+    let token = bearer(&f.token(json!({"scope": "read:orders"})));
+    for target in ["/healthz", "/opt/x", "/api/orders/1"] {
+        let mut headers = spoofed.to_vec();
+        headers.push(("authorization", &token));
+        let mut r = req("GET", target, &headers);
+        r.tls = true;
+        // No certificate on the connection: neither spelling goes through, none is set.
+        let h = upstream_headers(&r, &f.allowed(&r));
+        assert!(values(&h, "x-client-subject").is_empty(), "{target}");
+        assert!(values(&h, "x_client_subject").is_empty(), "{target}");
+        // A verified one: its subject, once.
+        r.client_subject = Some("CN=alice,O=Example".into());
+        let h = upstream_headers(&r, &f.allowed(&r));
+        assert_eq!(
+            values(&h, "x-client-subject"),
+            ["CN=alice,O=Example"],
+            "{target}"
+        );
+        assert!(values(&h, "x_client_subject").is_empty(), "{target}");
+    }
 }
 
 #[test]

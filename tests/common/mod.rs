@@ -4,12 +4,16 @@
 //!
 //! Submodules: `config` (the config builder, shared with fuzz/ and benches/), `deny` (the
 //! assertions on the gateway's own replies), `faulty_issuer` (an issuer whose failures a test
-//! switches), `upstreams` (echo, counting echo, silent, slow and dead upstreams).
+//! switches), `upstreams` (echo, counting echo, silent, slow and dead upstreams), `pki` (a test
+//! CA and its certificates), `tls` (a TLS client showing what was negotiated, a TLS echo
+//! upstream).
 #![allow(dead_code)]
 
 pub mod config;
 mod deny;
 mod faulty_issuer;
+pub mod pki;
+pub mod tls;
 mod upstreams;
 
 // Each test binary uses a part of the harness.
@@ -54,6 +58,24 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `portcullis check -c` on `yaml` (written to a temp file): success, and stdout and stderr.
+pub fn check_config(yaml: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
 }
 
 /// Write `yaml` to a temp file and run `portcullis run -c` on it. Waits until the main
@@ -168,6 +190,43 @@ impl Gateway {
         body: &str,
     ) -> Response {
         request_at(self.addr, method, target, headers, body).await
+    }
+
+    /// The value of a metric line (`name{labels}` exactly as exported), 0 when absent.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = String::from_utf8(self.admin_get("/metrics").await.body).unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Wait until `series` reaches `want`, at most 5 s.
+    pub async fn wait_metric(&self, series: &str, want: f64) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let got = self.metric(series).await;
+            if got == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{series} is {got}, want {want}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait (at most 5 s) until the log printed so far holds `needle`; returns the log.
+    pub async fn wait_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = self.log_text();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} in the log:\n{text}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// The access-log lines printed so far.

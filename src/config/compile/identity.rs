@@ -75,7 +75,8 @@ pub(super) fn compile(i: &RawIdentity) -> Result<IdentityPlan, CompileError> {
     })
 }
 
-fn header_name(path: &str, name: &str) -> Result<HeaderName, CompileError> {
+/// A header name the gateway sets: `-` not `_`, valid, not one the proxy or protocol owns.
+pub(super) fn header_name(path: &str, name: &str) -> Result<HeaderName, CompileError> {
     if name.contains('_') {
         return no_underscore(path, name);
     }

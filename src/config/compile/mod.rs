@@ -1,18 +1,19 @@
 //! Validate the raw config and compile it into the runtime `Policy`. Everything a request needs
 //! is decided here, once; a config that compiles is a config that works, and `portcullis check`
 //! runs this. One file per part of the config: `upstreams`, `issuers` (rules and key plans),
-//! `routes`, `identity` and `limits` (with `server:`); this file holds the `Policy`, the
+//! `routes`, `identity`, `tls` (the listener's) and `limits` (with `server:`); this file holds the `Policy`, the
 //! listeners, token sources and trusted proxies, and the order the parts compile in.
 
 mod identity;
 mod issuers;
 mod limits;
 mod routes;
+mod tls;
 mod upstreams;
 
 pub use issuers::KeyPlan;
 pub use limits::{Limits, ServerSettings};
-pub use upstreams::Upstream;
+pub use upstreams::{Protocol, Upstream, UpstreamTls};
 
 use super::raw::RawConfig;
 use crate::identity::IdentityPlan;
@@ -68,6 +69,8 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Comp
 pub struct Policy {
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
+    /// TLS on `listen`; `None`: plain HTTP.
+    pub tls: Option<crate::tls::ListenerTls>,
     pub routes: RouteTable,
     pub upstreams: Vec<Upstream>,
     pub issuers: Vec<IssuerRules>,
@@ -108,17 +111,24 @@ pub fn compile_with(
         Some(a) => Some(parse_addr("admin_listen", a)?),
         None => None,
     };
-    if raw.tls.as_ref().is_some_and(|t| !t.is_null()) {
-        return err(
-            "tls",
-            "TLS listeners are not available in this version; terminate TLS in front of portcullis",
-        );
-    }
-    let upstreams = upstreams::compile(&raw, &mut ctx)?;
+    let tls = tls::compile(&raw.tls, base)?;
+    let upstreams = upstreams::compile(&raw, base, &mut ctx)?;
     let issuers = issuers::compile(&raw.issuers, base, &mut ctx)?;
     let routes = routes::compile(&raw.routes, &upstreams, &issuers)?;
     let authz_claims = routes::authz_claims(&routes);
     let identity = identity::compile(&raw.identity)?;
+    if let Some(h) = tls.as_ref().and_then(|t| t.client_subject_header.as_ref()) {
+        let claims = identity.headers.iter().map(|(n, _)| n);
+        if claims
+            .chain(identity.claims_header.as_ref())
+            .any(|n| n == h)
+        {
+            return err(
+                "tls.client_subject_header",
+                format!("{h} is also an identity header: one header, one source"),
+            );
+        }
+    }
     let token_sources = TokenSources {
         cookie: non_empty("token_sources.cookie", &raw.token_sources.cookie)?,
         query: non_empty("token_sources.query", &raw.token_sources.query)?,
@@ -131,6 +141,7 @@ pub fn compile_with(
     let policy = Policy {
         listen,
         admin_listen,
+        tls,
         routes: RouteTable::new(routes),
         upstreams: upstreams.list,
         issuers: issuers.rules,
