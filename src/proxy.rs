@@ -4,20 +4,24 @@
 //! peer, map pingora's errors, log.
 
 use crate::access::{Outcome, Record};
-use crate::config::Policy;
+use crate::config::{Policy, Protocol};
 use crate::engine::{self, Allow, Decision, Denial, Edit, RequestHead};
 use crate::metrics::Metrics;
 use crate::reload::{Live, Shared};
 use crate::response::{self, Deny};
 use crate::server::InFlight;
 use async_trait::async_trait;
-use http::header;
+use http::{header, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Most requests sent at once on one HTTP/2 connection to an upstream (fewer when the
+/// upstream's SETTINGS say so); more open another connection.
+const UPSTREAM_H2_STREAMS: usize = 100;
 
 /// Shared state of the gateway: the serving generation (compiled policy, live keys, the
 /// verified-token cache), swapped whole by a reload.
@@ -61,6 +65,10 @@ impl Gateway {
             method: &req.method,
             target: req.raw_path(),
             headers: &req.headers,
+            // pingora keeps HTTP/2's `:authority` in the URI.
+            authority: (req.version == Version::HTTP_2)
+                .then(|| req.uri.authority().map(|a| a.as_str()))
+                .flatten(),
             peer: session
                 .client_addr()
                 .and_then(|a| a.as_inet())
@@ -93,12 +101,20 @@ impl Gateway {
 
 /// Write the gateway's own answer to `deny`.
 async fn write_denial(session: &mut Session, deny: &Deny, request_id: &str) -> Result<()> {
-    let reply = response::reply(deny, response::wants_grpc(&session.req_header().headers));
+    let req = session.req_header();
+    let reply = response::reply(deny, response::wants_grpc(&req.headers));
+    // gRPC's Trailers-Only form exists in HTTP/2 only: over HTTP/1.1 the same head comes with
+    // an empty body.
+    let head_only = reply.trailers_only && req.version == Version::HTTP_2;
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
     for (name, value) in reply.headers {
         resp.insert_header(name, value)?;
     }
     resp.insert_header("x-request-id", request_id)?;
+    if head_only {
+        session.write_response_header(Box::new(resp), true).await?;
+        return Ok(());
+    }
     resp.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(reply.body), true).await?;
@@ -167,6 +183,17 @@ impl ProxyHttp for Gateway {
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let upstream = &ctx.policy.upstreams[ctx.forward()?.upstream];
         let mut peer = HttpPeer::new(upstream.address, false, String::new());
+        match upstream.protocol {
+            Protocol::H1 => {}
+            // HTTP/2 only, without TLS: pingora speaks it with prior knowledge.
+            Protocol::H2c => {
+                peer.options.set_http_version(2, 2);
+                peer.options.max_h2_streams = UPSTREAM_H2_STREAMS;
+            }
+            Protocol::H2 => {
+                return Error::e_explain(ErrorType::InternalError, "h2 upstreams need TLS")
+            }
+        }
         peer.options.connection_timeout = Some(upstream.connect_timeout);
         peer.options.read_timeout = Some(upstream.read_timeout);
         peer.options.write_timeout = Some(upstream.read_timeout);

@@ -4,7 +4,7 @@
 //! before the `listening` line.
 
 use crate::admin::{self, AdminState};
-use crate::config::Policy;
+use crate::config::{Limits, Policy};
 use crate::keys::{IssuerKeyConfig, KeyStore, OnKeysChanged};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
@@ -12,6 +12,8 @@ use crate::reload::{ConfigFile, Live, Reloader, Shared};
 use crate::token::Authenticator;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::protocols::http::v2::server::H2Options;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{
     ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
@@ -149,7 +151,16 @@ pub fn prepare(
         metrics,
         in_flight: Arc::clone(&in_flight),
     };
+    let h2 = h2_options(&live.load().policy.limits);
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    if let Some(proxy) = service.app_logic_mut() {
+        // HTTP/2 with prior knowledge next to HTTP/1.1 on the one port: pingora reads the
+        // client preface to tell them apart.
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        proxy.server_options = Some(options);
+        proxy.h2_options = Some(h2);
+    }
     service.add_tcp(&listen.to_string());
     server.add_service(PreBound {
         inner: service,
@@ -176,6 +187,15 @@ pub fn prepare(
         },
         control,
     })
+}
+
+/// The SETTINGS of client HTTP/2 connections, from `limits:` as they are at start.
+fn h2_options(limits: &Limits) -> H2Options {
+    let mut options = pingora::protocols::http::v2::server::default_h2_options();
+    options
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.h2_max_header_list_size());
+    options
 }
 
 /// Without a config file (the demo) there is nothing to reload: SIGHUP is logged, not fatal.

@@ -9,7 +9,7 @@ pub mod raw;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{KeyPlan, Limits, Policy, ServerSettings, Upstream};
+pub use compile::{KeyPlan, Limits, Policy, Protocol, ServerSettings, Upstream};
 use std::path::Path;
 
 /// A config file that cannot be used.

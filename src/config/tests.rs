@@ -233,10 +233,18 @@ fn upstream_refusals_name_the_upstream_key() {
         (
             edit(&[(
                 "url: http://127.0.0.1:1\n",
-                "url: http://127.0.0.1:1\n    protocol: h2c\n",
+                "url: http://127.0.0.1:1\n    protocol: h2\n",
             )]),
             "upstreams.app.protocol",
-            "only h1 upstreams",
+            "h2 needs an https url",
+        ),
+        (
+            edit(&[(
+                "url: http://127.0.0.1:1\n",
+                "url: http://127.0.0.1:1\n    protocol: http2\n",
+            )]),
+            "upstreams.app.protocol",
+            "unknown protocol \"http2\": write h1 or h2c",
         ),
         (
             edit(&[(
@@ -709,6 +717,11 @@ fn limit_and_server_refusals_name_the_key() {
         (
             add("limits:\n  max_target_bytes: 0\n"),
             "limits.max_target_bytes",
+            "must be above zero",
+        ),
+        (
+            add("limits:\n  h2_max_concurrent_streams: 0\n"),
+            "limits.h2_max_concurrent_streams",
             "must be above zero",
         ),
         (

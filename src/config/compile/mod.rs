@@ -12,7 +12,7 @@ mod upstreams;
 
 pub use issuers::KeyPlan;
 pub use limits::{Limits, ServerSettings};
-pub use upstreams::Upstream;
+pub use upstreams::{Protocol, Upstream};
 
 use super::raw::RawConfig;
 use crate::identity::IdentityPlan;

@@ -8,12 +8,21 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The HTTP version spoken to an upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    H1,
+    H2c,
+    H2,
+}
+
 /// A compiled upstream.
 #[derive(Debug, Clone)]
 pub struct Upstream {
     pub name: String,
     /// Resolved once at load.
     pub address: SocketAddr,
+    pub protocol: Protocol,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }
@@ -71,14 +80,22 @@ fn upstream(name: &str, u: &RawUpstream, ctx: &mut Ctx) -> Result<Upstream, Comp
     if uri.path() != "/" && !uri.path().is_empty() || uri.query().is_some() {
         return err(format!("{at}.url"), "an upstream URL has no path or query");
     }
-    if let Some(p) = &u.protocol {
-        if p != defaults::PROTOCOL {
+    let protocol = match u.protocol.as_deref().unwrap_or(defaults::PROTOCOL) {
+        "h1" => Protocol::H1,
+        "h2c" => Protocol::H2c,
+        "h2" => {
             return err(
                 format!("{at}.protocol"),
-                "only h1 upstreams are available in this version",
-            );
+                "h2 needs an https url (write h2c for HTTP/2 over cleartext)",
+            )
         }
-    }
+        other => {
+            return err(
+                format!("{at}.protocol"),
+                format!("unknown protocol {other:?}: write h1 or h2c"),
+            )
+        }
+    };
     if u.ca_file.is_some() || u.sni.is_some() || u.dangerous_skip_verify {
         return err(at, "ca_file, sni and dangerous_skip_verify apply to https upstreams, which are not available in this version");
     }
@@ -106,6 +123,7 @@ fn upstream(name: &str, u: &RawUpstream, ctx: &mut Ctx) -> Result<Upstream, Comp
     Ok(Upstream {
         name: name.to_string(),
         address,
+        protocol,
         connect_timeout: u.connect_timeout.0,
         read_timeout: u.read_timeout.0,
     })
