@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use http::{header, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
+use pingora::protocols::http::HttpTask;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -112,7 +113,12 @@ async fn write_denial(session: &mut Session, deny: &Deny, request_id: &str) -> R
     }
     resp.insert_header("x-request-id", request_id)?;
     if head_only {
-        session.write_response_header(Box::new(resp), true).await?;
+        // The downstream session itself: `Session::write_response_header` never ends an
+        // HTTP/2 stream on the HEADERS frame, whatever its `end_of_stream`.
+        session
+            .as_mut()
+            .response_duplex_vec(vec![HttpTask::Header(Box::new(resp), true)])
+            .await?;
         return Ok(());
     }
     resp.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
