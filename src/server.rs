@@ -151,15 +151,17 @@ pub fn prepare(
         metrics,
         in_flight: Arc::clone(&in_flight),
     };
-    let h2 = h2_options(&live.load().policy.limits);
+    let limits = live.load().policy.limits.clone();
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
     if let Some(proxy) = service.app_logic_mut() {
         // HTTP/2 with prior knowledge next to HTTP/1.1 on the one port: pingora reads the
         // client preface to tell them apart.
         let mut options = HttpServerOptions::default();
         options.h2c = true;
+        // An HTTP/2 connection without a request open is closed like an idle HTTP/1.1 one.
+        options.h2_idle_timeout = Some(limits.client_idle_timeout);
         proxy.server_options = Some(options);
-        proxy.h2_options = Some(h2);
+        proxy.h2_options = Some(h2_options(&limits));
     }
     service.add_tcp(&listen.to_string());
     server.add_service(PreBound {
