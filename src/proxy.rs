@@ -127,6 +127,25 @@ async fn write_denial(session: &mut Session, deny: &Deny, request_id: &str) -> R
     Ok(())
 }
 
+/// HTTP/2 may split `Cookie` into one field per cookie; before HTTP/1.1 they are joined into
+/// one with `; ` (RFC 9113 section 8.2.3): an HTTP/1.1 server may read only the first line.
+fn join_cookie_crumbs(req: &mut RequestHeader) -> Result<()> {
+    let mut crumbs = req.headers.get_all(header::COOKIE).iter();
+    if crumbs.nth(1).is_none() {
+        return Ok(());
+    }
+    let mut joined = Vec::new();
+    for crumb in req.headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    let joined = http::HeaderValue::from_bytes(&joined)
+        .or_err(ErrorType::InvalidHTTPHeader, "joining cookie fields")?;
+    req.insert_header(header::COOKIE, joined)
+}
+
 #[async_trait]
 impl ProxyHttp for Gateway {
     type CTX = Ctx;
@@ -224,6 +243,9 @@ impl ProxyHttp for Gateway {
                 }
                 Edit::Set(name, value) => upstream.insert_header(name.clone(), value.clone())?,
             }
+        }
+        if upstream.version != Version::HTTP_2 {
+            join_cookie_crumbs(upstream)?;
         }
         Ok(())
     }

@@ -270,6 +270,14 @@ async fn what_rfc_9113_forbids_is_refused_and_never_reaches_the_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_crumbs_of_an_h2_request_reach_an_http1_upstream_as_one_cookie_header() {
+    let s = setup().await;
+    let cookies = [("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")];
+    let r = h2_request(s.gw.addr, "GET", "/healthz", "gateway.test", &cookies, b"").await;
+    assert_eq!(r.response.echo().header_all("cookie"), ["a=1; b=2; c=3"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_over_the_limits_get_the_same_431_over_h2c() {
     let s = setup_with(|c, _| c.limit("max_header_bytes", "2048")).await;
     let big = "v".repeat(3000);
