@@ -1,7 +1,9 @@
 //! Baseline for `benches/load.sh` (not a measurement): a bare pingora pass-through proxy, a
 //! `ProxyHttp` with only `upstream_peer`, with the same server settings as portcullis (one
-//! worker thread, upstream keep-alive pool). The load script sets it beside portcullis's
-//! `auth: none` route, which separates pingora's own cost per request from portcullis's.
+//! worker thread, upstream keep-alive pool), the same allocator (mimalloc) and the same build
+//! profile (the bench profile inherits the release one: fat LTO, one codegen unit). The load
+//! script sets it beside portcullis's `auth: none` route, which separates pingora's own cost
+//! per request from portcullis's.
 //!
 //! `cargo bench --bench bare_pingora -- LISTEN_ADDR UPSTREAM_ADDR`
 
@@ -11,6 +13,10 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
+
+/// The gateway's allocator (src/main.rs), so that the difference is code, not malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Bare(SocketAddr);
 

@@ -202,16 +202,22 @@ pub fn body_within(limits: &Limits, seen: u64) -> Result<(), Deny> {
 }
 
 /// The request id that goes upstream and back: an incoming `X-Request-Id` if it is short
-/// printable ASCII, otherwise 128 fresh random bits in hex.
-pub fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(
-            || format!("{:032x}", rand::random::<u128>()),
-            str::to_string,
-        )
+/// printable ASCII, otherwise 128 fresh random bits in hex. A header value, so that the
+/// upstream request and the response share it without copying.
+pub fn request_id(headers: &HeaderMap) -> HeaderValue {
+    if let Some(v) = headers.get("x-request-id").filter(|v| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
+    }) {
+        return v.clone();
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = rand::random::<u128>();
+    let mut id = [0u8; 32];
+    for (i, c) in id.iter_mut().enumerate() {
+        *c = HEX[(bits >> (124 - 4 * i) & 0xf) as usize];
+    }
+    HeaderValue::from_bytes(&id).expect("hex digits are a header value")
 }
 
 /// Step one: limits, canonical target, host, route, token extraction.
@@ -269,7 +275,7 @@ pub fn decide(
     head: &RequestHead,
     routed: Routed,
     verified: Option<Result<Arc<Identity>, AuthError>>,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> Decision {
     let index = routed.route;
     let route = &policy.routes.routes()[index];
@@ -364,7 +370,7 @@ const GATEWAY_HEADERS: [&str; 4] = [
 pub fn decide_with(
     policy: &Policy,
     head: &RequestHead,
-    request_id: &str,
+    request_id: &HeaderValue,
     verify: impl FnOnce(&str) -> Result<Arc<Identity>, AuthError>,
 ) -> Decision {
     match route(policy, head) {
@@ -405,7 +411,7 @@ fn judge(
     authz::authorise(
         &route.scopes,
         &route.claims,
-        &identity.claims,
+        identity.claims(),
         &identity.scopes,
     )?;
     Ok((Access::Authenticated, Some(identity)))
@@ -489,7 +495,7 @@ fn edits(
     carriers: Carriers,
     identity: Option<&Identity>,
     authority: Option<&str>,
-    request_id: &str,
+    request_id: &HeaderValue,
 ) -> Vec<Edit> {
     let incoming = head.headers;
     let trusted = head
@@ -522,8 +528,14 @@ fn edits(
             }
         }
     }
-    if let Some(Ok(headers)) = identity.map(|i| &i.headers) {
-        out.extend(headers.iter().map(|(n, v)| Edit::Set(n.clone(), v.clone())));
+    if let Some(identity) = identity {
+        if let Ok(headers) = &identity.headers {
+            out.extend(
+                headers
+                    .iter(&policy.identity, &identity.scopes)
+                    .map(|(n, v)| Edit::Set(n.clone(), v)),
+            );
+        }
     }
 
     // The host the request was routed by goes upstream: an absolute-form request without a
@@ -571,10 +583,10 @@ fn edits(
             out.push(Edit::Set(xfh, host));
         }
     }
-    out.extend(
-        header_value(request_id.to_string())
-            .map(|v| Edit::Set(HeaderName::from_static("x-request-id"), v)),
-    );
+    out.push(Edit::Set(
+        HeaderName::from_static("x-request-id"),
+        request_id.clone(),
+    ));
     out
 }
 

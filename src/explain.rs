@@ -514,13 +514,13 @@ fn rules(route: &crate::route::Route, identity: &Identity) -> Vec<RuleCheck> {
                     .join(", ")
             ),
         };
-        let has = match rule.claim.lookup(&identity.claims) {
+        let has = match rule.claim.lookup(identity.claims()) {
             Some(v) => format!("token has {v}"),
             None => "token has none".into(),
         };
         out.push(RuleCheck {
             rule: format!("claim {name} {want} ({has})"),
-            pass: rule.allows(&identity.claims),
+            pass: rule.allows(identity.claims()),
         });
     }
     out

@@ -3,6 +3,7 @@
 
 use crate::token::claims::{ClaimRef, ScopeSet};
 use base64::Engine;
+use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
@@ -64,25 +65,157 @@ impl IdentityPlan {
         claims: &Value,
         scopes: &ScopeSet,
     ) -> Result<Vec<(HeaderName, HeaderValue)>, UnsafeClaim> {
-        let mut out = Vec::with_capacity(self.headers.len() + 1);
-        for (name, source) in &self.headers {
-            let text = match source {
-                Source::Scopes if scopes.is_empty() => continue,
-                Source::Scopes => scopes.joined(),
-                Source::Claim(c) => match c.lookup(claims).and_then(render) {
-                    Some(t) => t,
-                    None => continue,
-                },
-            };
-            out.push((name.clone(), header_value(&text)?));
-        }
-        if let Some(name) = &self.claims_header {
-            let json = serde_json::to_vec(claims).map_err(|_| UnsafeClaim)?;
-            let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
-            out.push((name.clone(), header_value(&encoded)?));
-        }
-        Ok(out)
+        let rendered = self.render(claims, scopes)?;
+        Ok(rendered
+            .iter(self, scopes)
+            .map(|(n, v)| (n.clone(), v))
+            .collect())
     }
+
+    /// How many values `IdentityHeaders` holds for this plan: its headers, then `claims_header`.
+    fn slots(&self) -> usize {
+        self.headers.len() + usize::from(self.claims_header.is_some())
+    }
+
+    /// The identity header values of a verified token, rendered once into one buffer. Fails
+    /// if any value is unsafe (`header_value`).
+    pub fn render(
+        &self,
+        claims: &Value,
+        scopes: &ScopeSet,
+    ) -> Result<IdentityHeaders, UnsafeClaim> {
+        let slots = self.slots();
+        let mut buf = Vec::with_capacity(4 * slots + 128);
+        buf.resize(4 * slots, 0);
+        for (i, (_, source)) in self.headers.iter().enumerate() {
+            match source {
+                // Not copied: the interned set holds its own header value.
+                Source::Scopes => {
+                    if !scopes.is_empty() && scopes.header_value().is_none() {
+                        return Err(UnsafeClaim);
+                    }
+                }
+                Source::Claim(c) => {
+                    if let Some(value) = c.lookup(claims) {
+                        let start = buf.len();
+                        render_into(value, &mut buf);
+                        check_value(&buf[start..])?;
+                    }
+                }
+            }
+            let end = buf.len() as u32;
+            buf[4 * i..4 * i + 4].copy_from_slice(&end.to_le_bytes());
+        }
+        if self.claims_header.is_some() {
+            let json = serde_json::to_vec(claims).map_err(|_| UnsafeClaim)?;
+            let start = buf.len();
+            let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+            buf.resize(
+                start + base64::encoded_len(json.len(), false).unwrap_or(0),
+                0,
+            );
+            let n = engine
+                .encode_slice(&json, &mut buf[start..])
+                .map_err(|_| UnsafeClaim)?;
+            buf.truncate(start + n);
+            check_value(&buf[start..])?;
+            let end = buf.len() as u32;
+            buf[4 * (slots - 1)..4 * slots].copy_from_slice(&end.to_le_bytes());
+        }
+        Ok(IdentityHeaders {
+            buf: if buf.len() > 4 * slots {
+                // Exactly as long as its content.
+                Bytes::copy_from_slice(&buf)
+            } else {
+                Bytes::new()
+            },
+        })
+    }
+}
+
+/// A verified token's identity header values, rendered once (`IdentityPlan::render`) and sent
+/// on every request with that token without copying: one buffer of one `u32` end offset per
+/// value slot of the plan (its headers, then `claims_header`), then the values; an empty range
+/// is a header not sent, and a buffer with no values is empty (no allocation). The scopes
+/// header is not in it: the interned `ScopeSet` holds that value. Read with the plan it was
+/// rendered with (a token cache is replaced when the `identity` block changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdentityHeaders {
+    buf: Bytes,
+}
+
+impl IdentityHeaders {
+    fn slot(&self, slots: usize, i: usize) -> Option<HeaderValue> {
+        if self.buf.is_empty() {
+            return None;
+        }
+        let end_at = |i: usize| {
+            let b = &self.buf[4 * i..4 * i + 4];
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+        };
+        let start = if i == 0 { 4 * slots } else { end_at(i - 1) };
+        let end = end_at(i);
+        (end > start)
+            .then(|| HeaderValue::from_maybe_shared(self.buf.slice(start..end)).ok())
+            .flatten()
+    }
+
+    /// The headers to set upstream, in plan order. `plan` and `scopes` must be those it was
+    /// rendered with.
+    pub fn iter<'a>(
+        &'a self,
+        plan: &'a IdentityPlan,
+        scopes: &'a ScopeSet,
+    ) -> impl Iterator<Item = (&'a HeaderName, HeaderValue)> + 'a {
+        let slots = plan.slots();
+        debug_assert!(self.buf.is_empty() || self.buf.len() >= 4 * slots);
+        let headers = plan
+            .headers
+            .iter()
+            .enumerate()
+            .filter_map(move |(i, (name, source))| match source {
+                Source::Scopes => scopes.header_value().map(|v| (name, v.clone())),
+                Source::Claim(_) => self.slot(slots, i).map(|v| (name, v)),
+            });
+        let claims = plan
+            .claims_header
+            .as_ref()
+            .and_then(move |name| self.slot(slots, slots - 1).map(|v| (name, v)));
+        headers.chain(claims)
+    }
+}
+
+/// `render`, appended to `out`: nothing for values that would make an empty header.
+fn render_into(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => {}
+        Value::String(s) => out.extend_from_slice(s.as_bytes()),
+        Value::Array(items) => {
+            let start = out.len();
+            for item in items {
+                let before = out.len();
+                if before > start {
+                    out.push(b' ');
+                }
+                let mark = out.len();
+                render_into(item, out);
+                if out.len() == mark {
+                    // Nothing rendered: no separator either.
+                    out.truncate(before);
+                }
+            }
+        }
+        other => serde_json::to_writer(&mut *out, other).expect("a Value serialises"),
+    }
+}
+
+/// The same test as `header_value`, on rendered bytes (valid UTF-8: rendered from strings).
+fn check_value(text: &[u8]) -> Result<(), UnsafeClaim> {
+    let text = std::str::from_utf8(text).map_err(|_| UnsafeClaim)?;
+    if text.len() > MAX_HEADER_VALUE_BYTES || text.chars().any(char::is_control) {
+        return Err(UnsafeClaim);
+    }
+    Ok(())
 }
 
 /// Strings as they are, arrays joined by one space, numbers and booleans as JSON text, objects

@@ -11,7 +11,7 @@ use crate::reload::{Live, Shared};
 use crate::response::{self, Deny};
 use crate::server::InFlight;
 use async_trait::async_trait;
-use http::{header, Version};
+use http::{header, HeaderValue, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::protocols::http::HttpTask;
@@ -40,7 +40,7 @@ pub struct Ctx {
     /// The generation `policy` belongs to: the keys and token cache its issuers index.
     live: Arc<Live>,
     started: Instant,
-    request_id: String,
+    request_id: HeaderValue,
     decision: Option<Decision>,
     outcome: Outcome,
     /// Request body bytes seen so far, against `limits.max_body_bytes`.
@@ -101,7 +101,7 @@ impl Gateway {
 }
 
 /// Write the gateway's own answer to `deny`.
-async fn write_denial(session: &mut Session, deny: &Deny, request_id: &str) -> Result<()> {
+async fn write_denial(session: &mut Session, deny: &Deny, request_id: &HeaderValue) -> Result<()> {
     let req = session.req_header();
     let reply = response::reply(deny, response::wants_grpc(&req.headers));
     // gRPC's Trailers-Only form exists in HTTP/2 only: over HTTP/1.1 the same head comes with
@@ -111,7 +111,7 @@ async fn write_denial(session: &mut Session, deny: &Deny, request_id: &str) -> R
     for (name, value) in reply.headers {
         resp.insert_header(name, value)?;
     }
-    resp.insert_header("x-request-id", request_id)?;
+    resp.insert_header("x-request-id", request_id.clone())?;
     if head_only {
         // The downstream session itself: `Session::write_response_header` never ends an
         // HTTP/2 stream on the HEADERS frame, whatever its `end_of_stream`.
@@ -156,7 +156,7 @@ impl ProxyHttp for Gateway {
             policy: Arc::clone(&live.policy),
             live,
             started: Instant::now(),
-            request_id: String::new(),
+            request_id: HeaderValue::from_static(""),
             decision: None,
             outcome: Outcome::Unread,
             body_bytes: 0,
@@ -232,10 +232,13 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         let allow = ctx.forward()?;
-        let uri = allow.target.parse::<http::Uri>().map_err(|_| {
-            Error::explain(ErrorType::InternalError, "canonical target is not a URI")
-        })?;
-        upstream.set_uri(uri);
+        // Most requests are already canonical: then the bytes sent are the ones judged.
+        if upstream.raw_path() != allow.target.as_bytes() {
+            let uri = allow.target.parse::<http::Uri>().map_err(|_| {
+                Error::explain(ErrorType::InternalError, "canonical target is not a URI")
+            })?;
+            upstream.set_uri(uri);
+        }
         for edit in &allow.edits {
             match edit {
                 Edit::Remove(name) => {
@@ -257,7 +260,7 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         if resp.headers.get("x-request-id").is_none() {
-            resp.insert_header("x-request-id", ctx.request_id.as_str())?;
+            resp.insert_header("x-request-id", ctx.request_id.clone())?;
         }
         Ok(())
     }
@@ -294,7 +297,7 @@ impl ProxyHttp for Gateway {
         let identity = decision.and_then(Decision::identity);
         let route = decision.and_then(Decision::route);
         Record {
-            request_id: &ctx.request_id,
+            request_id: ctx.request_id.to_str().unwrap_or("-"),
             route: route.map(|r| policy.routes.routes()[r].name.as_str()),
             route_metrics: route.and_then(|r| ctx.live.route_metrics.get(r)),
             method: session.req_header().method.as_str(),

@@ -212,6 +212,8 @@ async fn an_issuer_answering_500_garbage_oversized_or_refusing_leaves_valid_toke
     let issuer = FaultyIssuer::start().await;
     let gw = ready_gateway([issuer.jwks_uri_block("main")]).await;
     let cached = issuer.token();
+    // Twice: a token is cached on its second verification.
+    assert_forwarded(&gw.get_bearer("/api/x", &cached).await);
     assert_forwarded(&gw.get_bearer("/api/x", &cached).await);
 
     // Adjacent faults have different results, so a retry of the previous fault still in flight
@@ -578,6 +580,8 @@ async fn an_unchanged_key_set_is_revalidated_with_its_etag_and_a_long_max_age_do
     let gw = ready_gateway([issuer.discovery_block("main")]).await;
     assert_eq!(refreshes(&gw, "main", "ok").await, 1.0);
     let cached = issuer.token();
+    // Twice: a token is cached on its second verification.
+    assert_forwarded(&gw.get_bearer("/api/x", &cached).await);
     assert_forwarded(&gw.get_bearer("/api/x", &cached).await);
 
     tokio::time::sleep(PAST_COOLDOWN).await;

@@ -426,6 +426,8 @@ async fn a_cached_token_is_never_read_under_another_issuer_after_issuers_move() 
     let gw = start_gateway_at(&config.path(), &[]);
     gw.wait_ready().await;
     let token = main.token();
+    // Twice: a token is cached on its second verification.
+    assert_eq!(gw.get_bearer("/api/x", &token).await.status, 200);
     assert_eq!(gw.get_bearer("/api/x", &token).await.status, 200);
 
     config.write(

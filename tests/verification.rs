@@ -679,7 +679,8 @@ async fn a_key_removed_from_the_set_stops_verifying_cached_tokens_too() {
     let s = setup().await;
     let i = &s.issuer;
     let token = i.token(json!({}));
-    // Verified once, so now in the verified-token cache.
+    // Verified twice, so now in the verified-token cache (a token is admitted on its second
+    // verification).
     assert_forwarded(&s.gw.get_bearer("/api/x", &token).await);
     assert_forwarded(&s.gw.get_bearer("/api/x", &token).await);
 

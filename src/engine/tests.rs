@@ -172,14 +172,19 @@ impl Fixture {
             .enable_all()
             .build()
             .unwrap();
-        decide_with(&self.policy, &head, "rid-1", |token| {
-            rt.block_on(self.auth.authenticate(
-                token,
-                &token_rules(&self.policy),
-                &self.keys,
-                &self.metrics,
-            ))
-        })
+        decide_with(
+            &self.policy,
+            &head,
+            &HeaderValue::from_static("rid-1"),
+            |token| {
+                rt.block_on(self.auth.authenticate(
+                    token,
+                    &token_rules(&self.policy),
+                    &self.keys,
+                    &self.metrics,
+                ))
+            },
+        )
     }
 
     fn denied(&self, r: &Req) -> Deny {
@@ -471,7 +476,9 @@ fn keys_unavailable_is_the_verifier_s_answer_passed_through() {
         peer: r.peer,
         tls: false,
     };
-    let decision = decide_with(&f.policy, &head, "rid", |_| Err(AuthError::KeysUnavailable));
+    let decision = decide_with(&f.policy, &head, &HeaderValue::from_static("rid"), |_| {
+        Err(AuthError::KeysUnavailable)
+    });
     let Decision::Deny(d) = decision else {
         panic!("allowed without keys")
     };
@@ -647,7 +654,8 @@ fn request_ids_are_kept_when_sane_and_made_otherwise() {
     h.insert("x-request-id", HeaderValue::from_static("has space"));
     let made = request_id(&h);
     assert_eq!(made.len(), 32);
-    assert!(made.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert!(made.as_bytes().iter().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(made, request_id(&h), "fresh bits every time");
     h.insert(
         "x-request-id",
         HeaderValue::from_str(&"a".repeat(129)).unwrap(),

@@ -1,7 +1,10 @@
 //! Verified claims as the rest of the pipeline sees them: claim lookup by name or JSON Pointer,
 //! and the merged scope set.
 
+use http::HeaderValue;
 use serde_json::Value;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 /// Where a claim lives: a top-level name verbatim, or a JSON Pointer (RFC 6901) when the name
 /// starts with `/` (`/https:~1~1example.com~1roles`).
@@ -55,48 +58,125 @@ impl ClaimRef {
     }
 }
 
-/// The union of a token's scope claims, sorted and deduplicated.
+/// The union of a token's scope claims, sorted and deduplicated. Shared: tokens with the same
+/// scopes hold one set (`ScopeInterner`), with its scopes header value rendered once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ScopeSet(Vec<String>);
+pub struct ScopeSet(Option<Arc<Scopes>>);
+
+#[derive(Debug, PartialEq, Eq)]
+struct Scopes {
+    words: Box<[Box<str>]>,
+    joined: Box<str>,
+    /// `joined` as a header value; `None` when it cannot be one (`identity::header_value`).
+    header: Option<HeaderValue>,
+}
+
+/// The scopes named by `scope_claims`, borrowed from the claims, sorted and deduplicated.
+fn scope_words<'a>(claims: &'a Value, scope_claims: &[ClaimRef]) -> Vec<&'a str> {
+    let mut scopes: Vec<&str> = Vec::new();
+    for claim in scope_claims {
+        match claim.lookup(claims) {
+            Some(Value::String(s)) => scopes.extend(s.split_ascii_whitespace()),
+            Some(Value::Array(items)) => scopes.extend(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace)),
+            ),
+            _ => {}
+        }
+    }
+    scopes.sort_unstable();
+    scopes.dedup();
+    scopes
+}
 
 impl ScopeSet {
+    fn build(words: &[&str]) -> Self {
+        if words.is_empty() {
+            return ScopeSet(None);
+        }
+        let joined = words.join(" ");
+        let header = crate::identity::header_value(&joined).ok();
+        ScopeSet(Some(Arc::new(Scopes {
+            words: words.iter().map(|&w| w.into()).collect(),
+            joined: joined.into(),
+            header,
+        })))
+    }
+
     /// Merge `scope_claims`: a space-delimited string (`scope`, Okta's `scp` string) or an array
     /// of strings (`scp`, Auth0's `permissions`). Other shapes add nothing. An array element is
     /// one scope, never split: an element holding whitespace (a group named `"not admin"`) is
     /// no scope at all, so it can match no rule.
     pub fn from_claims(claims: &Value, scope_claims: &[ClaimRef]) -> Self {
-        let mut scopes: Vec<String> = Vec::new();
-        for claim in scope_claims {
-            match claim.lookup(claims) {
-                Some(Value::String(s)) => {
-                    scopes.extend(s.split_ascii_whitespace().map(str::to_string))
-                }
-                Some(Value::Array(items)) => scopes.extend(
-                    items
-                        .iter()
-                        .filter_map(Value::as_str)
-                        .filter(|s| !s.is_empty() && !s.contains(char::is_whitespace))
-                        .map(str::to_string),
-                ),
-                _ => {}
-            }
-        }
-        scopes.sort_unstable();
-        scopes.dedup();
-        ScopeSet(scopes)
+        Self::build(&scope_words(claims, scope_claims))
+    }
+
+    fn words(&self) -> &[Box<str>] {
+        self.0.as_ref().map_or(&[], |s| &s.words)
     }
 
     pub fn contains(&self, scope: &str) -> bool {
-        self.0.binary_search_by(|s| s.as_str().cmp(scope)).is_ok()
+        self.words().binary_search_by(|s| (**s).cmp(scope)).is_ok()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
     /// Space-separated, for the scopes identity header.
     pub fn joined(&self) -> String {
-        self.0.join(" ")
+        self.as_str().to_string()
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.0.as_ref().map_or("", |s| &s.joined)
+    }
+
+    /// The scopes identity header's value; `None` when the set is empty or cannot be sent.
+    pub fn header_value(&self) -> Option<&HeaderValue> {
+        self.0.as_ref().and_then(|s| s.header.as_ref())
+    }
+}
+
+/// Shares one `ScopeSet` between the tokens that carry the same scopes: a direct-mapped table
+/// of `SLOTS` recent sets, so its memory is bounded whatever the tokens hold. A set not in the
+/// table (new, or pushed out by another with the same hash) is built and takes the slot.
+pub struct ScopeInterner {
+    table: Mutex<Box<[ScopeSet]>>,
+}
+
+const SLOTS: usize = 256;
+
+impl Default for ScopeInterner {
+    fn default() -> Self {
+        ScopeInterner {
+            table: Mutex::new(vec![ScopeSet::default(); SLOTS].into_boxed_slice()),
+        }
+    }
+}
+
+impl ScopeInterner {
+    /// `ScopeSet::from_claims`, shared with earlier tokens of the same scopes.
+    pub fn from_claims(&self, claims: &Value, scope_claims: &[ClaimRef]) -> ScopeSet {
+        let words = scope_words(claims, scope_claims);
+        if words.is_empty() {
+            return ScopeSet(None);
+        }
+        let mut hasher = std::hash::DefaultHasher::new();
+        words.hash(&mut hasher);
+        let slot = hasher.finish() as usize % SLOTS;
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let same = table[slot]
+            .words()
+            .iter()
+            .map(|w| &**w)
+            .eq(words.iter().copied());
+        if !same {
+            table[slot] = ScopeSet::build(&words);
+        }
+        table[slot].clone()
     }
 }
 
