@@ -328,3 +328,19 @@ async fn an_h2c_upstream_receives_http2_with_the_authorised_host_and_identity() 
     assert_eq!(r.response.echo().method, "POST");
     assert_eq!(hits.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_advertises_h2_max_concurrent_streams() {
+    let s = setup_with(|c, _| c.limit("h2_max_concurrent_streams", "7")).await;
+    let tcp = tokio::net::TcpStream::connect(s.gw.addr).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("h2 ready");
+    let request = http::Request::get("http://gateway.test/healthz")
+        .body(())
+        .unwrap();
+    let (response, _) = client.send_request(request, true).unwrap();
+    // The server's SETTINGS come before its first response.
+    assert_eq!(response.await.unwrap().status(), 200);
+    assert_eq!(client.current_max_send_streams(), 7);
+}
