@@ -19,9 +19,24 @@
 # Then: latency at half of portcullis_one's throughput (pass-through vs one token, p99), and RSS
 # (idle; after 100,000 distinct tokens are cached; over a soak of SOAK seconds).
 #
+# Two more parts, not run unless PARTS names them, measure HTTP/2 with h2load (one thread on
+# CPU 0, CONNS connections, STREAMS concurrent streams on each, DURATION seconds, ROUNDS rounds;
+# every response's status checked like wrk's):
+#
+#   h2c    HTTP/1.1 next to h2c through portcullis to the nginx HTTP/1.1 upstream:
+#            h1_pass (wrk) / h2c_pass (h2load)   the `auth: none` route
+#            h1_one (wrk) / h2c_one (h2load)     the `auth: required` route, one token
+#   grpc   gRPC-shaped POSTs (content-type application/grpc, te: trailers, a 5+6 byte framed
+#          message) with one token to a `read:orders` route whose upstream is nginx speaking
+#          h2c (`protocol: h2c`), its answer a 200 with a `grpc-status: 0` trailer:
+#            grpc_direct    h2load -> nginx h2c upstream
+#            grpc_one       h2load -> portcullis -> nginx h2c upstream
+#
 # Usage: benches/load.sh            (from the repository root; Debian 12, root for apt-get)
-# Knobs: PARTS="throughput latency memory" (HALF_RPS=n sets the latency test's rate when
-#        throughput is not run) ROUNDS=3 DURATION=4 CONNS=32 TOKENS=100000 SOAK=600 BASE_PORT=28080 (five ports)
+#        PARTS="h2c grpc" DURATION=2 ROUNDS=1 benches/load.sh   (the HTTP/2 parts alone)
+# Knobs: PARTS="throughput latency memory" (also: h2c grpc; HALF_RPS=n sets the latency test's rate when
+#        throughput is not run) ROUNDS=3 DURATION=4 CONNS=32 STREAMS=10 TOKENS=100000 SOAK=600
+#        BASE_PORT=28080 (six ports)
 #        WORK=/tmp/dir (minted tokens are kept there and reused)
 #        PORTCULLIS=path (default: build target/release/portcullis)
 #        BARE_PINGORA=path (default: build the bare_pingora bench target)
@@ -33,6 +48,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-4}
 CONNS=${CONNS:-32}
+STREAMS=${STREAMS:-10}
 TOKENS=${TOKENS:-100000}
 SOAK=${SOAK:-600}
 WRK_CPU=${WRK_CPU:-0}
@@ -43,10 +59,10 @@ ISS="https://issuer.example/"
 AUD="api://load"
 BASE_PORT=${BASE_PORT:-28080}
 P_UP=$BASE_PORT P_NGINX=$((BASE_PORT + 1)) P_HAPROXY=$((BASE_PORT + 2))
-P_PORTCULLIS=$((BASE_PORT + 3)) P_ADMIN=$((BASE_PORT + 4))
-for p in $P_UP $P_NGINX $P_HAPROXY $P_PORTCULLIS $P_ADMIN; do
+P_PORTCULLIS=$((BASE_PORT + 3)) P_ADMIN=$((BASE_PORT + 4)) P_UP_H2C=$((BASE_PORT + 5))
+for p in $P_UP $P_NGINX $P_HAPROXY $P_PORTCULLIS $P_ADMIN $P_UP_H2C; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "port $p is already in use: set BASE_PORT to a free range of five ports" >&2
+    echo "port $p is already in use: set BASE_PORT to a free range of six ports" >&2
     exit 1
   fi
 done
@@ -60,6 +76,7 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
 if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -110,6 +127,17 @@ nginx_conf up <<EOF
     listen 127.0.0.1:$P_UP default_server;
     location / { return 200 "ok\n"; }
   }
+  # HTTP/2 without TLS (prior knowledge): the h2c upstream of the grpc part. A gRPC-shaped
+  # answer (the body is not a framed message: nginx cannot write its NUL bytes), then
+  # grpc-status 0 as a trailer.
+  server {
+    listen 127.0.0.1:$P_UP_H2C http2;
+    location / {
+      default_type application/grpc;
+      add_trailer grpc-status 0 always;
+      return 200 "ok";
+    }
+  }
 EOF
 nginx_conf proxy <<EOF
   upstream up {
@@ -159,7 +187,9 @@ EOF
 # through the mint tool: `pass` (auth: none) and `api` (read:orders) routes, one issuer with the
 # minted key, a token cache that holds every minted token, one worker thread.
 cargo bench --locked --quiet --bench mint -- config "127.0.0.1:$P_PORTCULLIS" "127.0.0.1:$P_ADMIN" \
-  "127.0.0.1:$P_UP" "$WORK/jwks.json" "$ISS" "$AUD" >"$WORK/portcullis.yaml"
+  "127.0.0.1:$P_UP" "127.0.0.1:$P_UP_H2C" "$WORK/jwks.json" "$ISS" "$AUD" >"$WORK/portcullis.yaml"
+# The grpc part's request body: a length-prefixed HealthCheckRequest{service: "load"}.
+printf '\x00\x00\x00\x00\x06\x0a\x04load' >"$WORK/grpc.bin"
 
 # wrk scripts: count every non-2xx response and print one machine-readable line.
 cat >"$WORK/common.lua" <<'EOF'
@@ -252,6 +282,19 @@ run_wrk() { # script url [duration] [connections] -> RESULT line
     | grep '^RESULT' || { echo "RESULT requests=0 rps=0 p50=0 p99=0 non2xx=-1 errors=-1"; }
 }
 field() { sed -n "s/.*$1=\\([^ ]*\\).*/\\1/p"; }
+# h2load's summary as a RESULT line like run_wrk's (h2load gives a mean, not percentiles).
+run_h2load() { # url [h2load options...] -> RESULT line
+  local url=$1
+  shift
+  taskset -c "$WRK_CPU" h2load -t1 -c"$CONNS" -m"$STREAMS" -D"$DURATION" "$@" "$url" 2>&1 | awk '
+    /^finished in/ { rps = $4 }
+    /^requests:/ { total = $2; failed = $10; errored = $12; timeout = $14 }
+    /^status codes:/ { ok = $3 }
+    /^time for request:/ { mean = $6 }
+    END { printf "RESULT requests=%d rps=%.1f mean=%s non2xx=%d errors=%d\n",
+      total, rps, mean, total - ok, failed + errored + timeout }' | grep '^RESULT' \
+    || echo "RESULT requests=0 rps=0 mean=0 non2xx=-1 errors=-1"
+}
 
 log "starting nginx upstream, nginx proxy, HAProxy (all on CPU $SERVER_CPU)"
 start_nginx up
@@ -420,6 +463,46 @@ memory() { # label binary soak-seconds
   fi
   stop_portcullis
 }
+# --- HTTP/2: h2c next to HTTP/1.1, and gRPC-shaped calls --------------------------------
+h2_report() { # config line -> appends rps to RPS[config]
+  printf '%-22s round %s  %s\n' "$1" "$r" "$2"
+  [ "$(echo "$2" | field non2xx)" = 0 ] && [ "$(echo "$2" | field errors)" = 0 ] \
+    || echo "   ^ NOT ALL RESPONSES WERE 2xx: this run does not count" >&2
+  RPS[$1]="${RPS[$1]:-} $(echo "$2" | field rps)"
+}
+h2_medians() { # configs...
+  for c in "$@"; do printf '  %-22s %10.0f   (%s)\n' "$c" "$(echo "${RPS[$c]}" | median)" "${RPS[$c]# }"; done
+}
+if has h2c; then
+  echo
+  echo "h2c next to HTTP/1.1 (h2load -c$CONNS -m$STREAMS):"
+  for r in $(seq "$ROUNDS"); do
+    start_portcullis warn
+    h2_report h1_pass "$(run_wrk common.lua "http://127.0.0.1:$P_PORTCULLIS/pass/x")"
+    h2_report h2c_pass "$(run_h2load "http://127.0.0.1:$P_PORTCULLIS/pass/x")"
+    h2_report h1_one "$(run_wrk one.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7")"
+    h2_report h2c_one "$(run_h2load "http://127.0.0.1:$P_PORTCULLIS/api/orders/7" \
+      -H "authorization: Bearer $(cat "$WORK/token.txt")")"
+    stop_portcullis
+  done
+  echo "median req/s over $ROUNDS rounds:"
+  h2_medians h1_pass h2c_pass h1_one h2c_one
+fi
+if has grpc; then
+  echo
+  echo "gRPC-shaped POSTs over h2c (h2load -c$CONNS -m$STREAMS):"
+  grpc_call=(-d "$WORK/grpc.bin" -H "content-type: application/grpc" -H "te: trailers")
+  for r in $(seq "$ROUNDS"); do
+    h2_report grpc_direct "$(run_h2load "http://127.0.0.1:$P_UP_H2C/grpc.health.v1.Health/Check" "${grpc_call[@]}")"
+    start_portcullis warn
+    h2_report grpc_one "$(run_h2load "http://127.0.0.1:$P_PORTCULLIS/grpc.health.v1.Health/Check" \
+      "${grpc_call[@]}" -H "authorization: Bearer $(cat "$WORK/token.txt")")"
+    stop_portcullis
+  done
+  echo "median req/s over $ROUNDS rounds:"
+  h2_medians grpc_direct grpc_one
+fi
+
 if has memory; then
   memory portcullis "$PORTCULLIS" "$SOAK"
   if [ -n "${PORTCULLIS_ALT:-}" ]; then memory alt "$PORTCULLIS_ALT" 0; fi

@@ -4,7 +4,7 @@
 //! of the load benchmark, written with the tests' config builder.
 //!
 //! `cargo bench --bench mint -- OUTDIR COUNT ISSUER AUDIENCE`
-//! `cargo bench --bench mint -- config LISTEN ADMIN UPSTREAM JWKS_FILE ISSUER AUDIENCE`
+//! `cargo bench --bench mint -- config LISTEN ADMIN UPSTREAM H2C_UPSTREAM JWKS_FILE ISSUER AUDIENCE`
 
 #[path = "../tests/common/config.rs"]
 mod config;
@@ -21,11 +21,21 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    if let [mode, listen, admin, upstream, jwks_file, issuer, audience] = args.as_slice() {
+    if let [mode, listen, admin, upstream, h2c_upstream, jwks_file, issuer, audience] =
+        args.as_slice()
+    {
         if mode == "config" {
             print!(
                 "{}",
-                load_config(listen, admin, upstream, jwks_file, issuer, audience)
+                load_config(
+                    listen,
+                    admin,
+                    upstream,
+                    h2c_upstream,
+                    jwks_file,
+                    issuer,
+                    audience
+                )
             );
             return;
         }
@@ -33,7 +43,7 @@ fn main() {
     let [dir, count, issuer, audience] = args.as_slice() else {
         // `cargo bench` runs every bench target: this one has nothing to measure.
         eprintln!("mint: usage: cargo bench --bench mint -- OUTDIR COUNT ISSUER AUDIENCE");
-        eprintln!("       cargo bench --bench mint -- config LISTEN ADMIN UPSTREAM JWKS_FILE ISSUER AUDIENCE");
+        eprintln!("       cargo bench --bench mint -- config LISTEN ADMIN UPSTREAM H2C_UPSTREAM JWKS_FILE ISSUER AUDIENCE");
         return;
     };
     let count: usize = count.parse().expect("COUNT is a number");
@@ -88,11 +98,13 @@ fn main() {
 }
 
 /// The gateway under load: a pass-through route and a `read:orders` route in front of the
+/// upstream, a `read:orders` gRPC route (`/grpc.health.v1.Health/*`) in front of the h2c
 /// upstream, the minted key's issuer, a token cache that holds every minted token, one thread.
 fn load_config(
     listen: &str,
     admin: &str,
     upstream: &str,
+    h2c_upstream: &str,
     jwks_file: &str,
     issuer: &str,
     audience: &str,
@@ -101,6 +113,11 @@ fn load_config(
         .listen(listen)
         .admin_listen(admin)
         .upstream("nginx", &format!("http://{upstream}"))
+        .upstream_with(
+            "nginx_h2c",
+            &format!("http://{h2c_upstream}"),
+            "protocol: h2c",
+        )
         .default_upstream("nginx")
         .issuer(
             IssuerBlock::new("load", issuer)
@@ -113,6 +130,11 @@ fn load_config(
         .identity_header("x-auth-scopes", "scope")
         .route(Route::new("pass", "/pass/**").auth("none"))
         .route(Route::new("api", "/api/**").scopes("[read:orders]"))
+        .route(
+            Route::new("grpc", "/grpc.health.v1.Health/*")
+                .scopes("[read:orders]")
+                .set("upstream", "nginx_h2c"),
+        )
         .limit("token_cache_entries", "100000")
         .server("threads", "1")
         .server("shutdown_grace", "1s")

@@ -28,6 +28,9 @@ pub struct RequestHead<'a> {
     /// The request target as received: origin-form (`/a?b`) or absolute-form (`http://h/a`).
     pub target: &'a [u8],
     pub headers: &'a HeaderMap,
+    /// HTTP/2's `:authority` pseudo-header; `None` over HTTP/1.1, where an authority comes
+    /// in the target (absolute-form) or not at all.
+    pub authority: Option<&'a str>,
     /// The address of the peer that sent the request.
     pub peer: Option<IpAddr>,
     /// The request arrived over TLS.
@@ -47,7 +50,7 @@ pub struct Routed {
     pub host: Option<String>,
     /// Query as received.
     query: Option<String>,
-    /// The authority of an absolute-form target, as written.
+    /// The authority of an absolute-form target or of HTTP/2's `:authority`, as written.
     authority: Option<String>,
     /// The token to verify; `None` on `auth: none` routes and when the request has none.
     token: Option<Found>,
@@ -234,8 +237,9 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
     }
     let target = path::parse_target(head.target).map_err(Deny::from)?;
     let path = target.path;
-    let host =
-        request_host(head.headers, target.authority).map_err(|d| denial(None, Some(&path), d))?;
+    let host = request_authority(target.authority, head)
+        .and_then(|authority| request_host(head.headers, authority))
+        .map_err(|d| denial(None, Some(&path), d))?;
     let index = policy
         .routes
         .find(host.as_deref(), head.method, &path)
@@ -259,7 +263,7 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
         route: index,
         host,
         query: target.query.map(str::to_string),
-        authority: target.authority.map(str::to_string),
+        authority: target.authority.or(head.authority).map(str::to_string),
         path,
         token,
         refused,
@@ -444,7 +448,20 @@ fn check_limits(limits: &Limits, head: &RequestHead) -> Result<(), Deny> {
     Ok(())
 }
 
-/// The request's host for route matching: the absolute-form authority or the `Host` header,
+/// The request's authority besides `Host`: an absolute-form target's (`target`) or HTTP/2's
+/// `:authority`, which must name the same one when both are present. Public for `portcullis
+/// explain`.
+pub fn request_authority<'a>(
+    target: Option<&'a str>,
+    head: &RequestHead<'a>,
+) -> Result<Option<&'a str>, Deny> {
+    match (target, head.authority) {
+        (Some(t), Some(a)) if !t.eq_ignore_ascii_case(a) => Err(Deny::BadRequest(BadRequest::Host)),
+        (t, a) => Ok(t.or(a)),
+    }
+}
+
+/// The request's host for route matching: the authority (`request_authority`) or the `Host` header,
 /// which must agree when both are present. Two `Host` headers are refused. Public for
 /// `portcullis explain`, which shows why each route missed.
 pub fn request_host(headers: &HeaderMap, authority: Option<&str>) -> Result<Option<String>, Deny> {

@@ -217,6 +217,7 @@ impl Explainer {
             method: &method,
             target: target.as_bytes(),
             headers: &headers,
+            authority: None,
             peer: Some(req.peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))),
             tls: false,
             client_subject: None,
@@ -317,10 +318,10 @@ impl Explainer {
 
     /// The routes tried before `matched` (all of them when none matched), and why each missed.
     fn tried(&self, head: &RequestHead, path: &str, matched: Option<usize>, out: &mut Explanation) {
-        let authority = crate::path::parse_target(head.target)
-            .ok()
-            .and_then(|t| t.authority.map(str::to_string));
-        let Ok(host) = engine::request_host(head.headers, authority.as_deref()) else {
+        let target = crate::path::parse_target(head.target).ok();
+        let Ok(host) = engine::request_authority(target.and_then(|t| t.authority), head)
+            .and_then(|authority| engine::request_host(head.headers, authority))
+        else {
             return;
         };
         let routes = self.policy.routes.routes();

@@ -11,14 +11,18 @@ use crate::reload::{Live, Shared};
 use crate::response::{self, Deny};
 use crate::server::InFlight;
 use async_trait::async_trait;
-use http::{header, HeaderValue};
+use http::{header, HeaderValue, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::protocols::ALPN;
+use pingora::protocols::http::HttpTask;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Most requests sent at once on one HTTP/2 connection to an upstream (fewer when the
+/// upstream's SETTINGS say so); more open another connection.
+const UPSTREAM_H2_STREAMS: usize = 100;
 
 /// Shared state of the gateway: the serving generation (compiled policy, live keys, the
 /// verified-token cache), swapped whole by a reload.
@@ -63,6 +67,10 @@ impl Gateway {
             method: &req.method,
             target: req.raw_path(),
             headers: &req.headers,
+            // pingora keeps HTTP/2's `:authority` in the URI.
+            authority: (req.version == Version::HTTP_2)
+                .then(|| req.uri.authority().map(|a| a.as_str()))
+                .flatten(),
             peer: session
                 .client_addr()
                 .and_then(|a| a.as_inet())
@@ -96,16 +104,48 @@ impl Gateway {
 
 /// Write the gateway's own answer to `deny`.
 async fn write_denial(session: &mut Session, deny: &Deny, request_id: &HeaderValue) -> Result<()> {
-    let reply = response::reply(deny, response::wants_grpc(&session.req_header().headers));
+    let req = session.req_header();
+    let reply = response::reply(deny, response::wants_grpc(&req.headers));
+    // gRPC's Trailers-Only form exists in HTTP/2 only: over HTTP/1.1 the same head comes with
+    // an empty body.
+    let head_only = reply.trailers_only && req.version == Version::HTTP_2;
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
     for (name, value) in reply.headers {
         resp.insert_header(name, value)?;
     }
     resp.insert_header("x-request-id", request_id.clone())?;
+    if head_only {
+        // The downstream session itself: `Session::write_response_header` never ends an
+        // HTTP/2 stream on the HEADERS frame, whatever its `end_of_stream`.
+        session
+            .as_mut()
+            .response_duplex_vec(vec![HttpTask::Header(Box::new(resp), true)])
+            .await?;
+        return Ok(());
+    }
     resp.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(reply.body), true).await?;
     Ok(())
+}
+
+/// HTTP/2 may split `Cookie` into one field per cookie; before HTTP/1.1 they are joined into
+/// one with `; ` (RFC 9113 section 8.2.3): an HTTP/1.1 server may read only the first line.
+fn join_cookie_crumbs(req: &mut RequestHeader) -> Result<()> {
+    let mut crumbs = req.headers.get_all(header::COOKIE).iter();
+    if crumbs.nth(1).is_none() {
+        return Ok(());
+    }
+    let mut joined = Vec::new();
+    for crumb in req.headers.get_all(header::COOKIE) {
+        if !joined.is_empty() {
+            joined.extend_from_slice(b"; ");
+        }
+        joined.extend_from_slice(crumb.as_bytes());
+    }
+    let joined = http::HeaderValue::from_bytes(&joined)
+        .or_err(ErrorType::InvalidHTTPHeader, "joining cookie fields")?;
+    req.insert_header(header::COOKIE, joined)
 }
 
 #[async_trait]
@@ -180,10 +220,14 @@ impl ProxyHttp for Gateway {
             }
             None => HttpPeer::new(upstream.address, false, String::new()),
         };
-        peer.options.alpn = match upstream.protocol {
-            Protocol::H2 => ALPN::H2,
-            _ => ALPN::H1,
-        };
+        match upstream.protocol {
+            Protocol::H1 => {}
+            // HTTP/2 only: through ALPN over TLS (h2), with prior knowledge without (h2c).
+            Protocol::H2c | Protocol::H2 => {
+                peer.options.set_http_version(2, 2);
+                peer.options.max_h2_streams = UPSTREAM_H2_STREAMS;
+            }
+        }
         peer.options.connection_timeout = Some(upstream.connect_timeout);
         peer.options.read_timeout = Some(upstream.read_timeout);
         peer.options.write_timeout = Some(upstream.read_timeout);
@@ -211,6 +255,9 @@ impl ProxyHttp for Gateway {
                 }
                 Edit::Set(name, value) => upstream.insert_header(name.clone(), value.clone())?,
             }
+        }
+        if upstream.version != Version::HTTP_2 {
+            join_cookie_crumbs(upstream)?;
         }
         Ok(())
     }

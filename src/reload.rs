@@ -443,6 +443,10 @@ impl Changes {
         {
             restart_only.push("tls");
         }
+        // HTTP/2 SETTINGS are built once, when the listener starts.
+        if before.limits.h2_max_concurrent_streams != after.limits.h2_max_concurrent_streams {
+            restart_only.push("limits.h2_max_concurrent_streams");
+        }
         Changes {
             routes,
             issuers: Delta::between(old.get("issuers"), new.get("issuers")),

@@ -205,14 +205,23 @@ impl Deny {
         }
     }
 
-    /// gRPC status code for the denials gRPC has its own terms for.
-    fn grpc_status(&self) -> Option<u8> {
+    /// The gRPC status a gRPC client gets for this denial (the `grpc-status` of the reply).
+    /// Every denial has one, so a gRPC client always reads the gateway's code and message
+    /// rather than guessing one from an HTTP status.
+    pub fn grpc_status(&self) -> u8 {
         match self {
-            Deny::MissingToken | Deny::InvalidToken(_) => Some(16),
-            Deny::InsufficientScope(_) | Deny::ClaimMismatch(_) => Some(7),
-            Deny::KeysUnavailable => Some(14),
-            Deny::NoRoute => Some(12),
-            _ => None,
+            // INVALID_ARGUMENT: the request itself is wrong (target, host, token placement).
+            Deny::BadRequest(_) => 3,
+            // DEADLINE_EXCEEDED: not UNAVAILABLE, which clients retry, and a call that timed
+            // out upstream may have run there.
+            Deny::Limit(Limit::BodyTimeout) | Deny::UpstreamTimeout => 4,
+            Deny::InsufficientScope(_) | Deny::ClaimMismatch(_) => 7,
+            // RESOURCE_EXHAUSTED, as gRPC servers answer a message over their size limit.
+            Deny::Limit(Limit::Body | Limit::Target | Limit::Headers) => 8,
+            Deny::NoRoute => 12,
+            // UNAVAILABLE: transient, worth a retry after a while.
+            Deny::KeysUnavailable | Deny::UpstreamError | Deny::Limit(Limit::Busy) => 14,
+            Deny::MissingToken | Deny::InvalidToken(_) => 16,
         }
     }
 }
@@ -251,23 +260,31 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Bytes,
+    /// gRPC's Trailers-Only form: over HTTP/2 the head is the whole response (one HEADERS
+    /// frame that ends the stream, no DATA frame, no `Content-Length`).
+    pub trailers_only: bool,
 }
 
-/// Build the reply for `deny`. `grpc`: the request's content-type is `application/grpc…`.
+/// Build the reply for `deny`. `grpc`: the request's content-type is `application/grpc…`;
+/// then every denial is a gRPC status (`Deny::grpc_status`) with the same fixed description
+/// as `grpc-message`, HTTP status 200, in the Trailers-Only form.
 pub fn reply(deny: &Deny, grpc: bool) -> Reply {
     if grpc {
-        if let Some(code) = deny.grpc_status() {
-            return Reply {
-                status: 200,
-                headers: vec![
-                    ("content-type", "application/grpc".into()),
-                    ("grpc-status", code.to_string()),
-                    ("grpc-message", deny.description().replace(' ', "%20")),
-                    ("cache-control", "no-store".into()),
-                ],
-                body: Bytes::new(),
-            };
+        let mut headers = vec![
+            ("content-type", "application/grpc".into()),
+            ("grpc-status", deny.grpc_status().to_string()),
+            ("grpc-message", deny.description().replace(' ', "%20")),
+            ("cache-control", "no-store".into()),
+        ];
+        if matches!(deny, Deny::KeysUnavailable | Deny::Limit(Limit::Busy)) {
+            headers.push(("retry-after", RETRY_AFTER_SECS.to_string()));
         }
+        return Reply {
+            status: 200,
+            headers,
+            body: Bytes::new(),
+            trailers_only: true,
+        };
     }
     let body = serde_json::json!({"error": deny.code(), "error_description": deny.description()})
         .to_string();
@@ -304,6 +321,7 @@ pub fn reply(deny: &Deny, grpc: bool) -> Reply {
         status: deny.status(),
         headers,
         body: Bytes::from(body),
+        trailers_only: false,
     }
 }
 
@@ -491,10 +509,34 @@ mod tests {
     }
 
     #[test]
-    fn grpc_requests_get_grpc_status() {
-        let r = reply(&Deny::InsufficientScope(None), true);
-        assert_eq!(r.status, 200);
-        assert!(r.headers.contains(&("grpc-status", "7".into())));
-        assert_eq!(reply(&Deny::BadRequest(BadRequest::Host), true).status, 400);
+    fn grpc_requests_get_grpc_status_in_the_trailers_only_form() {
+        let table = [
+            (Deny::BadRequest(BadRequest::Host), 3),
+            (Deny::MissingToken, 16),
+            (Deny::InvalidToken(VerifyError::Expired), 16),
+            (Deny::InsufficientScope(None), 7),
+            (Deny::ClaimMismatch(None), 7),
+            (Deny::NoRoute, 12),
+            (Deny::UpstreamError, 14),
+            (Deny::KeysUnavailable, 14),
+            (Deny::UpstreamTimeout, 4),
+            (Deny::Limit(Limit::BodyTimeout), 4),
+            (Deny::Limit(Limit::Body), 8),
+            (Deny::Limit(Limit::Target), 8),
+            (Deny::Limit(Limit::Headers), 8),
+            (Deny::Limit(Limit::Busy), 14),
+        ];
+        for (deny, code) in table {
+            let r = reply(&deny, true);
+            assert_eq!((r.status, r.trailers_only), (200, true), "{deny:?}");
+            assert!(r.body.is_empty());
+            assert!(
+                r.headers.contains(&("grpc-status", code.to_string())),
+                "{deny:?}"
+            );
+            let message = deny.description().replace(' ', "%20");
+            assert!(r.headers.contains(&("grpc-message", message)), "{deny:?}");
+        }
+        assert!(!reply(&Deny::NoRoute, false).trailers_only);
     }
 }

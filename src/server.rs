@@ -4,7 +4,7 @@
 //! listener, certificate reload (`tls`) are set up before the `listening` line.
 
 use crate::admin::{self, AdminState};
-use crate::config::Policy;
+use crate::config::{Limits, Policy};
 use crate::keys::{IssuerKeyConfig, KeyStore, OnKeysChanged};
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
@@ -13,6 +13,8 @@ use crate::tls::Certificates;
 use crate::token::Authenticator;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
+use pingora::protocols::http::v2::server::H2Options;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{
     ListenFds, RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch,
@@ -152,7 +154,19 @@ pub fn prepare(
         metrics: Arc::clone(&metrics),
         in_flight: Arc::clone(&in_flight),
     };
+    let limits = live.load().policy.limits.clone();
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, gateway);
+    if let Some(proxy) = service.app_logic_mut() {
+        // A cleartext listener takes HTTP/2 with prior knowledge next to HTTP/1.1 on the one
+        // port (pingora reads the client preface to tell them apart); a TLS one offers h2
+        // through ALPN. The HTTP/2 limits are the same either way.
+        let mut options = HttpServerOptions::default();
+        options.h2c = listener_tls.is_none();
+        // An HTTP/2 connection without a request open is closed like an idle HTTP/1.1 one.
+        options.h2_idle_timeout = Some(limits.client_idle_timeout);
+        proxy.server_options = Some(options);
+        proxy.h2_options = Some(h2_options(&limits));
+    }
     // The same address key either way: `PreBound` hands pingora the bound socket under it.
     match &listener_tls {
         Some(tls) => {
@@ -189,6 +203,15 @@ pub fn prepare(
         },
         control,
     })
+}
+
+/// The SETTINGS of client HTTP/2 connections, from `limits:` as they are at start.
+fn h2_options(limits: &Limits) -> H2Options {
+    let mut options = pingora::protocols::http::v2::server::default_h2_options();
+    options
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.h2_max_header_list_size());
+    options
 }
 
 /// Without a config file (the demo) there is nothing to reload: SIGHUP is logged, not fatal.

@@ -443,6 +443,7 @@ async fn restart_only_settings_are_logged_as_ignored_and_sigterm_after_reloads_e
             .issuer(issuer.jwks_uri_block("main"))
             .route(Route::new("health", path).auth("none"))
             .server("threads", threads)
+            .limit("h2_max_concurrent_streams", threads)
             .yaml()
     };
     let mut config = ConfigDir::new(&config_with("2", "/a"));
@@ -457,11 +458,13 @@ async fn restart_only_settings_are_logged_as_ignored_and_sigterm_after_reloads_e
             .await;
     }
     assert_eq!(gw.get("/p2", &[]).await.status, 200);
-    let ignored: Vec<_> = events(&gw, "config_reload")
-        .into_iter()
-        .filter(|e| e["setting"] == "server.threads")
-        .collect();
-    assert_eq!(ignored.len(), 1, "{ignored:?}");
+    for setting in ["server.threads", "limits.h2_max_concurrent_streams"] {
+        let ignored: Vec<_> = events(&gw, "config_reload")
+            .into_iter()
+            .filter(|e| e["setting"] == setting)
+            .collect();
+        assert_eq!(ignored.len(), 1, "{setting}: {ignored:?}");
+    }
 
     signal(&gw, "TERM");
     let status = wait_exit(&mut gw, Duration::from_secs(5));

@@ -203,6 +203,7 @@ pub fn check_path(raw: &[u8], method: &Method, host_header: Option<&str>) {
         method,
         target: wire_target,
         headers: &headers,
+        authority: None,
         peer: None,
         tls: false,
         client_subject: None,

@@ -56,6 +56,8 @@ pub const TOKEN_CACHE_ENTRIES: u64 = 10_000;
 pub const MAX_HEADER_COUNT: usize = 100;
 /// `limits.max_header_bytes`.
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+/// `limits.h2_max_concurrent_streams` (pingora's own default).
+pub const H2_MAX_CONCURRENT_STREAMS: u32 = 100;
 /// `limits.max_target_bytes`.
 pub const MAX_TARGET_BYTES: usize = 8192;
 /// `limits.max_in_flight`.
@@ -141,6 +143,7 @@ pub const TABLE: &[Documented] = &[
     d("limits.token_cache_entries", "10000", "10,000"),
     d("limits.max_header_count", "100", "100"),
     d("limits.max_header_bytes", "32768", "32 KiB"),
+    d("limits.h2_max_concurrent_streams", "100", "100"),
     d("limits.max_target_bytes", "8192", "8 KiB"),
     d("limits.max_body_bytes", "null", "none"),
     d("limits.max_in_flight", "10000", "10,000"),

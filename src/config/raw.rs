@@ -90,8 +90,8 @@ pub struct RawUpstream {
     /// Default 30s: longest wait for the upstream's next bytes. Exceeded: 504.
     #[serde(default = "default_read_timeout")]
     pub read_timeout: Dur,
-    /// `h1` or `h2` (HTTP/2 through ALPN: an `https` url). Default `h1`. (`h2c` is accepted by
-    /// the schema but refused at compile.)
+    /// The HTTP version spoken to the upstream. Default `h1`; `h2c`: HTTP/2 over cleartext with
+    /// prior knowledge (gRPC servers, an http url); `h2`: HTTP/2 through ALPN (an https url).
     #[serde(default)]
     pub protocol: Option<String>,
     /// PEM bundle of the CAs an `https` upstream's certificate must chain to. Default null:
@@ -379,6 +379,10 @@ pub struct RawLimits {
     /// Most bytes of all header names and values together. Default 32768; more: 431.
     #[serde(default)]
     pub max_header_bytes: Option<usize>,
+    /// Most HTTP/2 requests open at once on one client connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    /// Default 100. Read at start: a change takes effect at the next restart.
+    #[serde(default)]
+    pub h2_max_concurrent_streams: Option<u32>,
     /// Longest request target (path and query). Default 8192; longer: 414.
     #[serde(default)]
     pub max_target_bytes: Option<usize>,

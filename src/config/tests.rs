@@ -228,14 +228,6 @@ fn upstream_refusals_name_the_upstream_key() {
         (
             edit(&[(
                 "url: http://127.0.0.1:1\n",
-                "url: http://127.0.0.1:1\n    protocol: h2c\n",
-            )]),
-            "upstreams.app.protocol",
-            "h2c upstreams are not available",
-        ),
-        (
-            edit(&[(
-                "url: http://127.0.0.1:1\n",
                 "url: http://127.0.0.1:1\n    protocol: h2\n",
             )]),
             "upstreams.app.protocol",
@@ -244,10 +236,18 @@ fn upstream_refusals_name_the_upstream_key() {
         (
             edit(&[(
                 "url: http://127.0.0.1:1\n",
+                "url: https://127.0.0.1:1\n    protocol: h2c\n",
+            )]),
+            "upstreams.app.protocol",
+            "h2c is HTTP/2 over cleartext",
+        ),
+        (
+            edit(&[(
+                "url: http://127.0.0.1:1\n",
                 "url: https://127.0.0.1:1\n    protocol: h3\n",
             )]),
             "upstreams.app.protocol",
-            "\"h3\" is not a protocol",
+            "\"h3\" is not a protocol: write h1, h2c or h2",
         ),
         (
             edit(&[(
@@ -744,6 +744,11 @@ fn limit_and_server_refusals_name_the_key() {
         (
             add("limits:\n  max_target_bytes: 0\n"),
             "limits.max_target_bytes",
+            "must be above zero",
+        ),
+        (
+            add("limits:\n  h2_max_concurrent_streams: 0\n"),
+            "limits.h2_max_concurrent_streams",
             "must be above zero",
         ),
         (

@@ -126,6 +126,8 @@ struct Req {
     method: Method,
     target: String,
     headers: HeaderMap,
+    /// HTTP/2's `:authority`.
+    authority: Option<String>,
     peer: Option<IpAddr>,
     tls: bool,
     client_subject: Option<String>,
@@ -143,6 +145,7 @@ fn req(method: &str, target: &str, headers: &[(&str, &str)]) -> Req {
         method: Method::from_bytes(method.as_bytes()).unwrap(),
         target: target.to_string(),
         headers: map,
+        authority: None,
         peer: Some("192.0.2.7".parse().unwrap()),
         tls: false,
         client_subject: None,
@@ -163,6 +166,7 @@ impl Fixture {
             method: &r.method,
             target: r.target.as_bytes(),
             headers: &r.headers,
+            authority: r.authority.as_deref(),
             peer: r.peer,
             tls: r.tls,
             client_subject: r.client_subject.as_deref(),
@@ -171,14 +175,19 @@ impl Fixture {
             .enable_all()
             .build()
             .unwrap();
-        decide_with(&self.policy, &head, &HeaderValue::from_static("rid-1"), |token| {
-            rt.block_on(self.auth.authenticate(
-                token,
-                &token_rules(&self.policy),
-                &self.keys,
-                &self.metrics,
-            ))
-        })
+        decide_with(
+            &self.policy,
+            &head,
+            &HeaderValue::from_static("rid-1"),
+            |token| {
+                rt.block_on(self.auth.authenticate(
+                    token,
+                    &token_rules(&self.policy),
+                    &self.keys,
+                    &self.metrics,
+                ))
+            },
+        )
     }
 
     fn denied(&self, r: &Req) -> Deny {
@@ -466,6 +475,7 @@ fn keys_unavailable_is_the_verifier_s_answer_passed_through() {
         method: &r.method,
         target: r.target.as_bytes(),
         headers: &r.headers,
+        authority: None,
         peer: r.peer,
         tls: false,
         client_subject: None,
@@ -727,6 +737,65 @@ fn hosts_route_and_an_absolute_form_authority_becomes_the_host() {
         ["admin.example.com"]
     );
     assert_eq!(a.target, "/admin/x");
+}
+
+/// The request as HTTP/2 delivers it: the authority in `:authority`, usually no `Host`.
+fn h2_req(target: &str, authority: &str, headers: &[(&str, &str)]) -> Req {
+    Req {
+        authority: Some(authority.to_string()),
+        ..req("GET", target, headers)
+    }
+}
+
+#[test]
+fn an_h2_authority_is_the_host_and_goes_upstream_as_host() {
+    let f = fixture();
+    let token = f.token(json!({}));
+    let auth = bearer(&token);
+    let r = h2_req(
+        "/admin/x",
+        "admin.example.com:8443",
+        &[("authorization", &auth)],
+    );
+    let a = f.allowed(&r);
+    assert_eq!(f.route_name(a.route), "admin-host");
+    assert_eq!(
+        values(&upstream_headers(&r, &a), "host"),
+        ["admin.example.com:8443"]
+    );
+    // The same authority in `Host` as well: one Host upstream, the one routed by.
+    let r = h2_req(
+        "/admin/x",
+        "admin.example.com",
+        &[("host", "admin.example.com"), ("authorization", &auth)],
+    );
+    let a = f.allowed(&r);
+    assert_eq!(
+        values(&upstream_headers(&r, &a), "host"),
+        ["admin.example.com"]
+    );
+}
+
+#[test]
+fn an_h2_authority_and_a_host_naming_another_host_are_refused() {
+    let f = fixture();
+    for (authority, host) in [
+        ("admin.example.com", "other.example.com"),
+        ("other.example.com", "admin.example.com"),
+        ("admin.example.com", "admin.example.com.evil"),
+    ] {
+        let deny = f.denied(&h2_req("/admin/x", authority, &[("host", host)]));
+        assert_eq!(
+            deny,
+            Deny::BadRequest(BadRequest::Host),
+            "{authority} {host}"
+        );
+    }
+    // An absolute-form target and `:authority` must agree too.
+    let deny = f.denied(&h2_req("http://a.example/healthz", "b.example", &[]));
+    assert_eq!(deny, Deny::BadRequest(BadRequest::Host));
+    let deny = f.denied(&h2_req("/healthz", "a.example:x", &[]));
+    assert_eq!(deny, Deny::BadRequest(BadRequest::Host));
 }
 
 #[test]

@@ -4,14 +4,17 @@
 //!
 //! Submodules: `config` (the config builder, shared with fuzz/ and benches/), `deny` (the
 //! assertions on the gateway's own replies), `faulty_issuer` (an issuer whose failures a test
-//! switches), `upstreams` (echo, counting echo, silent, slow and dead upstreams), `pki` (a test
-//! CA and its certificates), `tls` (a TLS client showing what was negotiated, a TLS echo
+//! switches), `grpc` (a tonic gRPC upstream), `http2` (HTTP/2 clients, one that writes raw
+//! frames), `upstreams` (echo, counting echo, h2c echo, silent, slow and dead upstreams), `pki`
+//! (a test CA and its certificates), `tls` (a TLS client showing what was negotiated, a TLS echo
 //! upstream).
 #![allow(dead_code)]
 
 pub mod config;
 mod deny;
 mod faulty_issuer;
+mod grpc;
+mod http2;
 pub mod pki;
 pub mod tls;
 mod upstreams;
@@ -23,6 +26,10 @@ pub use config::{Config, IssuerBlock, Route};
 pub use deny::*;
 #[allow(unused_imports)]
 pub use faulty_issuer::{unique_claims, with_kid, Fault, FaultyIssuer};
+#[allow(unused_imports)]
+pub use grpc::{start_grpc, GrpcUpstream};
+#[allow(unused_imports)]
+pub use http2::{h2_request, raw_h2_request, H2Reply, RawOutcome};
 #[allow(unused_imports)]
 pub use upstreams::*;
 

@@ -76,3 +76,51 @@ pub async fn start_counting_echo() -> (SocketAddr, Arc<AtomicUsize>) {
     ));
     (addr, hits)
 }
+
+/// An upstream that speaks HTTP/2 only, with prior knowledge (h2c): it answers like the echo
+/// upstream (method, target, headers as JSON, `:authority` listed as a header of that name)
+/// plus `version`, and counts every request. A client speaking HTTP/1.1 to it gets nothing:
+/// a 200 from it proves the request came over HTTP/2.
+pub async fn start_h2c_echo() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::clone(&hits);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(tcp).await else {
+                    return;
+                };
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    let mut headers = vec![];
+                    if let Some(a) = req.uri().authority() {
+                        headers.push(json!([":authority", a.as_str()]));
+                    }
+                    headers.extend(
+                        req.headers().iter().map(|(k, v)| {
+                            json!([k.as_str(), String::from_utf8_lossy(v.as_bytes())])
+                        }),
+                    );
+                    let target = req.uri().path_and_query().map_or("", |p| p.as_str());
+                    let doc = json!({
+                        "method": req.method().as_str(),
+                        "target": target,
+                        "version": format!("{:?}", req.version()),
+                        "headers": headers,
+                    });
+                    let response = http::Response::builder()
+                        .header("content-type", "application/json")
+                        .body(())
+                        .unwrap();
+                    if let Ok(mut send) = respond.send_response(response, false) {
+                        let _ = send.send_data(Bytes::from(doc.to_string()), true);
+                    }
+                }
+            });
+        }
+    });
+    (addr, hits)
+}

@@ -15,6 +15,8 @@ pub struct Limits {
     pub token_cache_entries: u64,
     pub max_header_count: usize,
     pub max_header_bytes: usize,
+    /// SETTINGS_MAX_CONCURRENT_STREAMS of client HTTP/2 connections.
+    pub h2_max_concurrent_streams: u32,
     pub max_target_bytes: usize,
     /// `None`: no limit.
     pub max_body_bytes: Option<u64>,
@@ -22,6 +24,30 @@ pub struct Limits {
     pub client_body_timeout: Duration,
     pub client_idle_timeout: Duration,
 }
+
+impl Limits {
+    /// SETTINGS_MAX_HEADER_LIST_SIZE of client HTTP/2 connections, derived from the limits the
+    /// engine checks (there is no separate knob): HTTP/2 counts the pseudo-headers too, and 32
+    /// more bytes for every field (RFC 9113 section 6.5.2), so this is `max_header_bytes` plus
+    /// `max_target_bytes` (`:path`) plus 32 per field plus room for `:method`, `:scheme` and
+    /// `:authority`. A request within the engine's limits is never refused by the transport
+    /// first, and one over them gets the engine's 431 with the gateway's body; a header block
+    /// far over them is refused by the HTTP/2 layer (431, no body) before it is decoded whole.
+    pub fn h2_max_header_list_size(&self) -> u32 {
+        let fields = self.max_header_count.saturating_add(H2_PSEUDO_HEADERS);
+        let size = self
+            .max_header_bytes
+            .saturating_add(self.max_target_bytes)
+            .saturating_add(fields.saturating_mul(32))
+            .saturating_add(H2_PSEUDO_ROOM);
+        u32::try_from(size).unwrap_or(u32::MAX)
+    }
+}
+
+/// `:method`, `:scheme`, `:authority`, `:path`, `:protocol`.
+const H2_PSEUDO_HEADERS: usize = 5;
+/// Bytes allowed for the names and values of `:method`, `:scheme`, `:authority`, `:protocol`.
+const H2_PSEUDO_ROOM: usize = 1024;
 
 /// The compiled `server:` block.
 #[derive(Debug, Clone)]
@@ -70,6 +96,13 @@ pub(super) fn limits(l: &RawLimits) -> Result<Limits, CompileError> {
             l.max_header_bytes,
             defaults::MAX_HEADER_BYTES,
         )?,
+        h2_max_concurrent_streams: match l
+            .h2_max_concurrent_streams
+            .unwrap_or(defaults::H2_MAX_CONCURRENT_STREAMS)
+        {
+            0 => return err("limits.h2_max_concurrent_streams", "must be above zero"),
+            n => n,
+        },
         max_target_bytes: positive(
             "max_target_bytes",
             l.max_target_bytes,

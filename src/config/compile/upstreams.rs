@@ -116,16 +116,17 @@ fn upstream(
                 "h2 is negotiated through TLS (ALPN): it needs an https:// url",
             )
         }
+        "h2c" if !https => Protocol::H2c,
         "h2c" => {
             return err(
                 format!("{at}.protocol"),
-                "h2c upstreams are not available in this version",
+                "h2c is HTTP/2 over cleartext: an https:// upstream speaks h2",
             )
         }
         other => {
             return err(
                 format!("{at}.protocol"),
-                format!("{other:?} is not a protocol: write h1 or h2"),
+                format!("{other:?} is not a protocol: write h1, h2c or h2"),
             )
         }
     };
