@@ -3,13 +3,14 @@
 Each case renders a chart with helm-python-sdk (Helm's Go SDK), validates the manifests with
 `kubernetes-validate --strict` and `checkov --framework kubernetes`, and asserts what matters for
 the gateway: probes on the admin port's /healthz and /readyz, the security context, a grace
-period above the gateway's shutdown grace, the policy mounted as a directory, and a config that
-the real binary's `portcullis check` accepts.
+period above the gateway's shutdown grace, the policy and the TLS Secrets mounted as directories,
+and a config that the real binary's `portcullis check` accepts (with throwaway PEM files from the
+`openssl` command where a TLS Secret or CA bundle is mounted).
 
     python -m pytest helm/tests -q        (what .ci/run does; plain `python test_chart.py` too)
 
-Needs: helm-python-sdk, kubernetes-validate, checkov, pytest, PyYAML, and the built binary
-(target/debug/portcullis, or PORTCULLIS_BIN).
+Needs: helm-python-sdk, kubernetes-validate, checkov, pytest, PyYAML, the built binary
+(target/debug/portcullis, or PORTCULLIS_BIN) and the openssl command.
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ CHECKOV_ACCEPTED = {
         "CKV_K8S_35": "portcullis reads an issuer's HMAC secret only from an environment "
         "variable (hmac_secret_env); the value comes from a Secret through secretKeyRef",
     },
+    "tls": {
+        "CKV_K8S_43": IMAGE_BUILT_BY_USER,
+        "CKV_K8S_15": IMAGE_BUILT_BY_USER,
+        "CKV2_K8S_6": "the NetworkPolicy is opt-in (networkPolicy.enabled), as in the defaults",
+    },
     "sidecar": {
         "CKV_K8S_43": IMAGE_BUILT_BY_USER,
         "CKV_K8S_15": IMAGE_BUILT_BY_USER,
@@ -95,15 +101,15 @@ def case(name: str) -> tuple[dict, ...]:
     """The rendered manifests of a named case."""
     if name == "defaults":
         return tuple(render(CHART, {}))
-    if name == "standalone-full":
-        return tuple(render(CHART, load_values("standalone-full.yaml")))
+    if name in ("standalone-full", "tls"):
+        return tuple(render(CHART, load_values(f"{name}.yaml")))
     if name == "sidecar":
         with tempfile.TemporaryDirectory() as tmp:
             return tuple(render(example_chart(Path(tmp)), load_values("sidecar.yaml")))
     raise KeyError(name)
 
 
-CASES = ["defaults", "standalone-full", "sidecar"]
+CASES = ["defaults", "standalone-full", "tls", "sidecar"]
 
 
 def of_kind(docs, kind: str) -> list[dict]:
@@ -137,6 +143,14 @@ def gateway_config(docs, pod: dict) -> tuple[dict, str]:
     cm = one(docs, "ConfigMap", volume["configMap"]["name"])
     text = cm["data"]["config.yaml"]
     return yaml.safe_load(text), text
+
+
+def volume(pod: dict, name: str) -> dict | None:
+    return next((v for v in pod["spec"]["volumes"] if v["name"] == name), None)
+
+
+def mount(container: dict, name: str) -> dict | None:
+    return next((m for m in container.get("volumeMounts", []) if m["name"] == name), None)
 
 
 def seconds(duration: str) -> int:
@@ -246,16 +260,86 @@ def test_the_policy_is_mounted_as_a_directory(name):
     assert c["args"] == ["run", "-c", "/etc/portcullis/config.yaml"]
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_the_configmap_holds_a_config_that_portcullis_check_accepts(name, tmp_path):
+# --- what the kubelet would mount: throwaway PEM files --------------------------------------
+
+
+@lru_cache(maxsize=None)
+def self_signed(cn: str, ca: bool) -> tuple[str, str]:
+    """(certificate, key) PEM of a fresh self-signed P-256 certificate, made by openssl."""
+    assert shutil.which("openssl"), "the openssl command is missing (.ci/run installs it)"
+    with tempfile.TemporaryDirectory() as tmp:
+        crt, key = Path(tmp) / "c.pem", Path(tmp) / "k.pem"
+        ext = "basicConstraints=critical,CA:TRUE" if ca else f"subjectAltName=DNS:{cn}"
+        r = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "30", "-subj", f"/CN={cn}", "-addext", ext,
+             "-keyout", str(key), "-out", str(crt)],
+            capture_output=True, text=True,
+        )
+        assert r.returncode == 0, r.stderr
+        return crt.read_text(), key.read_text()
+
+
+def cluster_objects() -> dict[tuple[str, str], dict[str, str]]:
+    """The Secrets and ConfigMaps the test values name, as the cluster would hold them."""
+    leaf, leaf_key = self_signed("gw.edge.svc", ca=False)
+    ca, _ = self_signed("Example Clients CA", ca=True)
+    upstream_ca, _ = self_signed("Example Internal CA", ca=True)
+    return {
+        # A cert-manager Certificate's Secret: kubernetes.io/tls with ca.crt beside.
+        ("secret", "gw-tls"): {"tls.crt": leaf, "tls.key": leaf_key, "ca.crt": ca},
+        ("configMap", "client-cas"): {"clients.pem": ca},
+        ("secret", "client-cas"): {"ca.crt": ca},
+        ("secret", "upstream-ca"): {"ca.crt": upstream_ca},
+    }
+
+
+def kubelet_mounts(pod: dict, text: str, root: Path) -> str:
+    """Write each Secret or ConfigMap volume of the gateway container that cluster_objects holds
+    under root, laid out as the kubelet does (files are symlinks through `..data` to a
+    timestamped directory), and return the config text with the mount paths moved there."""
+    objects = cluster_objects()
+    for m in gateway_container(pod)["volumeMounts"]:
+        v = volume(pod, m["name"])
+        if "secret" in v:
+            source, ref = v["secret"], ("secret", v["secret"]["secretName"])
+        elif "configMap" in v and m["name"] != "portcullis-config":
+            source, ref = v["configMap"], ("configMap", v["configMap"]["name"])
+        else:
+            continue
+        if ref not in objects:
+            continue
+        data = objects[ref]
+        if "items" in source:  # only these keys, each at its path (the kubelet fails on a missing key)
+            missing = [i["key"] for i in source["items"] if i["key"] not in data]
+            assert not missing, f"{ref} has no key {missing}"
+            data = {i["path"]: data[i["key"]] for i in source["items"]}
+        d = root / m["name"]
+        (d / "..2026_11_29_00_00_00.1").mkdir(parents=True)
+        (d / "..data").symlink_to("..2026_11_29_00_00_00.1")
+        for path, content in data.items():
+            (d / "..data" / path).write_text(content)
+            (d / path).symlink_to(f"..data/{path}")
+        text = text.replace(m["mountPath"].rstrip("/") + "/", f"{d}/")
+    return text
+
+
+def portcullis_check(docs, tmp_path: Path) -> None:
+    """`portcullis check` on the ConfigMap's config, with the pod's TLS mounts in place."""
     assert BIN.exists(), f"{BIN} is missing: build it first (cargo build) or set PORTCULLIS_BIN"
-    docs = case(name)
-    _, text = gateway_config(docs, gateway_pod(docs))
+    pod = gateway_pod(docs)
+    _, text = gateway_config(docs, pod)
+    text = kubelet_mounts(pod, text, tmp_path / "mounts")
     path = tmp_path / "config.yaml"
     path.write_text(text)
     r = subprocess.run([str(BIN), "check", "-c", str(path)], capture_output=True, text=True)
-    assert r.returncode == 0, f"{name}: portcullis check refused the ConfigMap's config:\n{r.stderr}\n{text}"
+    assert r.returncode == 0, f"portcullis check refused the ConfigMap's config:\n{r.stderr}\n{text}"
     assert ": ok (" in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_configmap_holds_a_config_that_portcullis_check_accepts(name, tmp_path):
+    portcullis_check(case(name), tmp_path)
 
 
 @pytest.mark.parametrize("name, rolls", [("defaults", False), ("standalone-full", True), ("sidecar", True)])
@@ -312,7 +396,7 @@ def test_the_service_monitor_scrapes_metrics_on_the_admin_service():
 
 
 def test_the_proxy_service_targets_the_proxy_port_only():
-    for name in ["defaults", "standalone-full"]:
+    for name in ["defaults", "standalone-full", "tls"]:
         svc = one(case(name), "Service", f"{RELEASE}-portcullis")
         assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["portcullis"]
 
@@ -365,6 +449,125 @@ def test_the_sidecar_sits_beside_the_app_and_the_service_targets_it():
     assert gateway_container(pod)["image"] == f"portcullis:{chart_app_version()}"
 
 
+# --- TLS -----------------------------------------------------------------------------------
+
+TLS_VOLUMES = {"portcullis-tls", "portcullis-client-ca", "portcullis-upstream-ca"}
+TLS_ON = {"enabled": True, "secretName": "gw-tls"}
+
+
+@pytest.mark.parametrize("name", ["defaults", "standalone-full", "sidecar"])
+def test_tls_off_renders_no_tls_block_no_tls_volume_and_an_http_service_port(name):
+    docs = case(name)
+    pod = gateway_pod(docs)
+    config, _ = gateway_config(docs, pod)
+    assert "tls" not in config
+    assert not {v["name"] for v in pod["spec"]["volumes"]} & TLS_VOLUMES
+    assert not {m["name"] for m in gateway_container(pod)["volumeMounts"]} & TLS_VOLUMES
+    if name != "sidecar":  # the example app chart owns its Service
+        (port,) = one(docs, "Service", f"{RELEASE}-portcullis")["spec"]["ports"]
+        assert port["name"] == "http" and "appProtocol" not in port and port["port"] == 80, port
+
+
+def test_tls_on_mounts_the_secret_as_a_directory_and_the_config_points_into_it():
+    docs = case("tls")
+    pod = gateway_pod(docs)
+    c = gateway_container(pod)
+    config, _ = gateway_config(docs, pod)
+    assert volume(pod, "portcullis-tls")["secret"] == {"secretName": "gw-tls"}
+    m = mount(c, "portcullis-tls")
+    assert m["readOnly"] is True
+    # Only a directory mount sees the kubelet's `..data` swap of a renewed Secret.
+    assert "subPath" not in m and "subPathExpr" not in m, m
+    assert not [x for x in c["volumeMounts"] if "subPath" in x or "subPathExpr" in x]
+    # Beside the config directory, not inside the ConfigMap's volume.
+    assert not m["mountPath"].startswith("/etc/portcullis/"), m
+    assert config["tls"]["cert_file"] == f"{m['mountPath']}/tls.crt"
+    assert config["tls"]["key_file"] == f"{m['mountPath']}/tls.key"
+    # The probes stay on the plain admin listener (checked for every case above).
+    assert c["readinessProbe"]["httpGet"]["port"] == "portcullis-adm"
+
+
+def test_tls_on_names_the_service_port_https_on_443_and_keeps_the_container_port_name():
+    docs = case("tls")
+    (port,) = one(docs, "Service", f"{RELEASE}-portcullis")["spec"]["ports"]
+    assert port == {"name": "https", "appProtocol": "https", "port": 443, "targetPort": "portcullis",
+                    "protocol": "TCP"}, port
+    # Sidecar users' Services target the container port by this name, TLS or not.
+    assert "portcullis" in [p["name"] for p in gateway_container(gateway_pod(docs))["ports"]]
+    # An explicit service.port wins, with or without TLS.
+    for tls in [{"enabled": False}, TLS_ON]:
+        docs = render(CHART, {"tls": tls, "service": {"port": 8443}})
+        assert one(docs, "Service", f"{RELEASE}-portcullis")["spec"]["ports"][0]["port"] == 8443
+
+
+@pytest.mark.parametrize(
+    "client_ca, volume_source",
+    [
+        ({"configMapName": "client-cas", "key": "clients.pem"},
+         {"configMap": {"name": "client-cas", "items": [{"key": "clients.pem", "path": "ca.crt"}]}}),
+        ({"secretName": "client-cas"},
+         {"secret": {"secretName": "client-cas", "items": [{"key": "ca.crt", "path": "ca.crt"}]}}),
+        (None, None),
+    ],
+    ids=["configmap", "secret", "none"],
+)
+def test_client_certificates_from_a_configmap_a_secret_or_none(client_ca, volume_source, tmp_path):
+    tls = dict(TLS_ON)
+    if client_ca:
+        tls |= {"clientCa": client_ca, "clientSubjectHeader": "x-client-subject"}
+    docs = render(CHART, {"tls": tls})
+    pod = gateway_pod(docs)
+    config, _ = gateway_config(docs, pod)
+    v, m = volume(pod, "portcullis-client-ca"), mount(gateway_container(pod), "portcullis-client-ca")
+    if client_ca is None:
+        assert v is None and m is None
+        assert "client_ca_file" not in config["tls"] and "client_subject_header" not in config["tls"]
+    else:
+        # The chosen key projected as ca.crt (items, not subPath: still swapped in place), so a
+        # different key changes the pod spec and rolls the pods; the gateway reads the bundle
+        # only at start.
+        assert {k: v[k] for k in v if k != "name"} == volume_source
+        assert m["readOnly"] is True and "subPath" not in m
+        assert config["tls"]["client_ca_file"] == f"{m['mountPath']}/ca.crt"
+        assert config["tls"]["client_subject_header"] == "x-client-subject"
+    portcullis_check(docs, tmp_path)
+
+
+@pytest.mark.parametrize("tls", [{"enabled": False}, TLS_ON], ids=["plain", "tls"])
+def test_upstream_ca_bundles_are_mounted_for_https_upstreams(tls, tmp_path):
+    values = load_values("tls.yaml")
+    values["tls"] = tls
+    docs = render(CHART, values)
+    pod = gateway_pod(docs)
+    config, _ = gateway_config(docs, pod)
+    assert volume(pod, "portcullis-upstream-ca")["secret"] == {"secretName": "upstream-ca"}
+    m = mount(gateway_container(pod), "portcullis-upstream-ca")
+    assert m["readOnly"] is True and "subPath" not in m
+    assert config["upstreams"]["billing"]["ca_file"].startswith(m["mountPath"] + "/")
+    portcullis_check(docs, tmp_path)
+    # From a ConfigMap (e.g. a trust-manager Bundle) instead.
+    values["upstreamCa"] = {"configMapName": "internal-roots"}
+    pod = gateway_pod(render(CHART, values))
+    assert volume(pod, "portcullis-upstream-ca")["configMap"] == {"name": "internal-roots"}
+
+
+def test_the_sidecar_gets_the_tls_mounts_in_the_including_charts_pod(tmp_path):
+    values = load_values("sidecar.yaml")
+    values["portcullis"]["tls"] = {**TLS_ON, "clientCa": {"secretName": "client-cas"}}
+    docs = render(example_chart(tmp_path), values)
+    pod = gateway_pod(docs)
+    config, _ = gateway_config(docs, pod)
+    assert volume(pod, "portcullis-tls")["secret"] == {"secretName": "gw-tls"}
+    assert volume(pod, "portcullis-client-ca")["secret"]["secretName"] == "client-cas"
+    gw = gateway_container(pod)
+    assert {"portcullis-tls", "portcullis-client-ca"} <= {m["name"] for m in gw["volumeMounts"]}
+    assert all("subPath" not in m for m in gw["volumeMounts"])
+    app = next(c for c in pod["spec"]["containers"] if c["name"] == "app")
+    assert not {m["name"] for m in app.get("volumeMounts", [])} & TLS_VOLUMES
+    assert config["tls"]["cert_file"] == f"{mount(gw, 'portcullis-tls')['mountPath']}/tls.crt"
+    portcullis_check(docs, tmp_path / "check")
+
+
 # --- refusals -------------------------------------------------------------------------------
 
 
@@ -377,6 +580,20 @@ def test_the_sidecar_sits_beside_the_app_and_the_service_targets_it():
         ({"config": {"server": {"shutdown_grace": "5s"}, "upstreams": {"a": {"url": "http://127.0.0.1:1"}},
                      "routes": [{"name": "r", "match": {"path": "/"}}]}}, "use shutdownGraceSeconds"),
         ({"mode": "daemonset"}, "mode"),
+        # TLS: the schema and the templates refuse what would not start or would mean nothing.
+        ({"tls": {"enabled": True}}, "/tls/secretName"),
+        ({"tls": {"enabled": True, "secretName": "Gw_TLS"}}, "/tls/secretName"),
+        ({"tls": {"enabled": True, "secretName": "gw-tls", "certFile": "x"}}, "certFile"),
+        ({"tls": {**TLS_ON, "clientSubjectHeader": "x_client"}}, "/tls/clientSubjectHeader"),
+        ({"tls": {**TLS_ON, "clientSubjectHeader": "x-client-subject"}}, "tls.clientSubjectHeader needs tls.clientCa"),
+        ({"tls": {**TLS_ON, "clientCa": {"secretName": "a", "configMapName": "b"}}}, "not both"),
+        ({"tls": {"clientCa": {"secretName": "client-cas"}}}, "need tls.enabled"),
+        ({"upstreamCa": {"secretName": "a", "configMapName": "b"}}, "upstreamCa: set secretName or configMapName, not both"),
+        ({"service": {"port": "https"}}, "/service/port"),
+        ({"config": {"tls": {"cert_file": "/x.crt", "key_file": "/x.key"}, "upstreams": {"a": {"url": "http://127.0.0.1:1"}},
+                     "routes": [{"name": "r", "match": {"path": "/"}}]}}, "config.tls is set by the chart"),
+        ({"config": {"upstreams": {"a": {"url": "https://127.0.0.1:1", "ca_file": "/etc/portcullis-upstream-ca/ca.crt"}},
+                     "routes": [{"name": "r", "match": {"path": "/"}}]}}, "mounted only with upstreamCa"),
         ({"replicas": 3}, "replicas"),
         ({"containerSecurityContext": {"runAsNonRoot": False, "readOnlyRootFilesystem": True,
                                        "allowPrivilegeEscalation": False, "capabilities": {}}}, "runAsNonRoot"),

@@ -77,7 +77,85 @@ config.yaml: the policy from values with the listeners and the shutdown grace th
 {{- $_ := set $cfg "server" $server -}}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%d" (int .values.ports.proxy)) -}}
 {{- $_ := set $cfg "admin_listen" (printf "0.0.0.0:%d" (int .values.ports.admin)) -}}
+{{- if hasKey $cfg "tls" -}}
+{{- fail "config.tls is set by the chart: use tls.enabled, tls.secretName, tls.clientCa and tls.clientSubjectHeader" -}}
+{{- end -}}
+{{- $tls := include "portcullis.tls" . | fromYaml -}}
+{{- if $tls -}}
+{{- $_ := set $cfg "tls" $tls -}}
+{{- end -}}
+{{- $upstreamCaDir := printf "%s/" (include "portcullis.upstreamCaMountPath" .) -}}
+{{- if not (include "portcullis.caSource" (dict "key" "upstreamCa" "src" .values.upstreamCa)) -}}
+{{- range $name, $upstream := (get $cfg "upstreams" | default dict) -}}
+{{- if and (kindIs "map" $upstream) (hasPrefix $upstreamCaDir (toString (get $upstream "ca_file"))) -}}
+{{- fail (printf "config.upstreams.%s.ca_file is under %s, which is mounted only with upstreamCa.secretName or upstreamCa.configMapName" $name $upstreamCaDir) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $cfg -}}
+{{- end -}}
+
+{{/*
+TLS material, each mounted as a whole directory (never subPath: kubelet then swaps a renewed
+Secret in place through the `..data` symlink, and the gateway reloads the certificate).
+*/}}
+{{- define "portcullis.tlsMountPath" -}}/etc/portcullis-tls{{- end -}}
+{{- define "portcullis.clientCaMountPath" -}}/etc/portcullis-client-ca{{- end -}}
+{{- define "portcullis.upstreamCaMountPath" -}}/etc/portcullis-upstream-ca{{- end -}}
+
+{{/*
+Where a CA bundle comes from: "secret", "configMap" or "" (none). Takes a dict: "key", the values
+key for messages, and "src", its {secretName, configMapName}. Fails when both are set.
+*/}}
+{{- define "portcullis.caSource" -}}
+{{- $src := .src | default dict -}}
+{{- if and $src.secretName $src.configMapName -}}
+{{- fail (printf "%s: set secretName or configMapName, not both" .key) -}}
+{{- else if $src.secretName -}}
+secret
+{{- else if $src.configMapName -}}
+configMap
+{{- end -}}
+{{- end -}}
+
+{{/*
+The config's `tls:` block (YAML) from the tls values, or nothing when tls.enabled is off. Also
+refuses the combinations the gateway would refuse or that would mean nothing.
+*/}}
+{{- define "portcullis.tls" -}}
+{{- $tls := .values.tls | default dict -}}
+{{- $clientCa := include "portcullis.caSource" (dict "key" "tls.clientCa" "src" $tls.clientCa) -}}
+{{- if $tls.enabled -}}
+{{- if not $tls.secretName -}}
+{{- fail "tls.enabled needs tls.secretName: a kubernetes.io/tls Secret (tls.crt, tls.key)" -}}
+{{- end -}}
+{{- if and $tls.clientSubjectHeader (not $clientCa) -}}
+{{- fail "tls.clientSubjectHeader needs tls.clientCa: the gateway sets it only from a verified client certificate" -}}
+{{- end -}}
+cert_file: {{ include "portcullis.tlsMountPath" . }}/tls.crt
+key_file: {{ include "portcullis.tlsMountPath" . }}/tls.key
+{{- if $clientCa }}
+client_ca_file: {{ include "portcullis.clientCaMountPath" . }}/ca.crt
+{{- end }}
+{{- with $tls.clientSubjectHeader }}
+client_subject_header: {{ . | quote }}
+{{- end }}
+{{- else if or $clientCa $tls.clientSubjectHeader -}}
+{{- fail "tls.clientCa and tls.clientSubjectHeader need tls.enabled" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The proxy Service's port: service.port, or 443 with TLS and 80 without. */}}
+{{- define "portcullis.servicePort" -}}
+{{- if kindIs "invalid" .values.service.port -}}
+{{- ternary 443 80 (include "portcullis.tlsEnabled" . | eq "true") -}}
+{{- else -}}
+{{- int .values.service.port -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "portcullis.tlsEnabled" -}}
+{{- ((.values.tls | default dict).enabled | default false) -}}
 {{- end -}}
 
 {{/* Pod annotation that rolls the pods on a config change, when rollOnConfigChange is on. */}}

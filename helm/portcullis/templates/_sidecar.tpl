@@ -19,7 +19,8 @@ and, to roll the pods on a config change (rollOnConfigChange: true), in the pod'
 Each takes a dict: "root", the top context ($), and "values", the portcullis values.
 */}}
 
-{{/* One container (a list item): the gateway, its probes, security context and config mount. */}}
+{{/* One container (a list item): the gateway, its probes, security context, config mount and,
+with tls.enabled / upstreamCa, the TLS mounts. */}}
 {{- define "portcullis.container" -}}
 - name: portcullis
   image: {{ include "portcullis.image" . | quote }}
@@ -62,16 +63,68 @@ Each takes a dict: "root", the top context ($), and "values", the portcullis val
     - name: portcullis-config
       mountPath: /etc/portcullis
       readOnly: true
+    {{- if eq (include "portcullis.tlsEnabled" .) "true" }}
+    # The TLS Secret as a directory too: a renewed certificate (cert-manager) reaches the pod
+    # through the same `..data` swap, and the gateway serves it without a restart.
+    - name: portcullis-tls
+      mountPath: {{ include "portcullis.tlsMountPath" . }}
+      readOnly: true
+    {{- if include "portcullis.caSource" (dict "key" "tls.clientCa" "src" .values.tls.clientCa) }}
+    - name: portcullis-client-ca
+      mountPath: {{ include "portcullis.clientCaMountPath" . }}
+      readOnly: true
+    {{- end }}
+    {{- end }}
+    {{- if include "portcullis.caSource" (dict "key" "upstreamCa" "src" .values.upstreamCa) }}
+    - name: portcullis-upstream-ca
+      mountPath: {{ include "portcullis.upstreamCaMountPath" . }}
+      readOnly: true
+    {{- end }}
     {{- with .values.extraVolumeMounts }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
 {{- end -}}
 
-{{/* The pod volumes the container needs (list items). */}}
+{{/* The pod volumes the container needs (list items): the ConfigMap, the TLS Secret and CA
+bundles when set, and extraVolumes. */}}
 {{- define "portcullis.volumes" -}}
 - name: portcullis-config
   configMap:
     name: {{ include "portcullis.configMapName" . }}
+{{- $tls := include "portcullis.tls" . }}{{/* fails the render on a bad combination */}}
+{{- if eq (include "portcullis.tlsEnabled" .) "true" }}
+- name: portcullis-tls
+  secret:
+    secretName: {{ .values.tls.secretName }}
+{{- $clientCa := include "portcullis.caSource" (dict "key" "tls.clientCa" "src" .values.tls.clientCa) }}
+{{- /* The one key, as ca.crt: another key is another pod spec, so it rolls the pods (the
+gateway reads client_ca_file only at start). */}}
+{{- if eq $clientCa "secret" }}
+- name: portcullis-client-ca
+  secret:
+    secretName: {{ .values.tls.clientCa.secretName }}
+    items:
+      - key: {{ .values.tls.clientCa.key | default "ca.crt" }}
+        path: ca.crt
+{{- else if eq $clientCa "configMap" }}
+- name: portcullis-client-ca
+  configMap:
+    name: {{ .values.tls.clientCa.configMapName }}
+    items:
+      - key: {{ .values.tls.clientCa.key | default "ca.crt" }}
+        path: ca.crt
+{{- end }}
+{{- end }}
+{{- $upstreamCa := include "portcullis.caSource" (dict "key" "upstreamCa" "src" .values.upstreamCa) }}
+{{- if eq $upstreamCa "secret" }}
+- name: portcullis-upstream-ca
+  secret:
+    secretName: {{ .values.upstreamCa.secretName }}
+{{- else if eq $upstreamCa "configMap" }}
+- name: portcullis-upstream-ca
+  configMap:
+    name: {{ .values.upstreamCa.configMapName }}
+{{- end }}
 {{- with .values.extraVolumes }}
 {{ toYaml . }}
 {{- end }}
