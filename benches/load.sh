@@ -42,7 +42,8 @@
 #        PORTCULLIS=path (default: build target/release/portcullis)
 #        BARE_PINGORA=path (default: build the bare_pingora bench target)
 #        PORTCULLIS_ALT=path: a second build (another allocator, say) measured in the same
-#        rounds as alt_pass, alt_one, alt_distinct, with its RSS beside the first one's.
+#        rounds as alt_pass, alt_one, alt_distinct, alt_nocache, with its RSS beside the first one's.
+#        ONLY="config ..." measures only the named throughput configurations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -195,6 +196,7 @@ cargo bench --locked --quiet --bench mint -- config "127.0.0.1:$P_PORTCULLIS" "1
 sed 's/token_cache_entries: .*/token_cache_entries: 0/' "$WORK/portcullis.yaml" >"$WORK/portcullis-nocache.yaml"
 awk '/^  nginx_h2c:/ {next} /^  - name: grpc$/ {skip=1; next} skip && /^    / {next} {skip=0; print}' \
   "$WORK/portcullis.yaml" >"$WORK/portcullis-alt.yaml"
+sed 's/token_cache_entries: .*/token_cache_entries: 0/' "$WORK/portcullis-alt.yaml" >"$WORK/portcullis-alt-nocache.yaml"
 # The grpc part's request body: a length-prefixed HealthCheckRequest{service: "load"}.
 printf '\x00\x00\x00\x00\x06\x0a\x04load' >"$WORK/grpc.bin"
 
@@ -319,7 +321,11 @@ tok=$(cat "$WORK/token.txt")
   || { echo "HAProxy accepted a request without a token" >&2; exit 1; }
 
 CONFIGS="nginx_direct nginx_proxy haproxy_jwt pingora_bare portcullis_pass portcullis_pass_logs portcullis_one portcullis_distinct portcullis_nocache"
-[ -n "${PORTCULLIS_ALT:-}" ] && CONFIGS="$CONFIGS alt_pass alt_one alt_distinct"
+[ -n "${PORTCULLIS_ALT:-}" ] && CONFIGS="$CONFIGS alt_pass alt_one alt_distinct alt_nocache"
+# ONLY="a b ...": measure these configurations alone (the summary's ratios need both sides).
+if [ -n "${ONLY:-}" ]; then
+  CONFIGS=$(for c in $CONFIGS; do case " $ONLY " in *" $c "*) echo "$c" ;; esac; done | xargs)
+fi
 declare -A RPS
 measure() { # config -> appends rps to RPS[config]
   local c=$1 line
@@ -340,6 +346,7 @@ measure() { # config -> appends rps to RPS[config]
       [ "${c#alt_}" != "$c" ] && bin=$PORTCULLIS_ALT config=$WORK/portcullis-alt.yaml
       [ "$c" = portcullis_pass_logs ] && level=info
       [ "$c" = portcullis_nocache ] && config=$WORK/portcullis-nocache.yaml
+      [ "$c" = alt_nocache ] && config=$WORK/portcullis-alt-nocache.yaml
       start_portcullis "$level" "$bin" "$config"
       case ${c#*_} in
         pass | pass_logs) line=$(run_wrk common.lua "http://127.0.0.1:$P_PORTCULLIS/pass/x") ;;
@@ -410,6 +417,7 @@ if [ -n "${PORTCULLIS_ALT:-}" ]; then
   echo "  second binary / first: pass-through     $(round_ratio alt_pass portcullis_pass)"
   echo "                         one token        $(round_ratio alt_one portcullis_one)"
   echo "                         distinct tokens  $(round_ratio alt_distinct portcullis_distinct)"
+  echo "                         cache off        $(round_ratio alt_nocache portcullis_nocache)"
 fi
 fi
 
