@@ -117,13 +117,8 @@ pub struct Explainer {
 impl Explainer {
     /// Read and compile a config file offline (`config::Options`).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-            file: file.clone(),
-            error,
-        })?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let compiled = config::from_str_with(&text, &file, base, Options { offline: true })?;
+        let text = config::read(path)?;
+        let compiled = config::compile_file(path, &text, Options { offline: true })?;
         Ok(Self::new(compiled, &text))
     }
 

@@ -280,18 +280,14 @@ pub fn check(path: &Path) -> Report {
         warnings: Vec::new(),
         skipped: Vec::new(),
     };
-    let text = match std::fs::read_to_string(path) {
+    let text = match config::read(path) {
         Ok(text) => text,
         Err(error) => {
-            report.error = Some(ReportError {
-                error: ConfigError::Read { file, error },
-                route: None,
-            });
+            report.error = Some(ReportError { error, route: None });
             return report;
         }
     };
-    let base = path.parent().unwrap_or(Path::new("."));
-    match config::from_str_with(&text, &file, base, Options { offline: true }) {
+    match config::compile_file(path, &text, Options { offline: true }) {
         Ok(Compiled { policy, skipped }) => {
             report.counts = Some((
                 policy.routes.routes().len(),

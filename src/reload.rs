@@ -99,7 +99,7 @@ pub struct ConfigFile {
 
 /// Read and compile `path` once (the same text is hashed and compiled).
 pub fn load(path: &Path) -> Result<(Policy, ConfigFile), ConfigError> {
-    let text = read(path)?;
+    let text = config::read(path)?;
     let (policy, tree) = compile(path, &text)?;
     Ok((
         policy,
@@ -110,16 +110,8 @@ pub fn load(path: &Path) -> Result<(Policy, ConfigFile), ConfigError> {
     ))
 }
 
-fn read(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-        file: path.display().to_string(),
-        error,
-    })
-}
-
 fn compile(path: &Path, text: &str) -> Result<(Policy, Value), ConfigError> {
-    let base = path.parent().unwrap_or(Path::new("."));
-    let policy = config::from_str(text, &path.display().to_string(), base)?;
+    let policy = config::compile_file(path, text, config::Options::default())?.policy;
     // It compiled, so it is YAML.
     let tree = serde_yaml_ng::from_str(text).unwrap_or(Value::Null);
     Ok((policy, tree))
@@ -172,7 +164,7 @@ impl Reloader {
     pub fn reload(&self, trigger: Trigger) -> Outcome {
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         let file = self.path.display().to_string();
-        let outcome = match read(&self.path).and_then(|text| {
+        let outcome = match config::read(&self.path).and_then(|text| {
             if sha256(&text) == applied.digest {
                 return Ok(None);
             }

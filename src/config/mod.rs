@@ -66,13 +66,22 @@ pub fn load(path: &Path) -> Result<Policy, ConfigError> {
 
 /// Read and compile a config file with these options.
 pub fn load_with(path: &Path, options: Options) -> Result<Compiled, ConfigError> {
-    let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
-        file: file.clone(),
+    compile_file(path, &read(path)?, options)
+}
+
+/// A config file's text.
+pub fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        file: path.display().to_string(),
         error,
-    })?;
+    })
+}
+
+/// Compile `text`, read from `path`: errors name the file, relative paths (`jwks_file`,
+/// certificate and CA files) are taken from its directory.
+pub fn compile_file(path: &Path, text: &str, options: Options) -> Result<Compiled, ConfigError> {
     let base = path.parent().unwrap_or(Path::new("."));
-    from_str_with(&text, &file, base, options)
+    from_str_with(text, &path.display().to_string(), base, options)
 }
 
 /// Compile config text. `file` names it in errors; relative `jwks_file` paths are taken from
