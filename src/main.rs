@@ -150,10 +150,10 @@ fn main() -> ExitCode {
             match format {
                 Format::Human => {
                     let (out, err) = report.human();
-                    print!("{out}");
+                    emit(&out);
                     eprint!("{err}");
                 }
-                Format::Json => println!("{:#}", report.json()),
+                Format::Json => emit(&format!("{:#}\n", report.json())),
             }
             return ExitCode::from(report.exit_code(strict));
         }
@@ -242,8 +242,8 @@ fn explain(
     match explainer.explain(&request) {
         Ok(e) => {
             match format {
-                Format::Human => print!("{}", e.human()),
-                Format::Json => println!("{:#}", e.json()),
+                Format::Human => emit(&e.human()),
+                Format::Json => emit(&format!("{:#}\n", e.json())),
             }
             ExitCode::SUCCESS
         }
@@ -271,12 +271,24 @@ fn test(config: PathBuf, cases: PathBuf, format: Format) -> ExitCode {
     };
     let outcomes = policy_test::run(&explainer, &cases);
     match format {
-        Format::Human => print!("{}", policy_test::human(&outcomes)),
-        Format::Json => println!("{:#}", policy_test::json(&outcomes)),
+        Format::Human => emit(&policy_test::human(&outcomes)),
+        Format::Json => emit(&format!("{:#}\n", policy_test::json(&outcomes))),
     }
     if outcomes.iter().all(|o| o.differences.is_empty()) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Write a command's output to stdout. A reader that went away (`| head -c 600`: a broken pipe)
+/// is not an error: the rest of the output is dropped and the command exits as it would have.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the output: {e}");
+        }
     }
 }

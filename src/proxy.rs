@@ -271,6 +271,11 @@ impl ProxyHttp for Gateway {
         if resp.headers.get("x-request-id").is_none() {
             resp.insert_header("x-request-id", ctx.request_id.clone())?;
         }
+        // A proxy sends its own HTTP version: an HTTP/1.0 upstream's status line reaches
+        // HTTP/1.x clients as HTTP/1.1 (the framing follows the client's request).
+        if matches!(resp.version, Version::HTTP_09 | Version::HTTP_10) {
+            resp.set_version(Version::HTTP_11);
+        }
         Ok(())
     }
 

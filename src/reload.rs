@@ -430,6 +430,9 @@ impl Changes {
         if before.server.shutdown_grace != after.server.shutdown_grace {
             restart_only.push("server.shutdown_grace");
         }
+        if before.server.shutdown_delay != after.server.shutdown_delay {
+            restart_only.push("server.shutdown_delay");
+        }
         if crate::tls::listener_files(before.tls.as_ref())
             != crate::tls::listener_files(after.tls.as_ref())
         {

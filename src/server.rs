@@ -24,6 +24,7 @@ use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::signal::unix::Signal;
 
 /// What the key store needs of each issuer of `policy` (inline key sets were parsed at load).
 pub fn key_configs(policy: &Policy) -> Vec<IssuerKeyConfig> {
@@ -97,6 +98,7 @@ pub fn prepare(
     let in_flight = Arc::new(AtomicUsize::new(0));
     let draining = Arc::new(AtomicBool::new(false));
     let budget = policy.server.shutdown_grace;
+    let delay = policy.server.shutdown_delay;
     let threads = policy.server.threads;
     let live: Shared = Arc::new(ArcSwap::from_pointee(Live::new(
         policy,
@@ -127,6 +129,16 @@ pub fn prepare(
             Some(bound)
         }
         None => None,
+    };
+    // SIGTERM and SIGINT are caught from here on, before the `listening` line: a signal that
+    // arrives before pingora asks for it is kept for the drain, not the default (instant) death.
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _entered = control.enter();
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
     };
     match file {
         Some(file) => Arc::new(Reloader::new(
@@ -199,7 +211,9 @@ pub fn prepare(
         drain: Drain {
             in_flight,
             budget,
+            delay,
             draining,
+            signals: std::sync::Mutex::new(Some(signals)),
         },
         control,
     })
@@ -304,38 +318,51 @@ impl Drop for InFlight {
     }
 }
 
-/// SIGTERM: stop accepting, then exit as soon as no request is in flight, or when the budget
-/// ends. SIGINT: the same, without waiting.
+/// SIGTERM: `/readyz` 503 at once, keep accepting and serving for `delay`, then stop accepting
+/// and exit as soon as no request is in flight, or when the budget (delay included) ends.
+/// SIGINT: the same, without waiting.
 struct Drain {
     in_flight: Arc<AtomicUsize>,
     budget: Duration,
+    /// Spent first, inside `budget` (config refuses a delay above the budget).
+    delay: Duration,
     /// Set on the signal: `/readyz` answers 503 from then on.
     draining: Arc<AtomicBool>,
+    /// SIGTERM and SIGINT, registered in `prepare` (on the control runtime, which delivers them).
+    signals: std::sync::Mutex<Option<(Signal, Signal)>>,
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for Drain {
     async fn recv(&self) -> ShutdownSignal {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
+        let taken = self.signals.lock().ok().and_then(|mut s| s.take());
+        let Some((mut term, mut int)) = taken else {
             tracing::error!("cannot watch signals");
             return std::future::pending().await;
         };
-        let budget = tokio::select! {
-            _ = term.recv() => self.budget,
-            _ = int.recv() => Duration::ZERO,
+        let (budget, delay) = tokio::select! {
+            _ = term.recv() => (self.budget, self.delay.min(self.budget)),
+            _ = int.recv() => (Duration::ZERO, Duration::ZERO),
         };
+        let start = Instant::now();
         self.draining.store(true, Ordering::Release);
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "shutting down: /readyz is 503, still accepting until the delay ends"
+            );
+            // Listeners and connections carry on meanwhile; SIGINT cuts the delay short.
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = int.recv() => return self.exit_now(),
+            }
+        }
         tracing::info!(
-            budget_ms = budget.as_millis() as u64,
+            budget_ms = budget.saturating_sub(start.elapsed()).as_millis() as u64,
             "shutting down: draining in-flight requests"
         );
         let in_flight = Arc::clone(&self.in_flight);
         std::thread::spawn(move || {
-            let start = Instant::now();
             while in_flight.load(Ordering::Acquire) > 0 && start.elapsed() < budget {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -343,5 +370,16 @@ impl ShutdownSignalWatch for Drain {
             std::process::exit(0);
         });
         ShutdownSignal::GracefulTerminate
+    }
+}
+
+impl Drain {
+    /// SIGINT during the delay: stop without draining.
+    fn exit_now(&self) -> ShutdownSignal {
+        tracing::info!(
+            cut = self.in_flight.load(Ordering::Acquire),
+            "shutdown complete"
+        );
+        std::process::exit(0);
     }
 }

@@ -89,39 +89,93 @@ fn check_is_quiet_on_the_example_config() {
 }
 
 #[test]
-fn check_warns_about_a_route_an_earlier_one_covers_with_its_name_and_line() {
+fn check_fails_on_a_route_an_earlier_one_covers_with_its_name_and_line() {
     let routes = "  - name: api\n    match: { path: /api/** }\n  - name: orders\n    match: { path: /api/orders/*, methods: [GET], host: a.example.com }\n    scopes: [read:orders]\n";
     let (run, v) = check_json(routes, &[]);
-    assert_eq!(run.code, 0, "warnings alone exit 0");
-    let w = &v["warnings"];
-    assert_eq!(w.as_array().unwrap().len(), 1, "{v:#}");
-    assert_eq!(w[0]["route"], "orders");
-    assert_eq!(w[0]["line"], 12);
+    assert_eq!(
+        run.code, 2,
+        "a route that never matches fails without --strict"
+    );
+    assert_eq!(v["warnings"], json!([]), "{v:#}");
+    let e = &v["errors"];
+    assert_eq!(e.as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(e[0]["route"], "orders");
+    assert_eq!(e[0]["line"], 12);
     assert!(
-        w[0]["message"]
+        e[0]["message"]
             .as_str()
             .unwrap()
             .contains("never matches: route \"api\" (line 10)"),
         "{v:#}"
     );
+}
+
+#[test]
+fn a_lost_method_is_a_warning_that_fails_only_under_strict() {
+    let routes = "  - name: read\n    match: { path: /a/**, methods: [GET] }\n  - name: rw\n    match: { path: /a/b, methods: [GET, POST] }\n";
+    let (run, v) = check_json(routes, &[]);
+    assert_eq!(run.code, 0, "warnings alone exit 0: {v:#}");
+    assert_eq!(v["warnings"].as_array().unwrap().len(), 1, "{v:#}");
     let (run, _) = check_json(routes, &["--strict"]);
     assert_eq!(run.code, 2, "warnings under --strict exit 2");
 }
 
 #[test]
-fn check_warns_about_a_public_route_before_a_protected_one_it_overlaps() {
+fn check_fails_on_a_public_route_before_a_protected_one_it_overlaps() {
     let (run, v) = check_json(
         "  - name: docs\n    match: { path: /api/*/docs }\n    auth: none\n  - name: orders\n    match: { path: /api/orders/**, methods: [GET, HEAD] }\n",
         &[],
     );
-    assert_eq!(run.code, 0);
-    let w = &v["warnings"];
-    assert_eq!(w.as_array().unwrap().len(), 1, "{v:#}");
-    assert_eq!(w[0]["route"], "docs");
-    assert_eq!(w[0]["line"], 10);
-    let message = w[0]["message"].as_str().unwrap();
+    assert_eq!(run.code, 2);
+    let e = &v["errors"];
+    assert_eq!(e.as_array().unwrap().len(), 1, "{v:#}");
+    assert_eq!(e[0]["route"], "docs");
+    assert_eq!(e[0]["line"], 10);
+    let message = e[0]["message"].as_str().unwrap();
     assert!(message.contains("\"orders\" (line 13)"), "{message}");
     assert!(message.contains("served without a token"), "{message}");
+}
+
+/// The first route `{path: /**, auth: none}` opens every protected route after it: `check`
+/// says so (not only that they never match) and exits non-zero without `--strict`.
+#[test]
+fn check_fails_on_a_public_catch_all_before_protected_routes() {
+    let (_dir, path) = file(
+        "policy.yaml",
+        &format!("{HEAD}  - {{ name: all, match: {{ path: /** }}, auth: none }}\n  - {{ name: orders, match: {{ path: /api/orders/** }}, scopes: [read:orders] }}\n"),
+    );
+    let run = portcullis(&["check", "-c", s(&path)]);
+    assert_eq!(run.code, 2, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("loads, but check refuses it (2 routes, 1 issuer, 1 upstream), 2 errors"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("error: ")
+            && run
+                .stdout
+                .contains("route \"all\": auth: none, declared before route \"orders\"")
+            && run.stdout.contains("served without a token"),
+        "{}",
+        run.stdout
+    );
+}
+
+/// `auth: optional` and `mode: shadow` forward a request without a verified token as well.
+#[test]
+fn check_fails_on_an_optional_or_shadow_route_before_a_protected_one() {
+    for extra in ["auth: optional", "mode: shadow"] {
+        let (run, v) = check_json(
+            &format!("  - name: docs\n    match: {{ path: /api/*/docs }}\n    {extra}\n  - name: orders\n    match: {{ path: /api/orders/** }}\n"),
+            &[],
+        );
+        assert_eq!(run.code, 2, "{extra}: {v:#}");
+        let message = v["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.starts_with(extra), "{extra}: {v:#}");
+        assert!(message.contains("served without a token"), "{extra}: {v:#}");
+    }
 }
 
 #[test]
@@ -686,5 +740,39 @@ async fn the_server_and_test_give_the_same_status_and_route() {
     // The probes cover every kind of answer.
     for status in [200, 400, 401, 403, 404] {
         assert!(seen.contains(&status), "no probe got {status}");
+    }
+}
+
+/// `explain … --format json | head -c 600`: the reader goes away before the output is
+/// written. The command exits as it would have (0), quietly: no panic, no backtrace.
+#[test]
+fn explain_into_a_closed_pipe_exits_quietly() {
+    for format in ["json", "human"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args([
+                "explain",
+                "-c",
+                EXAMPLE,
+                "--method",
+                "GET",
+                "--url",
+                "https://api.example.com/api/orders/7",
+                "--claims",
+                r#"{"sub": "u1", "scope": "read:orders"}"#,
+                "--format",
+                format,
+            ])
+            .env("RUST_BACKTRACE", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Close the read end at once, as `head` does once it has its bytes.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().expect("wait");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{format}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{format}: {stderr}");
+        assert!(stderr.is_empty(), "{format}: {stderr}");
     }
 }

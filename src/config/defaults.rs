@@ -71,6 +71,8 @@ pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const THREADS: usize = 1;
 /// `server.shutdown_grace`.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// `server.shutdown_delay`.
+pub const SHUTDOWN_DELAY: Duration = Duration::ZERO;
 
 /// One default as an operator writes and reads it.
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +153,7 @@ pub const TABLE: &[Documented] = &[
     d("limits.client_idle_timeout", "60s", "60 s"),
     d("server.threads", "1", "1"),
     d("server.shutdown_grace", "25s", "25 s"),
+    d("server.shutdown_delay", "0s", "0 s"),
     d("log_subject", "false", "false"),
 ];
 
@@ -279,6 +282,7 @@ mod tests {
             ("routes[].match.methods", "[GET]"),
             ("limits.max_header_bytes", "32767"),
             ("server.shutdown_grace", "24s"),
+            ("server.shutdown_delay", "1s"),
         ] {
             let d = TABLE.iter().find(|d| d.key == key).expect("in TABLE");
             assert_ne!(

@@ -409,6 +409,9 @@ pub struct RawServer {
     /// SIGTERM drain budget. Default 25s.
     #[serde(default)]
     pub shutdown_grace: Option<Dur>,
+    /// How long SIGTERM keeps accepting before the drain, inside `shutdown_grace`. Default 0s.
+    #[serde(default)]
+    pub shutdown_delay: Option<Dur>,
 }
 
 /// A duration written `30s`, `10m`, `24h`, `1h 30m`, `500ms`.

@@ -57,6 +57,52 @@ pub struct CompileError {
     pub message: String,
 }
 
+/// `unknown issuer "crop": did you mean "corp"?`, or, with no name close enough, the names
+/// there are: `unknown upstream "x" (upstreams: orders, billing)`.
+fn unknown<'a>(kind: &str, name: &str, known: impl IntoIterator<Item = &'a String>) -> String {
+    let mut known: Vec<&String> = known.into_iter().collect();
+    known.sort();
+    let close = known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(1))
+        .min();
+    match close {
+        Some((_, k)) => format!("unknown {kind} {name:?}: did you mean {k:?}?"),
+        None if known.is_empty() => format!("unknown {kind} {name:?} (there are none)"),
+        None => {
+            let list: Vec<&str> = known.iter().map(|k| k.as_str()).collect();
+            format!("unknown {kind} {name:?} ({kind}s: {})", list.join(", "))
+        }
+    }
+}
+
+/// Levenshtein distance, with a swap of two neighbours counted as one edit (`crop`/`corp`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, CompileError> {
     Err(CompileError {
         path: path.into(),
