@@ -257,17 +257,26 @@ async fn sigterm_with_nothing_in_flight_exits_at_once_with_status_zero() {
         .args(["-TERM", &s.gw.pid().to_string()])
         .status()
         .unwrap();
-    let status = loop {
-        if let Some(status) = s.gw.child().try_wait().unwrap() {
-            break status;
+    let status = exit_status(&mut s.gw, started, Duration::from_secs(5)).await;
+    assert!(status.success(), "{status:?}");
+}
+
+/// The gateway's exit status, which must come within `limit` of `since`.
+async fn exit_status(
+    gw: &mut Gateway,
+    since: Instant,
+    limit: Duration,
+) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = gw.child().try_wait().unwrap() {
+            return status;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "still running after SIGTERM"
+            since.elapsed() < limit,
+            "still running {limit:?} after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    };
-    assert!(status.success(), "{status:?}");
+    }
 }
 
 /// `server.shutdown_delay`: after SIGTERM `/readyz` is 503 at once, but new connections are
@@ -318,16 +327,7 @@ async fn sigterm_keeps_accepting_new_connections_for_the_shutdown_delay() {
         gw.child().try_wait().unwrap().is_none(),
         "exited before the delay ended"
     );
-    let status = loop {
-        if let Some(status) = gw.child().try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            signalled.elapsed() < Duration::from_secs(15),
-            "still running after the grace"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    let status = exit_status(&mut gw, signalled, Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}");
     assert!(
         signalled.elapsed() >= Duration::from_secs(4),
