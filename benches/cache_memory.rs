@@ -81,7 +81,7 @@ fn main() {
          limits:\n  token_cache_entries: {count}\n"
     );
     let policy = portcullis::config::from_str(&yaml, "bench", Path::new(".")).expect("policy");
-    let keys = portcullis::server::key_store(&policy);
+    let keys = portcullis::live::key_store(&policy);
     let metrics = Metrics::new();
     let rules = portcullis::engine::token_rules(&policy);
     let key = SigningKey::hmac("hs", Algorithm::HS256, SECRET.as_bytes());

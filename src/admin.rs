@@ -3,8 +3,8 @@
 //! (Prometheus text). It exists only on `admin_listen`; on the main listener these paths are
 //! ordinary routes.
 
+use crate::live::Shared;
 use crate::metrics::Metrics;
-use crate::reload::Shared;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -94,7 +94,7 @@ impl AdminState {
         }
         self.metrics
             .token_cache_entries
-            .set(live.auth.cached_entries() as i64);
+            .set(live.cached_tokens() as i64);
     }
 }
 

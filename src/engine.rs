@@ -10,6 +10,7 @@
 
 use crate::authz;
 use crate::config::{Limits, Policy};
+use crate::forwarding::{CLIENT_HEADERS, GATEWAY_HEADERS, OVERRIDE_HEADERS};
 use crate::identity;
 use crate::path;
 use crate::response::{BadRequest, Deny, Limit};
@@ -345,29 +346,6 @@ enum Carriers {
     RemoveAll,
 }
 
-/// Headers that make some frameworks run another method or path than the request line's:
-/// removed from every request unless `keep_override_headers` names them.
-pub const OVERRIDE_HEADERS: [&str; 5] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-original-url",
-    "x-rewrite-url",
-];
-
-/// Headers that tell the upstream who the client is besides `X-Forwarded-*`: kept only from
-/// a peer in `trusted_proxies`.
-const CLIENT_HEADERS: [&str; 2] = ["forwarded", "x-real-ip"];
-
-/// Headers the gateway sets itself: a spelling with `_` in place of `-` is removed, since
-/// CGI-style upstreams read `X_Forwarded_For` as `X-Forwarded-For`.
-const GATEWAY_HEADERS: [&str; 4] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-request-id",
-];
-
 /// Both steps, with a synchronous verifier: for offline tools and tests.
 pub fn decide_with(
     policy: &Policy,
@@ -513,7 +491,10 @@ fn edits(
         .filter(|name| {
             policy.identity.strips(name)
                 || foreign(name, trusted, policy)
-                || subject_header.is_some_and(|h| identity::dashed(name) == h.as_str())
+                || subject_header
+                    .into_iter()
+                    .chain(&policy.pending_subject_header)
+                    .any(|h| identity::dashed(name) == h.as_str())
         })
         .map(|name| Edit::Remove(name.clone()))
         .collect();

@@ -14,11 +14,11 @@
 use crate::authz::ScopeRule;
 use crate::config::{self, Compiled, ConfigError, Options, Policy, Skipped};
 use crate::engine::{self, Decision, RequestHead};
-use crate::keys::{IssuerKeyConfig, KeySet, KeySettings, KeySource, KeyStore};
-use crate::metrics::Metrics;
+use crate::keys::KeySource;
+use crate::live::Generation;
 use crate::response::{BadRequest, Deny};
 use crate::route::Auth;
-use crate::token::{self, verify, AuthError, Authenticator, Identity};
+use crate::token::{self, verify, AuthError, Identity};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -102,15 +102,13 @@ pub struct InputError(pub String);
 
 /// A compiled policy with the offline key store and verifier `explain` uses.
 pub struct Explainer {
-    pub policy: Policy,
+    /// The policy and its offline keys (`Generation::offline`).
+    generation: Generation,
     /// What compiling offline skipped.
     pub skipped: Vec<Skipped>,
     route_lines: Vec<usize>,
-    keys: KeyStore,
     /// Per issuer: its key set is in the file, so signatures can be checked.
     local_keys: Vec<bool>,
-    auth: Authenticator,
-    metrics: Metrics,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -130,50 +128,34 @@ impl Explainer {
                 config::locate::locate(text, &format!("routes[{i}]")).map_or(1, |(line, _)| line)
             })
             .collect();
-        let mut local_keys = Vec::new();
-        let issuers = policy
+        let generation = Generation::offline(policy);
+        // Per issuer: whether its key set is in the file, so that signatures can be checked.
+        let local_keys = generation
             .keys
+            .issuers()
             .iter()
-            .zip(&policy.issuers)
-            .map(|(plan, rules)| {
-                // Keys in the file only: nothing is fetched.
-                let inline = plan.inline.clone().or_else(|| match &plan.settings.source {
-                    Some(KeySource::File(path)) => std::fs::read(path)
-                        .ok()
-                        .and_then(|body| KeySet::parse(&body, plan.settings.limits.max_keys).ok())
-                        .map(|(set, _)| Arc::new(set)),
-                    _ => None,
-                });
-                local_keys.push(inline.is_some());
-                IssuerKeyConfig {
-                    name: rules.name.clone(),
-                    settings: KeySettings {
-                        source: None,
-                        ..plan.settings.clone()
-                    },
-                    inline,
-                    hmac_only: plan.hmac_only,
-                }
-            })
+            .map(|issuer| issuer.current().is_some())
             .collect();
         Explainer {
-            keys: KeyStore::new(issuers),
+            generation,
             local_keys,
             route_lines,
-            auth: Authenticator::new(0),
-            metrics: Metrics::new(),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a current-thread runtime"),
-            policy,
             skipped,
         }
     }
 
+    /// The compiled policy.
+    pub fn policy(&self) -> &Policy {
+        &self.generation.policy
+    }
+
     /// Explain one request.
     pub fn explain(&self, req: &Request) -> Result<Explanation, InputError> {
-        let policy = &self.policy;
+        let policy = &self.generation.policy;
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| InputError(format!("{:?} is not an HTTP method", req.method)))?;
         let (url_host, target) = split_url(&req.url)?;
@@ -319,7 +301,7 @@ impl Explainer {
         else {
             return;
         };
-        let routes = self.policy.routes.routes();
+        let routes = self.generation.policy.routes.routes();
         let last = matched.map_or(routes.len(), |m| m + 1);
         for (i, route) in routes.iter().enumerate().take(last) {
             out.routes.push(Tried {
@@ -340,7 +322,7 @@ impl Explainer {
         req: &Request,
         notes: &mut Vec<String>,
     ) -> Result<Arc<Identity>, AuthError> {
-        let policy = &self.policy;
+        let policy = &self.generation.policy;
         let rules = engine::token_rules(policy);
         if let TokenInput::Claims(claims) = &req.token {
             notes.push("claims given: no signature, the issuer's keys are not used".into());
@@ -363,12 +345,7 @@ impl Explainer {
         match remote {
             None => {
                 notes.push("token verified with the issuer's keys from the config file".into());
-                self.runtime.block_on(self.auth.authenticate(
-                    token,
-                    &rules,
-                    &self.keys,
-                    &self.metrics,
-                ))
+                self.runtime.block_on(self.generation.authenticate(token))
             }
             Some((parsed, index)) => {
                 let issuer = &policy.issuers[index];
@@ -396,7 +373,7 @@ impl Explainer {
     /// Fill `iss`, `aud`, `exp` (and `iat` when the issuer limits the lifetime) with valid
     /// values for the route's issuer.
     fn fill(&self, mut claims: Value, route: usize, notes: &mut Vec<String>) -> Value {
-        let policy = &self.policy;
+        let policy = &self.generation.policy;
         let Some(map) = claims.as_object_mut() else {
             return claims;
         };
@@ -496,8 +473,7 @@ fn rules(route: &crate::route::Route, identity: &Identity) -> Vec<RuleCheck> {
     }
     for rule in &route.claims {
         let name = match &rule.claim {
-            crate::token::claims::ClaimRef::Name(n)
-            | crate::token::claims::ClaimRef::Pointer(n) => n.clone(),
+            crate::claims::ClaimRef::Name(n) | crate::claims::ClaimRef::Pointer(n) => n.clone(),
         };
         let want = match &rule.expect {
             crate::authz::Expect::Bool(b) => format!("is {b}"),

@@ -12,14 +12,17 @@
 pub mod access;
 pub mod admin;
 pub mod authz;
+pub mod claims;
 pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod explain;
+pub mod forwarding;
 pub mod http1;
 pub mod identity;
 pub mod keys;
 pub mod lint;
+pub mod live;
 pub mod metrics;
 pub mod path;
 pub mod policy_test;

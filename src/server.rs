@@ -5,13 +5,11 @@
 
 use crate::admin::{self, AdminState};
 use crate::config::{Limits, Policy};
-use crate::keys::{IssuerKeyConfig, KeyStore, OnKeysChanged};
+use crate::live::Generation;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
-use crate::reload::{ConfigFile, Live, Reloader, Shared};
+use crate::reload::{ConfigFile, Reloader};
 use crate::tls::Certificates;
-use crate::token::Authenticator;
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::protocols::http::v2::server::H2Options;
@@ -25,31 +23,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::signal::unix::Signal;
-
-/// What the key store needs of each issuer of `policy` (inline key sets were parsed at load).
-pub fn key_configs(policy: &Policy) -> Vec<IssuerKeyConfig> {
-    policy
-        .keys
-        .iter()
-        .zip(&policy.issuers)
-        .map(|(plan, rules)| {
-            for skipped in &plan.skipped {
-                tracing::warn!(issuer = %rules.name, "inline jwks: {skipped}");
-            }
-            IssuerKeyConfig {
-                name: rules.name.clone(),
-                settings: plan.settings.clone(),
-                inline: plan.inline.clone(),
-                hmac_only: plan.hmac_only,
-            }
-        })
-        .collect()
-}
-
-/// Build the live key store from the policy's key plans.
-pub fn key_store(policy: &Policy) -> KeyStore {
-    KeyStore::new(key_configs(policy))
-}
 
 /// Bind a listener now, so that a port in use stops the start with a message naming it,
 /// before anything else runs (pingora would retry a bind for half a minute, serving nothing).
@@ -90,29 +63,13 @@ pub fn prepare(
     };
     let listen = main_listener.local_addr()?;
     let listener_tls = policy.tls.clone();
-    crate::tls::warn_unverified(&policy);
-
-    let metrics = Arc::new(Metrics::new());
-    let keys = Arc::new(key_store(&policy));
-    let auth = Arc::new(Authenticator::new(policy.limits.token_cache_entries));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let draining = Arc::new(AtomicBool::new(false));
     let budget = policy.server.shutdown_grace;
     let delay = policy.server.shutdown_delay;
     let threads = policy.server.threads;
-    let live: Shared = Arc::new(ArcSwap::from_pointee(Live::new(
-        policy,
-        Arc::clone(&keys),
-        auth,
-        1,
-        &metrics,
-    )));
-    // Cached tokens go with the keys that verified them, in whichever cache serves now.
-    let current = Arc::clone(&live);
-    let on_keys_changed: OnKeysChanged =
-        Arc::new(move |issuer, set| current.load().auth.forget_removed_keys(issuer, set));
-    keys.on_change(Arc::clone(&on_keys_changed));
-    keys.spawn_refreshers(control.handle(), Arc::clone(&metrics));
+    let metrics = Arc::new(Metrics::new());
+    let live = Generation::start(policy, Arc::clone(&metrics), control.handle());
     let admin_addr = match admin_listener {
         Some(listener) => {
             let listener = {
@@ -146,7 +103,6 @@ pub fn prepare(
             Arc::clone(&live),
             Arc::clone(&metrics),
             control.handle().clone(),
-            on_keys_changed,
         ))
         .spawn()?,
         None => ignore_hangup(&control)?,
@@ -299,22 +255,6 @@ impl<S: pingora::services::Service> pingora::services::Service for PreBound<S> {
 
     fn listen_addresses(&self) -> Option<Vec<String>> {
         self.inner.listen_addresses()
-    }
-}
-
-/// Counts a request as in flight for as long as it lives: SIGTERM waits for none to be left.
-pub struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    pub fn enter(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        InFlight(Arc::clone(count))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

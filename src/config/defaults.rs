@@ -7,7 +7,6 @@
 //! Options that are off, empty or absent unless written (`false`, `null`, `[]`) take serde's
 //! own default and have no constant here; they are in [`TABLE`] all the same.
 
-use super::raw::{RawAuth, RawMode};
 use std::time::Duration;
 
 /// `listen`.
@@ -32,11 +31,6 @@ pub const LEEWAY: Duration = Duration::from_secs(30);
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(600);
 /// `issuers.<name>.refetch_cooldown`.
 pub const REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
-
-/// `routes[].auth`.
-pub const AUTH: RawAuth = RawAuth::Required;
-/// `routes[].mode`.
-pub const MODE: RawMode = RawMode::Enforce;
 
 /// `identity.strip_prefix`.
 pub const STRIP_PREFIX: &str = "x-auth-";

@@ -194,9 +194,11 @@ pub struct RawRoute {
     pub mode: Option<RawMode>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+/// `routes[].mode`; the default is `enforce`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RawMode {
+    #[default]
     Enforce,
     Shadow,
 }
@@ -214,9 +216,11 @@ pub struct RawMatch {
     pub host: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+/// `routes[].auth`; the default is `required`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RawAuth {
+    #[default]
     Required,
     Optional,
     None,

@@ -822,7 +822,7 @@ fn an_inline_jwks_is_parsed_at_load_and_held_by_the_key_plan() {
     assert!(plan.settings.source.is_none());
     assert!(plan.inline.as_ref().is_some_and(|set| set.len() == 1));
     assert_eq!(plan.skipped.len(), 1, "{:?}", plan.skipped);
-    let store = crate::server::key_store(&policy);
+    let store = crate::live::key_store(&policy);
     assert!(store.issuer(0).current().is_some() && store.ready());
 }
 

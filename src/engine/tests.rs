@@ -88,7 +88,7 @@ fn fixture_with(edit: impl Fn(String) -> String) -> Fixture {
     let text = edit(yaml(&jwks(&[&signer]), &jwks(&[&other])));
     let policy = crate::config::from_str(&text, "engine-test.yaml", Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));
-    let keys = crate::server::key_store(&policy);
+    let keys = crate::live::key_store(&policy);
     Fixture {
         keys,
         auth: Authenticator::new(100),

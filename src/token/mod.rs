@@ -2,16 +2,15 @@
 //! (`claims`). `Authenticator` ties them to the live key sets and the verified-token cache.
 
 mod cache;
-pub mod claims;
 pub mod extract;
 pub mod verify;
 
+use crate::claims::{ScopeInterner, ScopeSet};
 use crate::identity::{IdentityHeaders, IdentityPlan, UnsafeClaim};
 use crate::keys::{KeyFamily, KeySet, KeyStore, Refetch, VerifyKey};
 use crate::metrics::Metrics;
 use aws_lc_rs::digest;
 use cache::TokenCache;
-use claims::{ScopeInterner, ScopeSet};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};

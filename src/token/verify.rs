@@ -2,7 +2,7 @@
 //! issuer's rules, check the signature with a given key, check the registered claims. Pure:
 //! the key lookup (and any refetch) belongs to the caller.
 
-use crate::token::claims::ClaimRef;
+use crate::claims::ClaimRef;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};

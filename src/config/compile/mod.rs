@@ -20,6 +20,7 @@ use crate::identity::IdentityPlan;
 use crate::route::RouteTable;
 use crate::token::extract::TokenSources;
 use crate::token::verify::IssuerRules;
+use http::HeaderName;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -135,6 +136,11 @@ pub struct Policy {
     /// Top-level claims that some route's `claims:` rule reads: the only claims a cached
     /// token keeps (identity headers are rendered at verification).
     pub authz_claims: Vec<String>,
+    /// The client subject header a reloaded file asked for while the listener keeps the one it
+    /// started with (`live`): never set until the restart, but stripped from every request
+    /// meanwhile, so that an upstream already told to trust it never sees a client's. `None`
+    /// from a compile.
+    pub pending_subject_header: Option<HeaderName>,
 }
 
 /// Compile a deserialised config. Relative `jwks_file` paths are taken from `base`.
@@ -201,6 +207,7 @@ pub fn compile_with(
         server,
         log_subject: raw.log_subject,
         authz_claims,
+        pending_subject_header: None,
     };
     Ok((policy, ctx.skipped))
 }
@@ -226,14 +233,14 @@ fn keep_override_headers(list: &[String]) -> Result<Vec<String>, CompileError> {
         .enumerate()
         .map(|(i, name)| {
             let lower = name.to_ascii_lowercase();
-            if crate::engine::OVERRIDE_HEADERS.contains(&lower.as_str()) {
+            if crate::forwarding::OVERRIDE_HEADERS.contains(&lower.as_str()) {
                 Ok(lower)
             } else {
                 err(
                     format!("keep_override_headers[{i}]"),
                     format!(
                         "{name:?} is not a method or URL override header (one of {})",
-                        crate::engine::OVERRIDE_HEADERS.join(", ")
+                        crate::forwarding::OVERRIDE_HEADERS.join(", ")
                     ),
                 )
             }

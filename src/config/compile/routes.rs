@@ -5,10 +5,9 @@ use super::issuers::Issuers;
 use super::upstreams::Upstreams;
 use super::{err, CompileError};
 use crate::authz::{ClaimRule, Expect, ScopeRule};
-use crate::config::defaults;
+use crate::claims::ClaimRef;
 use crate::config::raw::{RawAuth, RawClaimRule, RawMode, RawRoute, RawScopes};
 use crate::route::{Auth, HostMatch, Mode, PathPattern, Route};
-use crate::token::claims::ClaimRef;
 use http::Method;
 use std::collections::{BTreeMap, HashMap};
 
@@ -73,12 +72,12 @@ fn route(
         None => None,
         Some(list) => Some(methods(&format!("{at}.match.methods"), list)?),
     };
-    let auth = match r.auth.unwrap_or(defaults::AUTH) {
+    let auth = match r.auth.unwrap_or_default() {
         RawAuth::Required => Auth::Required,
         RawAuth::Optional => Auth::Optional,
         RawAuth::None => Auth::None,
     };
-    let mode = match r.mode.unwrap_or(defaults::MODE) {
+    let mode = match r.mode.unwrap_or_default() {
         RawMode::Enforce => Mode::Enforce,
         RawMode::Shadow => Mode::Shadow,
     };
