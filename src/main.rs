@@ -146,7 +146,7 @@ fn main() -> ExitCode {
             format,
             strict,
         } => {
-            let report = portcullis::lint::check(&config);
+            let report = portcullis::tools::check::check(&config);
             match format {
                 Format::Human => {
                     let (out, err) = report.human();
@@ -208,7 +208,7 @@ fn explain(
     peer: Option<std::net::IpAddr>,
     format: Format,
 ) -> ExitCode {
-    use portcullis::explain::{Explainer, Request, TokenInput};
+    use portcullis::tools::explain::{Explainer, Request, TokenInput};
     let fail = |message: String| {
         eprintln!("error: {message}");
         ExitCode::FAILURE
@@ -254,25 +254,24 @@ fn explain(
 /// `portcullis test`: exit 0 when every case passes, 1 when one fails or the config does not
 /// load, 2 when the case file cannot be read.
 fn test(config: PathBuf, cases: PathBuf, format: Format) -> ExitCode {
-    use portcullis::policy_test;
-    let cases = match policy_test::read_cases(&cases) {
+    let cases = match portcullis::tools::test::read_cases(&cases) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let explainer = match portcullis::explain::Explainer::load(&config) {
+    let explainer = match portcullis::tools::explain::Explainer::load(&config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let outcomes = policy_test::run(&explainer, &cases);
+    let outcomes = portcullis::tools::test::run(&explainer, &cases);
     match format {
-        Format::Human => emit(&policy_test::human(&outcomes)),
-        Format::Json => emit(&format!("{:#}\n", policy_test::json(&outcomes))),
+        Format::Human => emit(&portcullis::tools::test::human(&outcomes)),
+        Format::Json => emit(&format!("{:#}\n", portcullis::tools::test::json(&outcomes))),
     }
     if outcomes.iter().all(|o| o.differences.is_empty()) {
         ExitCode::SUCCESS

@@ -43,43 +43,6 @@ impl HostMatch {
     }
 }
 
-/// Host relations, for `portcullis check` (`lint`).
-impl HostMatch {
-    /// Does every request host `other` matches also match `self`?
-    pub fn covers(&self, other: &HostMatch) -> bool {
-        match (self, other) {
-            (HostMatch::Any, _) => true,
-            (HostMatch::Exact(a), HostMatch::Exact(b)) => a == b,
-            (HostMatch::Suffix(_), HostMatch::Exact(h)) => self.matches(Some(h)),
-            (HostMatch::Suffix(s), HostMatch::Suffix(t)) => t.ends_with(s.as_str()),
-            _ => false,
-        }
-    }
-
-    /// Is there a request host both match? `Some(None)` when any host (or none) will do,
-    /// `Some(Some(host))` for one such host.
-    pub fn overlap(&self, other: &HostMatch) -> Option<Option<String>> {
-        let example = |h: &HostMatch| match h {
-            HostMatch::Any => None,
-            HostMatch::Exact(e) => Some(e.clone()),
-            HostMatch::Suffix(s) => Some(format!("x{s}")),
-        };
-        match (self, other) {
-            (HostMatch::Any, h) | (h, HostMatch::Any) => Some(example(h)),
-            (HostMatch::Exact(a), HostMatch::Exact(b)) => (a == b).then(|| Some(a.clone())),
-            (HostMatch::Suffix(_), HostMatch::Exact(h))
-            | (HostMatch::Exact(h), HostMatch::Suffix(_)) => {
-                (self.matches(Some(h)) && other.matches(Some(h))).then(|| Some(h.clone()))
-            }
-            (HostMatch::Suffix(s), HostMatch::Suffix(t)) => {
-                let longer = if s.len() >= t.len() { s } else { t };
-                (s.ends_with(t.as_str()) || t.ends_with(s.as_str()))
-                    .then(|| Some(format!("x{longer}")))
-            }
-        }
-    }
-}
-
 /// Normalise a `Host` header or authority for matching: lower-case, port and trailing dot
 /// removed. `None` for anything but a plain host (a DNS name, an IPv4 address or a bracketed
 /// IPv6 address) with an optional port of 1 to 5 digits: `a.com:x`, `a.com:1:2`, `a.com:` and

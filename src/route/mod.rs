@@ -10,7 +10,7 @@ mod pattern;
 mod trie;
 
 pub use host::{normalise_host, HostMatch};
-pub use pattern::PathPattern;
+pub use pattern::{PathPattern, Segment};
 
 use crate::authz::{ClaimRule, ScopeRule};
 use http::Method;

@@ -3,7 +3,7 @@
 
 /// One segment of a path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Segment {
+pub enum Segment {
     Literal(String),
     /// `*`: exactly one non-empty segment.
     One,
@@ -18,6 +18,16 @@ pub struct PathPattern {
 }
 
 impl PathPattern {
+    /// The segments before any trailing `**`.
+    pub fn segments(&self) -> &[Segment] {
+        &self.segments
+    }
+
+    /// Whether the pattern ends in `**`.
+    pub fn rest(&self) -> bool {
+        self.rest
+    }
+
     /// Compile a pattern such as `/api/orders/*/items/**`.
     pub fn parse(pattern: &str) -> Result<Self, String> {
         let Some(body) = pattern.strip_prefix('/') else {
@@ -69,55 +79,5 @@ impl PathPattern {
             }
         }
         self.rest || parts.next().is_none()
-    }
-}
-
-/// Pattern relations, for `portcullis check` (`lint`): whether one route can hide another.
-impl PathPattern {
-    /// Does every path this pattern's `other` matches also match `self`?
-    pub fn covers(&self, other: &PathPattern) -> bool {
-        let (a, b) = (&self.segments, &other.segments);
-        if a.len() > b.len() {
-            // `other` matches a path of exactly `b.len()` segments, which `self` cannot.
-            return false;
-        }
-        let pairs_ok = a.iter().zip(b).all(|(x, y)| match (x, y) {
-            (Segment::One, Segment::One) => true,
-            (Segment::One, Segment::Literal(l)) => !l.is_empty(),
-            (Segment::Literal(l), Segment::Literal(m)) => l == m,
-            (Segment::Literal(_), Segment::One) => false,
-        });
-        pairs_ok && (self.rest || (a.len() == b.len() && !other.rest))
-    }
-
-    /// Is there a path both patterns match? `Some` of one such path.
-    pub fn overlap(&self, other: &PathPattern) -> Option<String> {
-        let (a, b) = (&self.segments, &other.segments);
-        if (a.len() < b.len() && !self.rest) || (b.len() < a.len() && !other.rest) {
-            return None;
-        }
-        let mut path = String::new();
-        for i in 0..a.len().max(b.len()) {
-            let segment = match (a.get(i), b.get(i)) {
-                (Some(Segment::Literal(l)), Some(Segment::Literal(m))) if l == m => l.as_str(),
-                (Some(Segment::Literal(l)), Some(Segment::One))
-                | (Some(Segment::One), Some(Segment::Literal(l)))
-                    if !l.is_empty() =>
-                {
-                    l.as_str()
-                }
-                (Some(Segment::Literal(l)), None) | (None, Some(Segment::Literal(l))) => l.as_str(),
-                (Some(Segment::One), Some(Segment::One))
-                | (Some(Segment::One), None)
-                | (None, Some(Segment::One)) => "x",
-                _ => return None,
-            };
-            path.push('/');
-            path.push_str(segment);
-        }
-        if path.is_empty() {
-            path.push('/');
-        }
-        Some(path)
     }
 }

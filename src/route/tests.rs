@@ -1,4 +1,5 @@
 use super::*;
+use crate::tools::check::Relation;
 
 fn pat(p: &str) -> PathPattern {
     PathPattern::parse(p).unwrap()

@@ -143,12 +143,8 @@ pub struct Policy {
     pub pending_subject_header: Option<HeaderName>,
 }
 
-/// Compile a deserialised config. Relative `jwks_file` paths are taken from `base`.
-pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
-    compile_with(raw, base, super::Options::default()).map(|(policy, _)| policy)
-}
-
-/// `compile` with options; also returns what an offline compile skipped.
+/// Compile a deserialised config; also returns what an offline compile skipped. Relative
+/// `jwks_file` paths are taken from `base`.
 pub fn compile_with(
     raw: RawConfig,
     base: &Path,
