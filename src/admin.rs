@@ -92,9 +92,13 @@ impl AdminState {
                 .with_label_values(&[&issuer.name])
                 .set(age);
         }
+        // Two atomic reads: a scrape takes no cache lock.
         self.metrics
             .token_cache_entries
             .set(live.auth.cached_entries() as i64);
+        self.metrics
+            .token_cache_bytes
+            .set(live.auth.cached_bytes() as i64);
     }
 }
 

@@ -584,6 +584,46 @@ async fn a_cached_token_is_never_read_under_another_issuer_after_issuers_move() 
     assert_eq!(applied.last().unwrap()["token_cache_kept"], false);
 }
 
+/// An issuer whose block changed is a new issuer to the cache, whatever its name: a token
+/// cached under the old block is judged again under the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_issuer_block_does_not_keep_its_cached_tokens() {
+    let issuer = FaultyIssuer::start().await;
+    let echo = start_echo().await;
+    let with_audiences = |audiences: &[&str]| {
+        Config::new()
+            .upstream("echo", &format!("http://{echo}"))
+            .default_upstream("echo")
+            .issuer(issuer.jwks_uri_block("main").audiences(audiences))
+            .identity_header("x-auth-subject", "sub")
+            .route(Route::new("api", "/api/**"))
+            .yaml()
+    };
+    let mut config = ConfigDir::new(&with_audiences(&[AUD]));
+    let gw = start_gateway_at(&config.path(), &[]);
+    gw.wait_ready().await;
+    let token = issuer.token();
+    // Twice: a token is cached on its second verification; the third is a hit.
+    for _ in 0..3 {
+        assert_eq!(gw.get_bearer("/api/x", &token).await.status, 200);
+    }
+    let hit = r#"portcullis_token_cache_requests_total{result="hit"}"#;
+    assert_eq!(gw.metric(hit).await, 1.0);
+
+    // Same name, same keys, another audience: the token's `aud` is no longer accepted.
+    config.write(Write::Rename, &with_audiences(&["api://other"]));
+    gw.wait_metric("portcullis_config_generation", 2.0).await;
+    gw.wait_ready().await;
+    let applied = events(&gw, "config_reload");
+    let last = applied.last().unwrap();
+    assert_eq!(last["issuers_changed"], "main");
+    assert_eq!(last["token_cache_kept"], true, "{last}");
+    assert_refused_as(
+        &gw.get_bearer("/api/x", &token).await,
+        "audience not allowed",
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_only_settings_are_logged_as_ignored_and_sigterm_after_reloads_exits_zero() {
     let issuer = FaultyIssuer::start().await;
