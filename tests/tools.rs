@@ -744,6 +744,28 @@ fn explain_and_test_show_what_a_tls_listener_does_with_an_authority_and_a_client
         v["upstream_headers"].get("x-client-subject").is_none(),
         "{v:#}"
     );
+    // The gateway's own check of `:authority` against `Host` (pingora refuses the conflict
+    // over HTTP/2 before it runs, so only here can it be seen at work).
+    let run = explain(&[
+        "--authority",
+        "a.example.com",
+        "--header",
+        "Host: b.example.com",
+    ]);
+    let v = run.json();
+    assert_eq!(
+        (v["status"].as_u64(), v["reason"].as_str()),
+        (Some(400), Some("bad_request")),
+        "{v:#}"
+    );
+    assert_eq!(v["description"], "bad host", "{v:#}");
+    let run = explain(&[
+        "--authority",
+        "a.example.com",
+        "--header",
+        "Host: A.example.com:443",
+    ]);
+    assert_eq!(run.json()["route"], "pub");
     // Without the authority, no host: the route does not match.
     assert_eq!(explain(&[]).json()["route"], Value::Null);
     // A client certificate without TLS cannot be.
