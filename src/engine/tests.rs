@@ -1039,6 +1039,52 @@ fn a_token_without_kid_is_tried_against_a_few_keys_at_most() {
     assert_eq!(refused, 1);
 }
 
+/// A token verified twice (so cached), then its key removed from the issuer's set.
+fn cached_then_key_removed(announce: bool) -> (Fixture, Req) {
+    let f = fixture_with(|text| text);
+    let r = req(
+        "GET",
+        "/api/x",
+        &[("authorization", &bearer(&f.token(json!({}))))],
+    );
+    f.allowed(&r);
+    f.allowed(&r);
+    assert_eq!(f.auth.cached_entries(), 1);
+    let replacement = SigningKey::generate("k2", Algorithm::RS256);
+    let body = serde_json::to_vec(&jwks(&[&replacement])).unwrap();
+    let (set, _) = crate::keys::KeySet::parse(&body, 10).unwrap();
+    let main = f
+        .policy
+        .issuers
+        .iter()
+        .position(|i| i.name == "main")
+        .unwrap();
+    let issuer = f.keys.issuer(main);
+    if announce {
+        // What the server's hook does when a refresh replaces the set.
+        f.auth.forget_removed_keys(issuer.id(), &set);
+    }
+    issuer.install_unannounced(set);
+    (f, r)
+}
+
+#[test]
+fn a_replaced_key_set_drops_the_cached_tokens_of_its_removed_keys() {
+    let (f, _) = cached_then_key_removed(true);
+    assert_eq!(f.auth.cached_entries(), 0);
+}
+
+#[test]
+fn a_cache_hit_whose_key_left_the_set_is_verified_again_even_if_nobody_dropped_it() {
+    let (f, r) = cached_then_key_removed(false);
+    assert_eq!(
+        f.auth.cached_entries(),
+        1,
+        "still cached: only the hit check is left"
+    );
+    assert_eq!(f.denied(&r).reason(), "unknown_kid");
+}
+
 fn shadow_fixture() -> Fixture {
     fixture_with(|text| {
         text.replace(
