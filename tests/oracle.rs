@@ -343,6 +343,12 @@ const QUERY_NAMES: [&str; 18] = [
     "x",
 ];
 
+/// `QUERY_NAMES[..QUERY_TOKEN_NAMES]` are spellings of the token parameter.
+const QUERY_TOKEN_NAMES: usize = 15;
+
+/// `COOKIE_NAMES[..COOKIE_TOKEN_NAMES]` are spellings of the token cookie.
+const COOKIE_TOKEN_NAMES: usize = 8;
+
 const COOKIE_NAMES: [&str; 12] = [
     "access_token",
     "access_token",
@@ -400,8 +406,69 @@ impl Pools {
         }
     }
 
+    /// A request with one good token in one carrier under one of its spellings, among
+    /// parameters and cookies of other names: what a real client sends, read by the readers.
+    fn clean(&self, rng: &mut StdRng) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
+        let mut params: Vec<Vec<u8>> = (0..rng.random_range(0..3))
+            .map(|i| {
+                format!(
+                    "{}={i}",
+                    ["a", "x", "access_tokens", "token"][rng.random_range(0..4)]
+                )
+                .into_bytes()
+            })
+            .collect();
+        let mut cookies: Vec<Vec<u8>> = (0..rng.random_range(0..3))
+            .map(|i| {
+                let mut c =
+                    format!("{}=", ["a", "theme", "sessions"][rng.random_range(0..3)]).into_bytes();
+                c.extend_from_slice(if i == 0 { b"caf\xe9" } else { b"1" });
+                c
+            })
+            .collect();
+        let mut headers = Vec::new();
+        match rng.random_range(0..3) {
+            0 => {
+                let name = QUERY_NAMES[rng.random_range(0..QUERY_TOKEN_NAMES)];
+                let value = if rng.random_bool(0.5) {
+                    self.good.clone()
+                } else {
+                    self.good.replace('.', "%2E")
+                };
+                let at = rng.random_range(0..=params.len());
+                params.insert(at, format!("{name}={value}").into_bytes());
+            }
+            1 => {
+                let name = COOKIE_NAMES[rng.random_range(0..COOKIE_TOKEN_NAMES)];
+                let at = rng.random_range(0..=cookies.len());
+                cookies.insert(at, format!("{name}={}", self.good).into_bytes());
+            }
+            _ => headers.push((
+                "Authorization".to_string(),
+                format!("Bearer {}", self.good).into_bytes(),
+            )),
+        }
+        if !cookies.is_empty() {
+            headers.push(("Cookie".to_string(), cookies.join(&b"; "[..])));
+        }
+        (params.join(&b"&"[..]), headers)
+    }
+
     fn shape(&self, rng: &mut StdRng, h2: bool) -> Shape {
         let path = ["/healthz", "/opt/x", "/api/x"][rng.random_range(0..3)];
+        if rng.random_bool(0.3) {
+            let (query, mut headers) = self.clean(rng);
+            if h2 {
+                for (k, _) in &mut headers {
+                    *k = k.to_ascii_lowercase();
+                }
+            }
+            return Shape {
+                path,
+                query,
+                headers,
+            };
+        }
         let mut query = Vec::new();
         for i in 0..rng.random_range(0..4) {
             if i > 0 {
