@@ -227,8 +227,11 @@ fn read_with(reader: &Reader, head: &[u8]) -> Option<Reading> {
     })
 }
 
-/// A head as bytes: request line, then `(name, value)` lines.
-fn split_head(head: &[u8]) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+/// A header line as bytes: `(name, value)`.
+type Field = (Vec<u8>, Vec<u8>);
+
+/// A head as bytes: request line, then its header lines.
+fn split_head(head: &[u8]) -> (Vec<u8>, Vec<Field>) {
     let mut lines = head
         .split(|&b| b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
