@@ -38,23 +38,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// The token cookie and query parameter of the gateways under test.
 const NAME: &str = "access_token";
 
-/// Headers the gateway sets or manages: a reader may see them only with the gateway's values.
-/// (`X-Request-Id` is not one: a client's short printable id is kept on purpose.)
-const MANAGED: [&str; 11] = [
-    "x-auth-subject",
-    "x-auth-email",
-    "x-auth-scopes",
-    "x-auth-roles",
-    "x-user-org",
-    "x-auth-claims",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "forwarded",
-    "x-real-ip",
-];
-
-/// Identity headers: seen only on a request the gateway authenticated.
+/// Identity headers (the standard config's): seen only on a request the gateway authenticated,
+/// with its values.
 const IDENTITY: [&str; 6] = [
     "x-auth-subject",
     "x-auth-email",
@@ -62,6 +47,16 @@ const IDENTITY: [&str; 6] = [
     "x-auth-roles",
     "x-user-org",
     "x-auth-claims",
+];
+
+/// Forwarding headers the gateway sets or removes: seen only with its values. (`X-Request-Id`
+/// is not one: a client's short printable id is kept on purpose.)
+const FORWARDING: [&str; 5] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
 ];
 
 fn oracle_dir() -> PathBuf {
@@ -634,7 +629,7 @@ fn judge(who: &str, reading: &Reading, good: &str, authenticated: bool) -> Vec<S
     }
     for (k, v) in &reading.headers {
         let n = dashed(k);
-        if !MANAGED.contains(&n.as_str()) {
+        if !IDENTITY.contains(&n.as_str()) && !FORWARDING.contains(&n.as_str()) {
             continue;
         }
         if v.contains("forged") {
