@@ -92,9 +92,13 @@ impl AdminState {
                 .with_label_values(&[&issuer.name])
                 .set(age);
         }
+        // Two atomic reads: a scrape takes no cache lock.
         self.metrics
             .token_cache_entries
             .set(live.cached_tokens() as i64);
+        self.metrics
+            .token_cache_bytes
+            .set(live.cached_token_bytes() as i64);
     }
 }
 

@@ -297,16 +297,22 @@ pub fn decide(
             })
         }
     };
-    let carriers = match route.auth {
+    let verified_source = routed.token.as_ref().map(|f| f.source);
+    let carriers = match (route.auth, verified_source) {
         // Never verified: no bearer token of it goes upstream, whatever forward_token.
-        Auth::None => Carriers::RemoveBearer,
-        _ if policy.identity.forward_token && (shadow.is_none() || identity.is_some()) => {
-            Carriers::Keep
+        (Auth::None, _) => Carriers::RemoveBearer,
+        // Only the carrier of the token that verified: a cookie ignored on a cross-site POST
+        // goes, whatever forward_token.
+        (_, Some(source)) if policy.identity.forward_token && identity.is_some() => {
+            Carriers::Keep(source)
         }
+        (_, None) if policy.identity.forward_token && shadow.is_none() => Carriers::RemoveBearer,
         _ => Carriers::RemoveAll,
     };
     let query = match (&policy.token_sources.query, &routed.query) {
-        (Some(name), Some(q)) if carriers != Carriers::Keep => extract::query_without(q, name),
+        (Some(name), Some(q)) if !carriers.keeps(extract::Source::Query) => {
+            extract::query_without(q, name)
+        }
         _ => routed.query.clone(),
     };
     let target = match &query {
@@ -337,13 +343,20 @@ pub fn decide(
 /// query parameter) before forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Carriers {
-    /// `forward_token: true` on a route that verified the token.
-    Keep,
+    /// `forward_token: true` on a route that verified the token: the carrier it came in is
+    /// kept; the others go as with `RemoveBearer`.
+    Keep(extract::Source),
     /// The token cookie and parameter, and `Authorization` only if it is a Bearer credential
     /// (`auth: none`: other schemes are the upstream's own business).
     RemoveBearer,
     /// The token cookie and parameter, and `Authorization` whatever its scheme.
     RemoveAll,
+}
+
+impl Carriers {
+    fn keeps(self, source: extract::Source) -> bool {
+        self == Carriers::Keep(source)
+    }
 }
 
 /// Both steps, with a synchronous verifier: for offline tools and tests.
@@ -499,24 +512,28 @@ fn edits(
         .map(|name| Edit::Remove(name.clone()))
         .collect();
 
-    let bearer_only = carriers == Carriers::RemoveBearer;
-    if carriers != Carriers::Keep {
+    let bearer_only = carriers != Carriers::RemoveAll;
+    if !carriers.keeps(extract::Source::Header) {
         let authorization = incoming.get_all(header::AUTHORIZATION).iter();
         if !bearer_only || authorization.into_iter().any(extract::is_bearer) {
             out.push(Edit::Remove(header::AUTHORIZATION));
         }
-        if let Some(name) = &policy.token_sources.cookie {
-            if incoming.contains_key(header::COOKIE) {
-                let kept: Vec<String> = incoming
-                    .get_all(header::COOKIE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .filter_map(|v| extract::cookie_without(v, name))
-                    .collect();
-                out.push(Edit::Remove(header::COOKIE));
-                if !kept.is_empty() {
-                    out.extend(header_value(kept.join("; ")).map(|v| Edit::Set(header::COOKIE, v)));
-                }
+    }
+    if let Some(name) = &policy.token_sources.cookie {
+        if !carriers.keeps(extract::Source::Cookie) && incoming.contains_key(header::COOKIE) {
+            // As bytes: a cookie header need not be ASCII, and other cookies stay as sent.
+            let kept: Vec<Vec<u8>> = incoming
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| extract::cookie_without(v.as_bytes(), name))
+                .collect();
+            out.push(Edit::Remove(header::COOKIE));
+            if !kept.is_empty() {
+                out.extend(
+                    HeaderValue::from_bytes(&kept.join(&b"; "[..]))
+                        .ok()
+                        .map(|v| Edit::Set(header::COOKIE, v)),
+                );
             }
         }
     }

@@ -139,6 +139,11 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
+    /// The rendered values and their index, in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.buf.len()
+    }
+
     fn slot(&self, slots: usize, i: usize) -> Option<HeaderValue> {
         if self.buf.is_empty() {
             return None;

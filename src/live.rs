@@ -169,6 +169,11 @@ impl Generation {
         self.auth.cached_entries()
     }
 
+    /// Bytes the cached tokens hold, by the cache's own count.
+    pub fn cached_token_bytes(&self) -> u64 {
+        self.auth.cached_bytes()
+    }
+
     /// Whether a token cached under this generation renders the same under `policy`: the
     /// identity headers it was rendered for, the claims route rules read, whether its
     /// subject is kept for the log, and the cache's size.

@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use portcullis::tools::explain::{Request, TokenInput};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,16 @@ enum Command {
         /// The client's address (default 127.0.0.1).
         #[arg(long, value_name = "IP")]
         peer: Option<std::net::IpAddr>,
+        /// The request came over TLS (default: whether the config's listener is TLS).
+        #[arg(long, value_name = "BOOL")]
+        tls: Option<bool>,
+        /// HTTP/2's `:authority` (default: none, as over HTTP/1.1).
+        #[arg(long, value_name = "HOST")]
+        authority: Option<String>,
+        /// The subject of a client certificate the listener verified, RFC 4514
+        /// (`CN=alice,O=Example`); needs TLS and `tls.client_ca_file`.
+        #[arg(long, value_name = "DN")]
+        client_subject: Option<String>,
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
@@ -165,8 +176,23 @@ fn main() -> ExitCode {
             token,
             claims,
             peer,
+            tls,
+            authority,
+            client_subject,
             format,
-        } => return explain(config, method, url, headers, token, claims, peer, format),
+        } => {
+            let request = Request {
+                method,
+                url,
+                headers: Vec::new(),
+                peer,
+                token: TokenInput::None,
+                tls,
+                authority,
+                client_subject,
+            };
+            return explain(config, request, headers, token, claims, format);
+        }
         Command::Test {
             config,
             cases,
@@ -197,18 +223,17 @@ fn main() -> ExitCode {
 
 /// `portcullis explain`: exit 0 whatever the decision; 1 when the config does not load or the
 /// request cannot be built.
-#[allow(clippy::too_many_arguments)]
+/// `request` has what the command line gives as is; `headers`, `token` and `claims` are parsed
+/// here.
 fn explain(
     config: PathBuf,
-    method: String,
-    url: String,
+    mut request: Request,
     headers: Vec<String>,
     token: Option<String>,
     claims: Option<String>,
-    peer: Option<std::net::IpAddr>,
     format: Format,
 ) -> ExitCode {
-    use portcullis::tools::explain::{Explainer, Request, TokenInput};
+    use portcullis::tools::explain::Explainer;
     let fail = |message: String| {
         eprintln!("error: {message}");
         ExitCode::FAILURE
@@ -232,13 +257,8 @@ fn explain(
         },
         (None, None) => TokenInput::None,
     };
-    let request = Request {
-        method,
-        url,
-        headers: parsed,
-        peer,
-        token,
-    };
+    request.headers = parsed;
+    request.token = token;
     match explainer.explain(&request) {
         Ok(e) => {
             match format {

@@ -84,6 +84,27 @@ fn compile(path: &Path, text: &str) -> Result<(Policy, Value), ConfigError> {
 
 pub use crate::watch::Trigger;
 
+/// Read the file until two reads in a row agree: a write that began while it was read (the
+/// watcher reads only complete writes, but the next one may start at any time) is not
+/// compiled half-done. After a few tries that disagree, the file is left for the event its
+/// writer's close sends.
+fn read_stable(path: &Path) -> Result<String, ConfigError> {
+    const TRIES: usize = 5;
+    let mut text = config::read(path)?;
+    for _ in 0..TRIES {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let again = config::read(path)?;
+        if again == text {
+            return Ok(text);
+        }
+        text = again;
+    }
+    Err(ConfigError::Read {
+        file: path.display().to_string(),
+        error: std::io::Error::other("the file kept changing while it was read"),
+    })
+}
+
 /// What a reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -126,7 +147,7 @@ impl Reloader {
     pub fn reload(&self, trigger: Trigger) -> Outcome {
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         let file = self.path.display().to_string();
-        let outcome = match config::read(&self.path).and_then(|text| {
+        let outcome = match read_stable(&self.path).and_then(|text| {
             if sha256(&text) == applied.digest {
                 return Ok(None);
             }

@@ -447,4 +447,39 @@ mod tests {
             VerifyError::Malformed
         );
     }
+
+    #[test]
+    fn a_token_expires_at_exactly_exp_plus_the_leeway() {
+        let rules = |leeway: u64| IssuerRules {
+            name: "main".into(),
+            issuer: "https://issuer.example/".into(),
+            audiences: vec!["api".into()],
+            algorithms: Vec::new(),
+            scope_claims: Vec::new(),
+            leeway: Duration::from_secs(leeway),
+            max_token_lifetime: None,
+            required_typ: None,
+            hmac: None,
+        };
+        let claims = serde_json::json!({
+            "iss": "https://issuer.example/", "aud": "api", "exp": 1_000_000,
+        });
+        for leeway in [0, 30] {
+            let last = 1_000_000.0 + leeway as f64;
+            assert_eq!(
+                check_claims(&claims, &rules(leeway), last - 0.001),
+                Ok(1_000_000.0),
+                "leeway {leeway}: valid until the last instant"
+            );
+            assert_eq!(
+                check_claims(&claims, &rules(leeway), last),
+                Err(VerifyError::Expired),
+                "leeway {leeway}: expired at exp + leeway exactly"
+            );
+            assert_eq!(
+                check_claims(&claims, &rules(leeway), last + 1.0),
+                Err(VerifyError::Expired)
+            );
+        }
+    }
 }

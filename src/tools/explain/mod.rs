@@ -50,6 +50,13 @@ pub struct Request {
     /// The client's address; default 127.0.0.1.
     pub peer: Option<IpAddr>,
     pub token: TokenInput,
+    /// The request came over TLS; default: whether the config's listener is TLS (`tls:`).
+    pub tls: Option<bool>,
+    /// HTTP/2's `:authority` (`None`: HTTP/1.1, or HTTP/2 without one).
+    pub authority: Option<String>,
+    /// The subject (RFC 4514) of a client certificate the listener verified; needs TLS and
+    /// `tls.client_ca_file`.
+    pub client_subject: Option<String>,
 }
 
 /// One route tried, in file order.
@@ -192,14 +199,33 @@ impl Explainer {
                 .map_err(|_| InputError("the token is not a header value".into()))?;
             headers.insert(http::header::AUTHORIZATION, value);
         }
+        let tls = req.tls.unwrap_or(policy.tls.is_some());
+        if req.client_subject.is_some() {
+            if !tls {
+                return Err(InputError(
+                    "a client certificate comes only over TLS: the request is not TLS".into(),
+                ));
+            }
+            if policy
+                .tls
+                .as_ref()
+                .is_none_or(|t| t.client_ca_file.is_none())
+            {
+                return Err(InputError(
+                    "a client certificate is verified only with tls.client_ca_file, which the \
+                     config does not set"
+                        .into(),
+                ));
+            }
+        }
         let head = RequestHead {
             method: &method,
             target: target.as_bytes(),
             headers: &headers,
-            authority: None,
+            authority: req.authority.as_deref(),
             peer: Some(req.peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))),
-            tls: false,
-            client_subject: None,
+            tls,
+            client_subject: req.client_subject.as_deref(),
         };
         let mut out = Explanation {
             method: req.method.clone(),

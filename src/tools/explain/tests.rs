@@ -53,6 +53,9 @@ fn req(method: &str, url: &str, token: TokenInput) -> Request {
         headers: Vec::new(),
         peer: None,
         token,
+        tls: None,
+        authority: None,
+        client_subject: None,
     }
 }
 

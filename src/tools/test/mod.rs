@@ -52,6 +52,15 @@ pub struct CaseRequest {
     /// The client's address; default 127.0.0.1.
     #[serde(default)]
     pub peer: Option<std::net::IpAddr>,
+    /// Over TLS; default: whether the config's listener is TLS.
+    #[serde(default)]
+    pub tls: Option<bool>,
+    /// HTTP/2's `:authority`; default none (HTTP/1.1).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// The subject of a verified client certificate (RFC 4514, `CN=alice,O=Example`).
+    #[serde(default)]
+    pub client_subject: Option<String>,
 }
 
 /// A YAML scalar read as text.
@@ -159,6 +168,9 @@ fn run_case(explainer: &Explainer, case: &Case) -> Outcome {
             .collect(),
         peer: case.request.peer,
         token,
+        tls: case.request.tls,
+        authority: case.request.authority.clone(),
+        client_subject: case.request.client_subject.clone(),
     };
     match explainer.explain(&request) {
         Ok(e) => Outcome {
