@@ -216,6 +216,7 @@ impl Explainer {
             peer: Some(req.peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))),
             tls: false,
             client_subject: None,
+            client_cert: None,
         };
         let mut out = Explanation {
             method: req.method.clone(),

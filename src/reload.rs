@@ -205,8 +205,15 @@ impl Reloader {
     }
 
     /// Build the new generation next to the old one, swap it in, then retire what it dropped.
-    fn apply(&self, policy: Policy, new: &Snapshot, old: &Snapshot, trigger: Trigger) -> u64 {
+    fn apply(&self, mut policy: Policy, new: &Snapshot, old: &Snapshot, trigger: Trigger) -> u64 {
         let current = self.live.load_full();
+        // The DPoP replay cache and nonce key outlive a reload that keeps their settings: a
+        // reload must not forget the jtis seen, nor the nonces handed out.
+        if current.policy.dpop.replay_cache_entries == policy.dpop.replay_cache_entries
+            && current.policy.dpop.nonce_secret_env == policy.dpop.nonce_secret_env
+        {
+            policy.dpop_guard = Arc::clone(&current.policy.dpop_guard);
+        }
         let changes = Changes::between(&old.tree, &new.tree, &current.policy, &policy);
         let kept: HashSet<String> = current
             .policy

@@ -260,6 +260,8 @@ pub struct Route {
     /// Index into `Policy::upstreams`.
     pub upstream: usize,
     pub mode: Mode,
+    /// `sender_constraint: required`: tokens bound to nothing are refused.
+    pub sender_constrained: bool,
 }
 
 impl Route {
@@ -751,6 +753,7 @@ mod tests {
             claims: Vec::new(),
             upstream: 0,
             mode: Mode::Enforce,
+            sender_constrained: false,
         }
     }
 

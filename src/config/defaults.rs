@@ -67,6 +67,13 @@ pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `limits.client_idle_timeout`.
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `dpop.algorithms`.
+pub const DPOP_ALGORITHMS: &[&str] = &["ES256", "EdDSA", "PS256", "RS256"];
+/// `dpop.max_age`.
+pub const DPOP_MAX_AGE: Duration = Duration::from_secs(60);
+/// `dpop.replay_cache_entries`.
+pub const DPOP_REPLAY_CACHE_ENTRIES: usize = 100_000;
+
 /// `server.threads`.
 pub const THREADS: usize = 1;
 /// `server.shutdown_grace`.
@@ -123,6 +130,7 @@ pub const TABLE: &[Documented] = &[
     d("routes[].match.host", "null", "any host"),
     d("routes[].auth", "required", "required"),
     d("routes[].mode", "enforce", "enforce"),
+    d("routes[].sender_constraint", "any", "any"),
     d("identity.strip_prefix", STRIP_PREFIX, STRIP_PREFIX),
     d(
         "identity.headers",
@@ -139,6 +147,7 @@ pub const TABLE: &[Documented] = &[
     d("tls", "null", "null"),
     d("tls.client_ca_file", "null", "null"),
     d("tls.client_subject_header", "null", "null"),
+    d("tls.client_auth", "required", "required"),
     d("limits.max_token_bytes", "8192", "8 KiB"),
     d("limits.token_cache_entries", "10000", "10,000"),
     d("limits.max_header_count", "100", "100"),
@@ -152,6 +161,15 @@ pub const TABLE: &[Documented] = &[
     d("server.threads", "1", "1"),
     d("server.shutdown_grace", "25s", "25 s"),
     d("log_subject", "false", "false"),
+    d(
+        "dpop.algorithms",
+        "[ES256, EdDSA, PS256, RS256]",
+        "[ES256, EdDSA, PS256, RS256]",
+    ),
+    d("dpop.max_age", "60s", "60 s"),
+    d("dpop.nonce", "false", "false"),
+    d("dpop.replay_cache_entries", "100000", "100,000"),
+    d("dpop.nonce_secret_env", "null", "none"),
 ];
 
 #[cfg(test)]
@@ -366,6 +384,7 @@ mod tests {
                 Some("limits") => "RawLimits",
                 Some("server") => "RawServer",
                 Some("tls") => "RawTls",
+                Some("dpop") => "RawDpop",
                 Some(other) => panic!("no raw struct for {other}"),
             };
             let doc = field_doc(&raw, name, d.leaf());

@@ -147,6 +147,73 @@ impl SigningKey {
         self.mint_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
     }
 
+    /// The public JWK as a DPoP proof carries it: the key's members only (no `kid`, `alg`,
+    /// `use`).
+    pub fn public_jwk(&self) -> Value {
+        let mut jwk = self.jwk();
+        if let Some(o) = jwk.as_object_mut() {
+            for member in ["kid", "alg", "use"] {
+                o.remove(member);
+            }
+        }
+        jwk
+    }
+
+    /// The RFC 7638 thumbprint of the public key, base64url: a DPoP-bound token's `cnf.jkt`.
+    pub fn jkt(&self) -> String {
+        let jwk = self.public_jwk();
+        let members: &[&str] = match jwk["kty"].as_str() {
+            Some("RSA") => &["e", "kty", "n"],
+            Some("EC") => &["crv", "kty", "x", "y"],
+            _ => &["crv", "kty", "x"],
+        };
+        let canonical = members
+            .iter()
+            .map(|m| format!("{:?}:{}", m, jwk[*m]))
+            .collect::<Vec<_>>()
+            .join(",");
+        b64(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            format!("{{{canonical}}}").as_bytes(),
+        )
+        .as_ref())
+    }
+
+    /// A DPoP proof (RFC 9449) signed by this key: header `typ: dpop+jwt`, this key's `alg`
+    /// and public `jwk`; claims `jti` (random), `htm`, `htu`, `iat` now and, with an access
+    /// token, its `ath`; then `extra` merged in (`null` removes a claim).
+    pub fn dpop_proof(&self, htm: &str, htu: &str, token: Option<&str>, extra: &Value) -> String {
+        let mut claims = json!({
+            "jti": b64(&rand::random::<[u8; 16]>()),
+            "htm": htm,
+            "htu": htu,
+            "iat": now(),
+        });
+        if let Some(token) = token {
+            claims["ath"] = b64(aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                token.as_bytes(),
+            )
+            .as_ref())
+            .into();
+        }
+        if let (Some(c), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                if v.is_null() {
+                    c.remove(k);
+                } else {
+                    c.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let header = json!({
+            "typ": "dpop+jwt",
+            "alg": format!("{:?}", self.alg),
+            "jwk": self.public_jwk(),
+        });
+        self.mint_with_header(&header, &claims)
+    }
+
     /// A compact JWT from raw header and payload bytes (for malformed-JSON cases).
     pub fn mint_raw(&self, header: &[u8], payload: &[u8]) -> String {
         let input = format!("{}.{}", b64(header), b64(payload));

@@ -356,6 +356,7 @@ mod tests {
             scopes: Default::default(),
             headers: Ok(IdentityHeaders::default()),
             subject: None,
+            binding: None,
         })
     }
 

@@ -6,7 +6,10 @@ use http::{header, HeaderMap, Method};
 /// Where the token came from; the same place is cleaned before forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// `Authorization: Bearer`.
     Header,
+    /// `Authorization: DPoP` (RFC 9449): the token must be DPoP-bound and come with a proof.
+    Dpop,
     Cookie,
     Query,
 }
@@ -25,6 +28,8 @@ pub enum ExtractError {
     SeveralTokens,
     /// `Bearer` without a token, a tab, characters outside token68, a non-text header.
     MalformedAuthorization,
+    /// More than one `DPoP` proof header.
+    SeveralProofs,
 }
 
 impl ExtractError {
@@ -32,6 +37,7 @@ impl ExtractError {
         match self {
             ExtractError::SeveralTokens => "more than one token in request",
             ExtractError::MalformedAuthorization => "malformed authorization header",
+            ExtractError::SeveralProofs => "more than one DPoP proof in request",
         }
     }
 }
@@ -67,6 +73,8 @@ pub fn extract(
             .map_err(|_| ExtractError::MalformedAuthorization)?;
         if let Some(token) = bearer(value)? {
             take(token.to_string(), Source::Header)?;
+        } else if let Some(token) = credential(value, "dpop")? {
+            take(token.to_string(), Source::Dpop)?;
         }
     }
     if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
@@ -99,13 +107,22 @@ pub fn is_bearer(value: &http::HeaderValue) -> bool {
 
 /// The token of a `Bearer` credential; `None` for another scheme (no bearer token presented).
 fn bearer(value: &str) -> Result<Option<&str>, ExtractError> {
+    credential(value, "bearer")
+}
+
+/// The token68 of a credential of `scheme` (lower case); `None` for another scheme.
+fn credential<'a>(value: &'a str, scheme_wanted: &str) -> Result<Option<&'a str>, ExtractError> {
     let (scheme, rest) = match value.split_once(' ') {
         Some(parts) => parts,
         None => (value, ""),
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        if scheme.len() >= 6 && scheme[..6].eq_ignore_ascii_case("bearer") {
-            // `Bearer\tx`, `Bearer:x`: looks like ours, but malformed.
+    if !scheme.eq_ignore_ascii_case(scheme_wanted) {
+        let n = scheme_wanted.len();
+        if scheme.len() >= n
+            && scheme.is_char_boundary(n)
+            && scheme[..n].eq_ignore_ascii_case(scheme_wanted)
+        {
+            // `Bearer\tx`, `DPoP:x`: looks like ours, but malformed.
             return Err(ExtractError::MalformedAuthorization);
         }
         return Ok(None);
