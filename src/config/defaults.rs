@@ -307,9 +307,17 @@ mod tests {
         }
     }
 
-    /// The first line of `config.example.yaml` that writes the key, live or commented out.
+    /// The first line of `config.example.yaml` that writes the key, live or commented out; for
+    /// a key of a plain top-level section (`dpop.max_age`), within that section, so that leaves
+    /// of the same name (`issuers.*.algorithms`, `dpop.algorithms`) are told apart.
     fn example_line<'a>(example: &'a str, d: &Documented) -> Option<(&'a str, bool)> {
-        example.lines().find_map(|line| {
+        let section = match d.key.split_once('.') {
+            Some((s, _)) if s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+                example.find(&format!("\n{s}:")).map_or(example, |at| &example[at..])
+            }
+            _ => example,
+        };
+        section.lines().find_map(|line| {
             let t = line.trim_start();
             let live = !t.starts_with('#');
             let t = t.trim_start_matches('#').trim_start();
@@ -448,12 +456,18 @@ mod tests {
     fn the_docs_list_every_default_as_the_table_has_it() {
         let rows = doc_rows();
         for d in TABLE {
-            let mine: Vec<_> = rows
-                .iter()
-                .filter(|(_, key, _)| {
-                    key == d.key || key == d.leaf() || d.key.ends_with(&format!(".{key}"))
-                })
-                .collect();
+            // A row naming the whole key wins over rows naming its leaf (`dpop.algorithms` is
+            // not `issuers.<name>.algorithms`).
+            let exact: Vec<_> = rows.iter().filter(|(_, key, _)| key == d.key).collect();
+            let mine: Vec<_> = if exact.is_empty() {
+                rows.iter()
+                    .filter(|(_, key, _)| {
+                        key == d.leaf() || d.key.ends_with(&format!(".{key}"))
+                    })
+                    .collect()
+            } else {
+                exact
+            };
             assert!(
                 !mine.is_empty(),
                 "no table row in README.md or docs/ gives the default of {}",
