@@ -285,10 +285,16 @@ pub fn thumbprint(jwk: &Map<String, Value>) -> Option<[u8; 32]> {
 /// host compare case-insensitively, an absent port is the scheme's default, the path is
 /// canonicalised as request paths are. A query, a fragment or userinfo never matches.
 pub fn htu_matches(htu: &str, target: &Target<'_>) -> bool {
-    if htu.contains(['?', '#']) {
+    // The URI without its query and fragment is what is compared; a proof that carries either
+    // is malformed (RFC 9449 section 4.2: "without query and fragment parts").
+    let (uri, extra) = match htu.find(['?', '#']) {
+        Some(i) => htu.split_at(i),
+        None => (htu, ""),
+    };
+    if !extra.is_empty() {
         return false;
     }
-    let Some((scheme, rest)) = htu.split_once("://") else {
+    let Some((scheme, rest)) = uri.split_once("://") else {
         return false;
     };
     let https = if scheme.eq_ignore_ascii_case("https") {

@@ -113,6 +113,18 @@ async fn every_proof_check_refuses_its_forgery() {
         ),
         invalid_proof(),
     ));
+    // An algorithm the client may well use, but not on `dpop.algorithms` (the default list).
+    let es384 = SigningKey::generate("es384", Algorithm::ES384);
+    let es384_token = bound(&r, &es384);
+    t.push(case(
+        "es384_not_on_dpop_algorithms",
+        dpop(
+            TARGET,
+            &es384_token,
+            &[&es384.dpop_proof("GET", HTU, Some(&es384_token), &json!({}))],
+        ),
+        invalid_proof(),
+    ));
     t.push(case(
         "signed_by_another_key_than_its_jwk",
         dpop(
