@@ -351,8 +351,8 @@ pub fn decide(
 enum Carriers {
     /// `forward_token: true` on a route that verified the token.
     Keep,
-    /// The token cookie and parameter, and `Authorization` only if it is a Bearer credential
-    /// (`auth: none`: other schemes are the upstream's own business).
+    /// The token cookie and parameter, the `DPoP` proof, and `Authorization` only if it is a
+    /// Bearer or DPoP credential (`auth: none`: other schemes are the upstream's own business).
     RemoveBearer,
     /// The token cookie and parameter, and `Authorization` whatever its scheme.
     RemoveAll,
@@ -646,13 +646,13 @@ fn edits(
         .collect();
 
     let bearer_only = carriers == Carriers::RemoveBearer;
-    if carriers == Carriers::RemoveAll && incoming.contains_key(DPOP) {
+    if carriers != Carriers::Keep && incoming.contains_key(DPOP) {
         // A proof is the client's credential for this request, not the upstream's business.
         out.push(Edit::Remove(HeaderName::from_static(DPOP)));
     }
     if carriers != Carriers::Keep {
         let authorization = incoming.get_all(header::AUTHORIZATION).iter();
-        if !bearer_only || authorization.into_iter().any(extract::is_bearer) {
+        if !bearer_only || authorization.into_iter().any(extract::is_access_token) {
             out.push(Edit::Remove(header::AUTHORIZATION));
         }
         if let Some(name) = &policy.token_sources.cookie {

@@ -248,3 +248,25 @@ async fn an_unreadable_cnf_is_refused() {
         assert_refused_as(&r, "unreadable token binding");
     }
 }
+
+#[tokio::test]
+async fn no_dpop_token_or_proof_reaches_the_upstream_of_a_public_route() {
+    let s = dpop_setup(None).await;
+    let key = SigningKey::generate("client", Algorithm::ES256);
+    let token = bound_token(&s.issuer, &key, json!({}));
+    let proof = key.dpop_proof("GET", &url("/healthz"), Some(&token), &json!({}));
+    let echo = with_proofs(&s.gw, "GET", "/healthz", &token, &[&proof])
+        .await
+        .echo();
+    assert!(
+        !echo.has("authorization"),
+        "an unverified DPoP token went upstream"
+    );
+    assert!(!echo.has("dpop"), "a proof went upstream");
+    // Another scheme is the upstream's business.
+    let echo =
+        s.gw.get("/healthz", &[("Authorization", "Basic dXNlcjpwdw==")])
+            .await
+            .echo();
+    assert_eq!(echo.header("authorization"), Some("Basic dXNlcjpwdw=="));
+}

@@ -105,6 +105,15 @@ pub fn is_bearer(value: &http::HeaderValue) -> bool {
         .map_or(true, |v| !matches!(bearer(v), Ok(None)))
 }
 
+/// Does this `Authorization` value present an access token (`Bearer` or `DPoP`), well-formed
+/// or not? A value that is not text counts as one (fail closed).
+pub fn is_access_token(value: &http::HeaderValue) -> bool {
+    is_bearer(value)
+        || value
+            .to_str()
+            .map_or(true, |v| !matches!(credential(v, "dpop"), Ok(None)))
+}
+
 /// The token of a `Bearer` credential; `None` for another scheme (no bearer token presented).
 fn bearer(value: &str) -> Result<Option<&str>, ExtractError> {
     credential(value, "bearer")
