@@ -13,6 +13,7 @@
 
 use crate::authz::ScopeRule;
 use crate::config::{self, Compiled, ConfigError, Options, Policy, Skipped};
+use crate::demo::keys::SigningKey;
 use crate::engine::{self, Decision, RequestHead};
 use crate::keys::{IssuerKeyConfig, KeySet, KeySettings, KeySource, KeyStore};
 use crate::metrics::Metrics;
@@ -37,6 +38,16 @@ pub enum TokenInput {
     Claims(Value),
 }
 
+/// The DPoP proof of a request whose token is sent with the `DPoP` scheme.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DpopInput {
+    /// A proof as given (`explain --dpop-proof`).
+    Proof(String),
+    /// A valid proof made now for the request's method and URL and the token, signed with the
+    /// PKCS#8 PEM private key in this file (`explain --dpop-key`).
+    Key(std::path::PathBuf),
+}
+
 /// One request to explain.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -48,6 +59,8 @@ pub struct Request {
     /// The client's address; default 127.0.0.1.
     pub peer: Option<IpAddr>,
     pub token: TokenInput,
+    /// With a token: send it as `Authorization: DPoP` with this proof.
+    pub dpop: Option<DpopInput>,
 }
 
 /// One route tried, in file order.
@@ -204,9 +217,55 @@ impl Explainer {
                     "an Authorization header and a token or claims: give one".into(),
                 ));
             }
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            let scheme = if req.dpop.is_some() { "DPoP" } else { "Bearer" };
+            let value = HeaderValue::from_str(&format!("{scheme} {token}"))
                 .map_err(|_| InputError("the token is not a header value".into()))?;
             headers.insert(http::header::AUTHORIZATION, value);
+        }
+        let mut dpop_notes = Vec::new();
+        match (&req.dpop, given) {
+            (None, _) => {}
+            (Some(_), None) => {
+                return Err(InputError(
+                    "a DPoP proof or key needs a token or claims".into(),
+                ))
+            }
+            (Some(dpop), Some(token)) => {
+                let proof = match dpop {
+                    DpopInput::Proof(p) => {
+                        dpop_notes.push("DPoP proof given".to_string());
+                        p.clone()
+                    }
+                    DpopInput::Key(path) => {
+                        let pem = std::fs::read(path)
+                            .map_err(|e| InputError(format!("DPoP key {}: {e}", path.display())))?;
+                        let key = SigningKey::from_pkcs8_pem("dpop", &pem)
+                            .map_err(|e| InputError(format!("DPoP key {}: {e}", path.display())))?;
+                        let host = headers
+                            .get(http::header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .unwrap_or_default();
+                        let scheme = if req.url.starts_with("https://") {
+                            "https"
+                        } else {
+                            "http"
+                        };
+                        let path_only = target.split(['?', '#']).next().unwrap_or_default();
+                        let htu = format!("{scheme}://{host}{path_only}");
+                        dpop_notes.push(format!(
+                            "DPoP proof made now with the {:?} key in {} (cnf.jkt {}) for {} {htu}",
+                            key.alg,
+                            path.display(),
+                            key.jkt(),
+                            req.method
+                        ));
+                        key.dpop_proof(&req.method, &htu, Some(token), &json!({}))
+                    }
+                };
+                let value = HeaderValue::from_str(&proof)
+                    .map_err(|_| InputError("the DPoP proof is not a header value".into()))?;
+                headers.insert(HeaderName::from_static("dpop"), value);
+            }
         }
         let head = RequestHead {
             method: &method,
@@ -214,7 +273,8 @@ impl Explainer {
             headers: &headers,
             authority: None,
             peer: Some(req.peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))),
-            tls: false,
+            // An https:// URL is a request to a TLS listener (DPoP proofs name the scheme).
+            tls: req.url.starts_with("https://"),
             client_subject: None,
             client_cert: None,
         };
@@ -237,6 +297,7 @@ impl Explainer {
             upstream: None,
             upstream_headers: BTreeMap::new(),
         };
+        out.token.extend(dpop_notes);
         let request_id = engine::request_id(&headers);
 
         let decision = match engine::route(policy, &head) {

@@ -70,6 +70,13 @@ enum Command {
         /// A bearer token, verified against the issuer's inline or file keys.
         #[arg(long, conflicts_with = "claims")]
         token: Option<String>,
+        /// Send the token (or claims) with the DPoP scheme and this `DPoP` proof.
+        #[arg(long, conflicts_with = "dpop_key")]
+        dpop_proof: Option<String>,
+        /// Send the token (or claims) with the DPoP scheme and a valid proof made now for the
+        /// request, signed with this PKCS#8 PEM private key (EC P-256/P-384, Ed25519, RSA).
+        #[arg(long, value_name = "PEM_FILE")]
+        dpop_key: Option<PathBuf>,
         /// The token's claims as JSON; its signature is not checked, missing iss, aud and exp
         /// are filled in for the route's issuer.
         #[arg(long, value_name = "JSON")]
@@ -163,10 +170,21 @@ fn main() -> ExitCode {
             url,
             headers,
             token,
+            dpop_proof,
+            dpop_key,
             claims,
             peer,
             format,
-        } => return explain(config, method, url, headers, token, claims, peer, format),
+        } => {
+            let dpop = match (dpop_proof, dpop_key) {
+                (Some(p), _) => Some(portcullis::explain::DpopInput::Proof(p)),
+                (None, Some(k)) => Some(portcullis::explain::DpopInput::Key(k)),
+                (None, None) => None,
+            };
+            return explain(
+                config, method, url, headers, token, claims, dpop, peer, format,
+            );
+        }
         Command::Test {
             config,
             cases,
@@ -205,6 +223,7 @@ fn explain(
     headers: Vec<String>,
     token: Option<String>,
     claims: Option<String>,
+    dpop: Option<portcullis::explain::DpopInput>,
     peer: Option<std::net::IpAddr>,
     format: Format,
 ) -> ExitCode {
@@ -238,6 +257,7 @@ fn explain(
         headers: parsed,
         peer,
         token,
+        dpop,
     };
     match explainer.explain(&request) {
         Ok(e) => {

@@ -55,6 +55,53 @@ impl SigningKey {
         }
     }
 
+    /// A key from a PKCS#8 PEM private key (`openssl genpkey`): EC P-256 (ES256), P-384
+    /// (ES384), Ed25519 (EdDSA) or RSA (RS256).
+    pub fn from_pkcs8_pem(kid: &str, pem: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::PrivatePkcs8KeyDer;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem)
+            .map_err(|e| format!("not a PKCS#8 PEM private key: {e}"))?;
+        let der = der.secret_pkcs8_der();
+        let (alg, material) =
+            if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
+                (Algorithm::ES256, Material::Ec(k))
+            } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der) {
+                (Algorithm::ES384, Material::Ec(k))
+            } else if let Ok(k) = Ed25519KeyPair::from_pkcs8(der) {
+                (Algorithm::EdDSA, Material::Ed(k))
+            } else if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
+                (Algorithm::RS256, Material::Rsa(k))
+            } else {
+                return Err("not an EC P-256, P-384, Ed25519 or RSA private key".into());
+            };
+        Ok(SigningKey {
+            kid: kid.to_string(),
+            alg,
+            material,
+        })
+    }
+
+    /// The private key as PKCS#8 PEM, for keys generated here (`None` for RSA and HMAC keys,
+    /// which aws-lc does not export).
+    pub fn pkcs8_pem(&self) -> Option<String> {
+        let der = match &self.material {
+            Material::Ec(k) => k.to_pkcs8v1().ok()?.as_ref().to_vec(),
+            Material::Ed(k) => k.to_pkcs8().ok()?.as_ref().to_vec(),
+            _ => return None,
+        };
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+            .collect();
+        Some(format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        ))
+    }
+
     /// An HMAC key with a given secret.
     pub fn hmac(kid: &str, alg: Algorithm, secret: &[u8]) -> Self {
         SigningKey {
