@@ -312,9 +312,9 @@ mod tests {
     /// of the same name (`issuers.*.algorithms`, `dpop.algorithms`) are told apart.
     fn example_line<'a>(example: &'a str, d: &Documented) -> Option<(&'a str, bool)> {
         let section = match d.key.split_once('.') {
-            Some((s, _)) if s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
-                example.find(&format!("\n{s}:")).map_or(example, |at| &example[at..])
-            }
+            Some((s, _)) if s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => example
+                .find(&format!("\n{s}:"))
+                .map_or(example, |at| &example[at..]),
             _ => example,
         };
         section.lines().find_map(|line| {
@@ -461,9 +461,7 @@ mod tests {
             let exact: Vec<_> = rows.iter().filter(|(_, key, _)| key == d.key).collect();
             let mine: Vec<_> = if exact.is_empty() {
                 rows.iter()
-                    .filter(|(_, key, _)| {
-                        key == d.leaf() || d.key.ends_with(&format!(".{key}"))
-                    })
+                    .filter(|(_, key, _)| key == d.leaf() || d.key.ends_with(&format!(".{key}")))
                     .collect()
             } else {
                 exact
