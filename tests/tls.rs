@@ -212,8 +212,10 @@ async fn a_secret_volume_symlink_swap_is_seen_like_the_kubelet_makes_it() {
 /// The subject of the client certificate `alice` (RFC 4514: most specific name first).
 const ALICE: &str = "CN=alice,O=Portcullis Tests";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_certificates_are_required_and_their_verified_subject_replaces_any_sent() {
+/// A TLS gateway whose client certificates come from a CA of their own, with `tls_extra`
+/// added after `client_ca_file`: the server CA, the client CA, the gateway (and the CA file's
+/// directory, kept alive).
+async fn mtls_gateway(tls_extra: &str) -> (Ca, Ca, TlsGateway, tempfile::TempDir) {
     let ca = Ca::new("Test CA");
     let leaf = ca.server("gateway-1", &["gateway.test"]);
     let clients = Ca::new("Client CA");
@@ -222,11 +224,17 @@ async fn client_certificates_are_required_and_their_verified_subject_replaces_an
     let t = tls_gateway(
         &leaf,
         &format!(
-            ", client_ca_file: {:?}, client_subject_header: x-client-subject",
+            ", client_ca_file: {:?}{tls_extra}",
             ca_file.display().to_string()
         ),
     )
     .await;
+    (ca, clients, t, dir_ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_and_their_verified_subject_replaces_any_sent() {
+    let (ca, clients, t, _dir_ca) = mtls_gateway(", client_subject_header: x-client-subject").await;
 
     // Without a certificate, or with one from another CA: no request gets through.
     let stranger = Ca::new("Other CA").client("mallory");
@@ -411,19 +419,7 @@ fn x5t(leaf: &Leaf) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_bound_token_passes_only_with_its_certificate_over_h1_and_h2() {
-    let ca = Ca::new("Test CA");
-    let leaf = ca.server("gateway-1", &["gateway.test"]);
-    let clients = Ca::new("Client CA");
-    let dir_ca = tempfile::tempdir().unwrap();
-    let ca_file = clients.write(&dir_ca.path().join("clients.pem"));
-    let t = tls_gateway(
-        &leaf,
-        &format!(
-            ", client_ca_file: {:?}, client_auth: optional",
-            ca_file.display().to_string()
-        ),
-    )
-    .await;
+    let (ca, clients, t, _dir_ca) = mtls_gateway(", client_auth: optional").await;
     let (a, b) = (clients.client("alice"), clients.client("bob"));
     let bound = t.issuer.token(json!({"cnf": {"x5t#S256": x5t(&a)}}));
     let plain = t.issuer.token(json!({}));
