@@ -270,3 +270,27 @@ async fn no_dpop_token_or_proof_reaches_the_upstream_of_a_public_route() {
             .echo();
     assert_eq!(echo.header("authorization"), Some("Basic dXNlcjpwdw=="));
 }
+
+#[tokio::test]
+async fn a_reload_does_not_forget_the_proofs_seen() {
+    let issuer = TestIssuer::start().await;
+    let echo = start_echo().await;
+    let config = standard_config(&issuer.url(), echo);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.yaml");
+    std::fs::write(&path, config.yaml()).unwrap();
+    let gw = start_gateway_at(&path, &[]);
+    gw.wait_ready().await;
+    let key = SigningKey::generate("client", Algorithm::ES256);
+    let token = bound_token(&issuer, &key, json!({}));
+    let proof = key.dpop_proof("GET", &url("/api/x"), Some(&token), &json!({}));
+    assert_forwarded(&with_proofs(&gw, "GET", "/api/x", &token, &[&proof]).await);
+
+    // Another route: a new policy generation, the same replay cache.
+    let edited = config.route_first(Route::new("extra", "/extra/**"));
+    std::fs::write(&path, edited.yaml()).unwrap();
+    gw.wait_metric("portcullis_config_generation", 2.0).await;
+    let r = with_proofs(&gw, "GET", "/api/x", &token, &[&proof]).await;
+    assert_denied(&r, 401, "invalid_dpop_proof");
+    assert_eq!(description(&r), "DPoP proof replayed");
+}

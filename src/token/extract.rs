@@ -321,6 +321,28 @@ mod tests {
     }
 
     #[test]
+    fn the_dpop_scheme_is_a_token_of_its_own_source() {
+        for v in ["DPoP abc.def.ghi", "dpop abc.def.ghi", "DPOP  abc.def.ghi"] {
+            let f = run(Method::GET, &[("authorization", v)], None)
+                .unwrap()
+                .unwrap();
+            assert_eq!((f.token.as_str(), f.source), ("abc.def.ghi", Source::Dpop));
+        }
+        assert_eq!(
+            run(Method::GET, &[("authorization", "DPoP")], None),
+            Err(ExtractError::MalformedAuthorization)
+        );
+        assert_eq!(
+            run(
+                Method::GET,
+                &[("authorization", "DPoP a"), ("cookie", "session=b")],
+                None
+            ),
+            Err(ExtractError::SeveralTokens)
+        );
+    }
+
+    #[test]
     fn cookie_on_unsafe_method_needs_an_allowed_origin() {
         let c = ("cookie", "a=1; session=tok");
         assert!(run(Method::GET, &[c], None).unwrap().is_some());
