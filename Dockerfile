@@ -13,7 +13,7 @@
 
 # Builder: the Rust toolchain (the crate's rust-version or newer) on Debian 12, the same
 # distribution as the runtime image, so the binary's glibc matches.
-FROM rust:1.88-bookworm AS build
+FROM rust:1.95-bookworm AS build
 # cmake builds the native parts of pingora's compression crates and aws-lc; the image already
 # has the C toolchain and perl that aws-lc also needs. DL3008 (pin apt versions) is ignored:
 # Debian 12's cmake is what the README and CI build with, and pinning its exact point release

@@ -4,7 +4,9 @@
 //! and prints the live heap (counted by a wrapper around mimalloc, the gateway's allocator)
 //! and RSS (`/proc/self/statm`) before and after, per cached token.
 //!
-//! `cargo bench --bench cache_memory -- [COUNT]` (default 100000)
+//! `cargo bench --bench cache_memory -- [COUNT]` (default 100000). `CLAIM_BYTES=N` pads each
+//! token's `email` (an identity header) by N bytes: large-claim tokens, for the cache's byte
+//! bound.
 
 use jsonwebtoken::Algorithm;
 use portcullis::demo::keys::{now, SigningKey};
@@ -81,18 +83,24 @@ fn main() {
          limits:\n  token_cache_entries: {count}\n"
     );
     let policy = portcullis::config::from_str(&yaml, "bench", Path::new(".")).expect("policy");
-    let keys = portcullis::server::key_store(&policy);
+    let keys = portcullis::live::key_store(&policy);
     let metrics = Metrics::new();
     let rules = portcullis::engine::token_rules(&policy);
     let key = SigningKey::hmac("hs", Algorithm::HS256, SECRET.as_bytes());
     let t = now();
+    let pad = "x".repeat(
+        std::env::var("CLAIM_BYTES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+    );
     // The load script's claims, so the tokens are 766 bytes long as RS256 and the entries the same.
     let tokens: Vec<String> = (0..count)
         .map(|i| {
             key.mint(&json!({
                 "iss": issuer, "sub": format!("user-{i:06}"), "aud": audience,
                 "iat": t - 60, "nbf": t - 60, "exp": t + 86_400,
-                "email": format!("user-{i:06}@example.com"),
+                "email": format!("user-{i:06}{pad}@example.com"),
                 "scope": "read:orders write:orders openid profile", "azp": "load-client",
                 "jti": format!("{i:06}-{t}-0123456789abcdef"),
             }))

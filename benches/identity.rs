@@ -6,8 +6,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::HeaderName;
+use portcullis::claims::{ClaimRef, ScopeSet};
 use portcullis::identity::{IdentityPlan, Source};
-use portcullis::token::claims::{ClaimRef, ScopeSet};
 use serde_json::json;
 use std::hint::black_box;
 

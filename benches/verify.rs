@@ -85,7 +85,7 @@ fn fixture() -> Fixture {
         ));
     }
     let policy = portcullis::config::from_str(&yaml, "bench", Path::new(".")).expect("policy");
-    let keys = portcullis::server::key_store(&policy);
+    let keys = portcullis::live::key_store(&policy);
     Fixture {
         policy,
         keys,

@@ -4,7 +4,7 @@
 
 use crate::engine::Access;
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::response::Deny;
+use crate::response::{BadRequest, Deny};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The end of a request.
@@ -24,11 +24,12 @@ impl Outcome {
     /// a forwarded request), and the precise reason: the `decision` label of the request
     /// metrics and the `reason` of the log.
     pub fn labels(&self) -> (&'static str, &'static str) {
+        let denied = |deny: &Deny| (deny.code(), deny.reason());
         match self {
-            Outcome::Unread => ("bad_request", "bad_request"),
+            Outcome::Unread => denied(&Deny::BadRequest(BadRequest::Malformed)),
             Outcome::Allowed(access, _) => (access.label(), access.label()),
-            Outcome::Denied(deny) => (deny.code(), deny.reason()),
-            Outcome::UpstreamFailed => ("upstream_error", "upstream_error"),
+            Outcome::Denied(deny) => denied(deny),
+            Outcome::UpstreamFailed => denied(&Deny::UpstreamError),
         }
     }
 

@@ -3,8 +3,8 @@
 //! (Prometheus text). It exists only on `admin_listen`; on the main listener these paths are
 //! ordinary routes.
 
+use crate::live::Shared;
 use crate::metrics::Metrics;
-use crate::reload::Shared;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
@@ -92,9 +92,13 @@ impl AdminState {
                 .with_label_values(&[&issuer.name])
                 .set(age);
         }
+        // Two atomic reads: a scrape takes no cache lock.
         self.metrics
             .token_cache_entries
-            .set(live.auth.cached_entries() as i64);
+            .set(live.cached_tokens() as i64);
+        self.metrics
+            .token_cache_bytes
+            .set(live.cached_token_bytes() as i64);
     }
 }
 

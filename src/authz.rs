@@ -1,6 +1,6 @@
 //! Authorisation: a route's `scopes` and `claims` rules against verified claims. Pure.
 
-use crate::token::claims::{ClaimRef, ScopeSet};
+use crate::claims::{ClaimRef, ScopeSet};
 use serde_json::Value;
 
 /// A route's `scopes:`.

@@ -10,6 +10,7 @@
 
 use crate::authz;
 use crate::config::{Limits, Policy};
+use crate::forwarding::{CLIENT_HEADERS, GATEWAY_HEADERS, OVERRIDE_HEADERS};
 use crate::identity;
 use crate::path;
 use crate::response::{BadRequest, Deny, Limit, ProofDenial};
@@ -309,16 +310,22 @@ pub fn decide(
             })
         }
     };
-    let carriers = match route.auth {
+    let verified_source = routed.token.as_ref().map(|f| f.source);
+    let carriers = match (route.auth, verified_source) {
         // Never verified: no bearer token of it goes upstream, whatever forward_token.
-        Auth::None => Carriers::RemoveBearer,
-        _ if policy.identity.forward_token && (shadow.is_none() || identity.is_some()) => {
-            Carriers::Keep
+        (Auth::None, _) => Carriers::RemoveBearer,
+        // Only the carrier of the token that verified: a cookie ignored on a cross-site POST
+        // goes, whatever forward_token.
+        (_, Some(source)) if policy.identity.forward_token && identity.is_some() => {
+            Carriers::Keep(source)
         }
+        (_, None) if policy.identity.forward_token && shadow.is_none() => Carriers::RemoveBearer,
         _ => Carriers::RemoveAll,
     };
     let query = match (&policy.token_sources.query, &routed.query) {
-        (Some(name), Some(q)) if carriers != Carriers::Keep => extract::query_without(q, name),
+        (Some(name), Some(q)) if !carriers.keeps(extract::Source::Query) => {
+            extract::query_without(q, name)
+        }
         _ => routed.query.clone(),
     };
     let target = match &query {
@@ -349,8 +356,9 @@ pub fn decide(
 /// query parameter) before forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Carriers {
-    /// `forward_token: true` on a route that verified the token.
-    Keep,
+    /// `forward_token: true` on a route that verified the token: the carrier it came in is
+    /// kept (with its `DPoP` proof, for a DPoP token); the others go as with `RemoveBearer`.
+    Keep(extract::Source),
     /// The token cookie and parameter, the `DPoP` proof, and `Authorization` only if it is a
     /// Bearer or DPoP credential (`auth: none`: other schemes are the upstream's own business).
     RemoveBearer,
@@ -358,28 +366,11 @@ enum Carriers {
     RemoveAll,
 }
 
-/// Headers that make some frameworks run another method or path than the request line's:
-/// removed from every request unless `keep_override_headers` names them.
-pub const OVERRIDE_HEADERS: [&str; 5] = [
-    "x-http-method-override",
-    "x-http-method",
-    "x-method-override",
-    "x-original-url",
-    "x-rewrite-url",
-];
-
-/// Headers that tell the upstream who the client is besides `X-Forwarded-*`: kept only from
-/// a peer in `trusted_proxies`.
-const CLIENT_HEADERS: [&str; 2] = ["forwarded", "x-real-ip"];
-
-/// Headers the gateway sets itself: a spelling with `_` in place of `-` is removed, since
-/// CGI-style upstreams read `X_Forwarded_For` as `X-Forwarded-For`.
-const GATEWAY_HEADERS: [&str; 4] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-request-id",
-];
+impl Carriers {
+    fn keeps(self, source: extract::Source) -> bool {
+        self == Carriers::Keep(source)
+    }
+}
 
 /// Both steps, with a synchronous verifier: for offline tools and tests.
 pub fn decide_with(
@@ -640,33 +631,40 @@ fn edits(
         .filter(|name| {
             policy.identity.strips(name)
                 || foreign(name, trusted, policy)
-                || subject_header.is_some_and(|h| identity::dashed(name) == h.as_str())
+                || subject_header
+                    .into_iter()
+                    .chain(&policy.pending_subject_header)
+                    .any(|h| identity::dashed(name) == h.as_str())
         })
         .map(|name| Edit::Remove(name.clone()))
         .collect();
 
-    let bearer_only = carriers == Carriers::RemoveBearer;
-    if carriers != Carriers::Keep && incoming.contains_key(DPOP) {
+    let bearer_only = carriers != Carriers::RemoveAll;
+    if !carriers.keeps(extract::Source::Dpop) && incoming.contains_key(DPOP) {
         // A proof is the client's credential for this request, not the upstream's business.
         out.push(Edit::Remove(HeaderName::from_static(DPOP)));
     }
-    if carriers != Carriers::Keep {
+    if !carriers.keeps(extract::Source::Header) && !carriers.keeps(extract::Source::Dpop) {
         let authorization = incoming.get_all(header::AUTHORIZATION).iter();
         if !bearer_only || authorization.into_iter().any(extract::is_access_token) {
             out.push(Edit::Remove(header::AUTHORIZATION));
         }
-        if let Some(name) = &policy.token_sources.cookie {
-            if incoming.contains_key(header::COOKIE) {
-                let kept: Vec<String> = incoming
-                    .get_all(header::COOKIE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .filter_map(|v| extract::cookie_without(v, name))
-                    .collect();
-                out.push(Edit::Remove(header::COOKIE));
-                if !kept.is_empty() {
-                    out.extend(header_value(kept.join("; ")).map(|v| Edit::Set(header::COOKIE, v)));
-                }
+    }
+    if let Some(name) = &policy.token_sources.cookie {
+        if !carriers.keeps(extract::Source::Cookie) && incoming.contains_key(header::COOKIE) {
+            // As bytes: a cookie header need not be ASCII, and other cookies stay as sent.
+            let kept: Vec<Vec<u8>> = incoming
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| extract::cookie_without(v.as_bytes(), name))
+                .collect();
+            out.push(Edit::Remove(header::COOKIE));
+            if !kept.is_empty() {
+                out.extend(
+                    HeaderValue::from_bytes(&kept.join(&b"; "[..]))
+                        .ok()
+                        .map(|v| Edit::Set(header::COOKIE, v)),
+                );
             }
         }
     }

@@ -1,14 +1,12 @@
 //! Identity headers (docs/behaviour.md): which incoming headers are stripped, and the header values
 //! set from verified claims. Pure over header names and claim values.
 
-use crate::token::claims::{ClaimRef, ScopeSet};
+pub use crate::claims::{header_value, UnsafeClaim, MAX_HEADER_VALUE_BYTES};
+use crate::claims::{ClaimRef, ScopeSet};
 use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use serde_json::Value;
-
-/// Longest identity header value the gateway will emit.
-pub const MAX_HEADER_VALUE_BYTES: usize = 8192;
 
 /// Where one identity header takes its value from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +17,7 @@ pub enum Source {
 }
 
 /// The compiled `identity:` block.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IdentityPlan {
     /// Lower-case prefix; every incoming header that starts with it is removed.
     pub strip_prefix: String,
@@ -41,10 +39,6 @@ pub fn dashed(name: &HeaderName) -> std::borrow::Cow<'_, str> {
         std::borrow::Cow::Borrowed(raw)
     }
 }
-
-/// A claim could not be carried in a header: the request fails with 401.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UnsafeClaim;
 
 impl IdentityPlan {
     /// Must this incoming header be removed? True for every managed header and every header
@@ -145,6 +139,11 @@ pub struct IdentityHeaders {
 }
 
 impl IdentityHeaders {
+    /// The rendered values and their index, in bytes.
+    pub fn byte_len(&self) -> usize {
+        self.buf.len()
+    }
+
     fn slot(&self, slots: usize, i: usize) -> Option<HeaderValue> {
         if self.buf.is_empty() {
             return None;
@@ -232,15 +231,6 @@ pub fn render(value: &Value) -> Option<String> {
         other => other.to_string(),
     };
     (!text.is_empty()).then_some(text)
-}
-
-/// A header value only if every character is safe: no control character, ASCII (CR, LF, NUL,
-/// TAB, DEL…) or Unicode C1 (NEL U+0085…), and not over `MAX_HEADER_VALUE_BYTES`.
-pub fn header_value(text: &str) -> Result<HeaderValue, UnsafeClaim> {
-    if text.len() > MAX_HEADER_VALUE_BYTES || text.chars().any(char::is_control) {
-        return Err(UnsafeClaim);
-    }
-    HeaderValue::from_str(text).map_err(|_| UnsafeClaim)
 }
 
 #[cfg(test)]

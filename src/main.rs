@@ -2,6 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use portcullis::tools::explain::{DpopInput, Request, TokenInput};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,16 @@ enum Command {
         /// The client's address (default 127.0.0.1).
         #[arg(long, value_name = "IP")]
         peer: Option<std::net::IpAddr>,
+        /// The request came over TLS (default: whether the config's listener is TLS).
+        #[arg(long, value_name = "BOOL")]
+        tls: Option<bool>,
+        /// HTTP/2's `:authority` (default: none, as over HTTP/1.1).
+        #[arg(long, value_name = "HOST")]
+        authority: Option<String>,
+        /// The subject of a client certificate the listener verified, RFC 4514
+        /// (`CN=alice,O=Example`); needs TLS and `tls.client_ca_file`.
+        #[arg(long, value_name = "DN")]
+        client_subject: Option<String>,
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
@@ -153,14 +164,14 @@ fn main() -> ExitCode {
             format,
             strict,
         } => {
-            let report = portcullis::lint::check(&config);
+            let report = portcullis::tools::check::check(&config);
             match format {
                 Format::Human => {
                     let (out, err) = report.human();
-                    print!("{out}");
+                    emit(&out);
                     eprint!("{err}");
                 }
-                Format::Json => println!("{:#}", report.json()),
+                Format::Json => emit(&format!("{:#}\n", report.json())),
             }
             return ExitCode::from(report.exit_code(strict));
         }
@@ -174,16 +185,28 @@ fn main() -> ExitCode {
             dpop_key,
             claims,
             peer,
+            tls,
+            authority,
+            client_subject,
             format,
         } => {
             let dpop = match (dpop_proof, dpop_key) {
-                (Some(p), _) => Some(portcullis::explain::DpopInput::Proof(p)),
-                (None, Some(k)) => Some(portcullis::explain::DpopInput::Key(k)),
+                (Some(p), _) => Some(DpopInput::Proof(p)),
+                (None, Some(k)) => Some(DpopInput::Key(k)),
                 (None, None) => None,
             };
-            return explain(
-                config, method, url, headers, token, claims, dpop, peer, format,
-            );
+            let request = Request {
+                method,
+                url,
+                headers: Vec::new(),
+                peer,
+                token: TokenInput::None,
+                dpop,
+                tls,
+                authority,
+                client_subject,
+            };
+            return explain(config, request, headers, token, claims, format);
         }
         Command::Test {
             config,
@@ -215,19 +238,17 @@ fn main() -> ExitCode {
 
 /// `portcullis explain`: exit 0 whatever the decision; 1 when the config does not load or the
 /// request cannot be built.
-#[allow(clippy::too_many_arguments)]
+/// `request` has what the command line gives as is; `headers`, `token` and `claims` are parsed
+/// here.
 fn explain(
     config: PathBuf,
-    method: String,
-    url: String,
+    mut request: Request,
     headers: Vec<String>,
     token: Option<String>,
     claims: Option<String>,
-    dpop: Option<portcullis::explain::DpopInput>,
-    peer: Option<std::net::IpAddr>,
     format: Format,
 ) -> ExitCode {
-    use portcullis::explain::{Explainer, Request, TokenInput};
+    use portcullis::tools::explain::Explainer;
     let fail = |message: String| {
         eprintln!("error: {message}");
         ExitCode::FAILURE
@@ -251,19 +272,13 @@ fn explain(
         },
         (None, None) => TokenInput::None,
     };
-    let request = Request {
-        method,
-        url,
-        headers: parsed,
-        peer,
-        token,
-        dpop,
-    };
+    request.headers = parsed;
+    request.token = token;
     match explainer.explain(&request) {
         Ok(e) => {
             match format {
-                Format::Human => print!("{}", e.human()),
-                Format::Json => println!("{:#}", e.json()),
+                Format::Human => emit(&e.human()),
+                Format::Json => emit(&format!("{:#}\n", e.json())),
             }
             ExitCode::SUCCESS
         }
@@ -274,29 +289,40 @@ fn explain(
 /// `portcullis test`: exit 0 when every case passes, 1 when one fails or the config does not
 /// load, 2 when the case file cannot be read.
 fn test(config: PathBuf, cases: PathBuf, format: Format) -> ExitCode {
-    use portcullis::policy_test;
-    let cases = match policy_test::read_cases(&cases) {
+    let cases = match portcullis::tools::test::read_cases(&cases) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
-    let explainer = match portcullis::explain::Explainer::load(&config) {
+    let explainer = match portcullis::tools::explain::Explainer::load(&config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
     };
-    let outcomes = policy_test::run(&explainer, &cases);
+    let outcomes = portcullis::tools::test::run(&explainer, &cases);
     match format {
-        Format::Human => print!("{}", policy_test::human(&outcomes)),
-        Format::Json => println!("{:#}", policy_test::json(&outcomes)),
+        Format::Human => emit(&portcullis::tools::test::human(&outcomes)),
+        Format::Json => emit(&format!("{:#}\n", portcullis::tools::test::json(&outcomes))),
     }
     if outcomes.iter().all(|o| o.differences.is_empty()) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// Write a command's output to stdout. A reader that went away (`| head -c 600`: a broken pipe)
+/// is not an error: the rest of the output is dropped and the command exits as it would have.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("error: cannot write the output: {e}");
+        }
     }
 }

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub token_cache_hit: prometheus::IntCounter,
     pub token_cache_miss: prometheus::IntCounter,
     pub token_cache_entries: IntGauge,
+    /// What the cached tokens hold besides their fixed size (rendered identity headers, kept
+    /// claims, subject): the cache's byte bound counts these.
+    pub token_cache_bytes: IntGauge,
     /// Key refreshes by issuer and result (`ok`, `not_modified`, `http_error`, `timeout`,
     /// `invalid`, `too_large`).
     pub jwks_refresh: IntCounterVec,
@@ -110,6 +113,12 @@ impl Metrics {
             IntGauge::new("token_cache_entries", "Verified tokens held in the cache")
                 .expect("valid metric");
         register(Box::new(token_cache_entries.clone()));
+        let token_cache_bytes = IntGauge::new(
+            "token_cache_bytes",
+            "Bytes of rendered identity headers, kept claims and subjects the token cache holds",
+        )
+        .expect("valid metric");
+        register(Box::new(token_cache_bytes.clone()));
         let token_cache = counter(
             "token_cache_requests_total",
             "Verified-token cache lookups",
@@ -189,6 +198,7 @@ impl Metrics {
             token_cache_miss: token_cache.with_label_values(&["miss"]),
             token_cache,
             token_cache_entries,
+            token_cache_bytes,
             jwks_refresh: counter(
                 "jwks_refresh_total",
                 "Key set refreshes by issuer and result",

@@ -6,10 +6,9 @@
 use crate::access::{Outcome, Record};
 use crate::config::{Policy, Protocol};
 use crate::engine::{self, Allow, Decision, Denial, Edit, RequestHead};
+use crate::live::{Generation, Shared};
 use crate::metrics::Metrics;
-use crate::reload::{Live, Shared};
 use crate::response::{self, Deny};
-use crate::server::InFlight;
 use async_trait::async_trait;
 use http::{header, HeaderValue, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -38,7 +37,7 @@ pub struct Ctx {
     /// The policy this request is judged and forwarded under, start to end.
     policy: Arc<Policy>,
     /// The generation `policy` belongs to: the keys and token cache its issuers index.
-    live: Arc<Live>,
+    live: Arc<Generation>,
     started: Instant,
     request_id: HeaderValue,
     decision: Option<Decision>,
@@ -88,18 +87,26 @@ impl Gateway {
             Err(denial) => return Decision::Deny(denial),
         };
         let verified = match routed.token() {
-            Some(token) => {
-                let rules = engine::token_rules(policy);
-                Some(
-                    ctx.live
-                        .auth
-                        .authenticate(token, &rules, &ctx.live.keys, &self.metrics)
-                        .await,
-                )
-            }
+            Some(token) => Some(ctx.live.authenticate(token).await),
             None => None,
         };
         engine::decide(policy, &head, routed, verified, &ctx.request_id)
+    }
+}
+
+/// Counts a request as in flight for as long as it lives: SIGTERM waits for none to be left.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::AcqRel);
+        InFlight(Arc::clone(count))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -271,6 +278,11 @@ impl ProxyHttp for Gateway {
     ) -> Result<()> {
         if resp.headers.get("x-request-id").is_none() {
             resp.insert_header("x-request-id", ctx.request_id.clone())?;
+        }
+        // A proxy sends its own HTTP version: an HTTP/1.0 upstream's status line reaches
+        // HTTP/1.x clients as HTTP/1.1 (the framing follows the client's request).
+        if matches!(resp.version, Version::HTTP_09 | Version::HTTP_10) {
+            resp.set_version(Version::HTTP_11);
         }
         Ok(())
     }

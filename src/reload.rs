@@ -1,76 +1,40 @@
-//! Hot reload: the live policy generation, and how a new one replaces it. The config file is
-//! watched (`watch`: in-place writes, write-then-rename, Kubernetes ConfigMap `..data`
-//! symlink swaps) and SIGHUP asks for a reload; either way the file is read, and if its
-//! SHA-256 differs from the one serving, compiled in full and swapped in atomically. A request
-//! keeps the generation it started with to its end.
+//! Hot reload of the config file: when to read it and what changed. The file is watched
+//! (`watch`: in-place writes, write-then-rename, Kubernetes ConfigMap `..data` symlink swaps)
+//! and SIGHUP asks for a reload; either way the file is read, and if its SHA-256 differs from
+//! the one serving, compiled in full and handed to `live::Generation::next`, which builds the
+//! next generation and swaps it in. A request keeps the generation it started with to its end.
 //!
-//! What carries over: an issuer whose config block did not change keeps its key set, refresh
-//! task and cached tokens (no refetch on an edit elsewhere); a changed or added one starts with
-//! no keys, so `/readyz` is 503 until it has some; a removed one stops refreshing. The token
-//! cache is replaced when what a cached token holds would render differently (`identity`,
-//! the claims route rules read, `log_subject`, `limits.token_cache_entries`); and a cached
-//! token names the issuer it was verified for by `IssuerKeys::id`, so an index that moved in a
-//! reload cannot make it pass for another issuer (`KeyStore::is`).
+//! The file diff decides which issuers count as unchanged (their key sets, refresh tasks and
+//! cached tokens carry over: no refetch on an edit elsewhere; a changed or added one starts
+//! with no keys, so `/readyz` is 503 until it has some; a removed one stops refreshing) and
+//! names the settings that wait for a restart in the log line. A cached token names the issuer
+//! it was verified for by `IssuerKeys::id`, so an index that moved in a reload cannot make it
+//! pass for another issuer (`KeyStore::is`).
 
 use crate::config::{self, ConfigError, Policy};
-use crate::keys::{KeyStore, OnKeysChanged};
-use crate::metrics::{Metrics, RouteMetrics};
-use crate::token::Authenticator;
-use arc_swap::ArcSwap;
+use crate::live::{Generation, Shared};
+use crate::metrics::Metrics;
 use aws_lc_rs::digest;
 use serde_yaml_ng::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-/// One policy generation and the live state built for it. Issuer indexes in `policy` refer
-/// to `keys`, so the two are swapped together.
-pub struct Live {
-    pub policy: Arc<Policy>,
-    pub keys: Arc<KeyStore>,
-    /// The verified-token cache (shared across generations while what it holds stays valid).
-    pub auth: Arc<Authenticator>,
-    /// 1 at start, +1 per applied reload.
-    pub generation: u64,
-    /// Each route's metric children, indexed like `policy.routes`.
-    pub route_metrics: Vec<RouteMetrics>,
-}
-
-impl Live {
-    pub fn new(
-        policy: Policy,
-        keys: Arc<KeyStore>,
-        auth: Arc<Authenticator>,
-        generation: u64,
-        metrics: &Metrics,
-    ) -> Live {
-        let route_metrics =
-            metrics.for_routes(policy.routes.routes().iter().map(|r| r.name.as_str()));
-        Live {
-            policy: Arc::new(policy),
-            keys,
-            auth,
-            generation,
-            route_metrics,
-        }
-    }
-}
-
-/// The generation new requests start under.
-pub type Shared = Arc<ArcSwap<Live>>;
-
 /// What the serving policy was compiled from.
 #[derive(Clone)]
 pub struct Snapshot {
     digest: [u8; 32],
     tree: Value,
+    /// The file's restart-only settings, as it asked for them (the server may run others).
+    asked: RestartOnly,
 }
 
 impl Snapshot {
-    fn of(text: &str, tree: Value) -> Snapshot {
+    fn of(text: &str, tree: Value, policy: &Policy) -> Snapshot {
         Snapshot {
             digest: sha256(text),
             tree,
+            asked: RestartOnly::of(policy),
         }
     }
 
@@ -101,11 +65,12 @@ pub struct ConfigFile {
 pub fn load(path: &Path) -> Result<(Policy, ConfigFile), ConfigError> {
     let text = config::read(path)?;
     let (policy, tree) = compile(path, &text)?;
+    let snapshot = Snapshot::of(&text, tree, &policy);
     Ok((
         policy,
         ConfigFile {
             path: path.to_path_buf(),
-            snapshot: Snapshot::of(&text, tree),
+            snapshot,
         },
     ))
 }
@@ -118,6 +83,27 @@ fn compile(path: &Path, text: &str) -> Result<(Policy, Value), ConfigError> {
 }
 
 pub use crate::watch::Trigger;
+
+/// Read the file until two reads in a row agree: a write that began while it was read (the
+/// watcher reads only complete writes, but the next one may start at any time) is not
+/// compiled half-done. After a few tries that disagree, the file is left for the event its
+/// writer's close sends.
+fn read_stable(path: &Path) -> Result<String, ConfigError> {
+    const TRIES: usize = 5;
+    let mut text = config::read(path)?;
+    for _ in 0..TRIES {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let again = config::read(path)?;
+        if again == text {
+            return Ok(text);
+        }
+        text = again;
+    }
+    Err(ConfigError::Read {
+        file: path.display().to_string(),
+        error: std::io::Error::other("the file kept changing while it was read"),
+    })
+}
 
 /// What a reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +122,6 @@ pub struct Reloader {
     live: Shared,
     metrics: Arc<Metrics>,
     runtime: tokio::runtime::Handle,
-    on_keys_changed: OnKeysChanged,
     /// What the serving generation was compiled from; also serialises reloads.
     applied: Mutex<Snapshot>,
 }
@@ -147,7 +132,6 @@ impl Reloader {
         live: Shared,
         metrics: Arc<Metrics>,
         runtime: tokio::runtime::Handle,
-        on_keys_changed: OnKeysChanged,
     ) -> Self {
         metrics.set_config_hash(&file.snapshot.hash());
         Reloader {
@@ -155,7 +139,6 @@ impl Reloader {
             live,
             metrics,
             runtime,
-            on_keys_changed,
             applied: Mutex::new(file.snapshot),
         }
     }
@@ -164,12 +147,14 @@ impl Reloader {
     pub fn reload(&self, trigger: Trigger) -> Outcome {
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         let file = self.path.display().to_string();
-        let outcome = match config::read(&self.path).and_then(|text| {
+        let outcome = match read_stable(&self.path).and_then(|text| {
             if sha256(&text) == applied.digest {
                 return Ok(None);
             }
-            compile(&self.path, &text)
-                .map(|(policy, tree)| Some((policy, Snapshot::of(&text, tree))))
+            compile(&self.path, &text).map(|(policy, tree)| {
+                let snapshot = Snapshot::of(&text, tree, &policy);
+                Some((policy, snapshot))
+            })
         }) {
             Ok(None) => {
                 let level_info = trigger == Trigger::Signal;
@@ -183,9 +168,18 @@ impl Reloader {
                 Outcome::Unchanged
             }
             Ok(Some((policy, snapshot))) => {
-                let generation = self.apply(policy, &snapshot, &applied, trigger);
-                *applied = snapshot;
-                Outcome::Applied(generation)
+                match self.apply(policy, &snapshot, &applied, trigger) {
+                    Ok(generation) => {
+                        *applied = snapshot;
+                        Outcome::Applied(generation)
+                    }
+                    Err(message) => {
+                        tracing::error!(event = "config_reload", result = "invalid",
+                            trigger = trigger.label(), file = %file, error = %message,
+                            "config refused; the current policy keeps serving");
+                        Outcome::Invalid
+                    }
+                }
             }
             Err(e) => {
                 log_invalid(&e, trigger);
@@ -204,18 +198,17 @@ impl Reloader {
         outcome
     }
 
-    /// Build the new generation next to the old one, swap it in, then retire what it dropped.
-    fn apply(&self, mut policy: Policy, new: &Snapshot, old: &Snapshot, trigger: Trigger) -> u64 {
+    /// Build the next generation (`live`) and swap it in; log what changed.
+    fn apply(
+        &self,
+        policy: Policy,
+        new: &Snapshot,
+        old: &Snapshot,
+        trigger: Trigger,
+    ) -> Result<u64, String> {
         let current = self.live.load_full();
-        // The DPoP replay cache and nonce key outlive a reload that keeps their settings: a
-        // reload must not forget the jtis seen, nor the nonces handed out.
-        if current.policy.dpop.replay_cache_entries == policy.dpop.replay_cache_entries
-            && current.policy.dpop.nonce_secret_env == policy.dpop.nonce_secret_env
-        {
-            policy.dpop_guard = Arc::clone(&current.policy.dpop_guard);
-        }
-        let changes = Changes::between(&old.tree, &new.tree, &current.policy, &policy);
-        let kept: HashSet<String> = current
+        let changes = Changes::between(old, new);
+        let unchanged: HashSet<String> = current
             .policy
             .issuers
             .iter()
@@ -224,36 +217,13 @@ impl Reloader {
                 !changes.issuers.changed.contains(name) && !changes.issuers.removed.contains(name)
             })
             .collect();
-        let keys = Arc::new(KeyStore::carry_over(
-            &current.keys,
-            crate::server::key_configs(&policy),
-            &kept,
-        ));
-        keys.on_change(Arc::clone(&self.on_keys_changed));
-        keys.spawn_refreshers(&self.runtime, Arc::clone(&self.metrics));
-        let same_cache = old.tree.get("identity") == new.tree.get("identity")
-            && current.policy.authz_claims == policy.authz_claims
-            && current.policy.log_subject == policy.log_subject
-            && current.policy.limits.token_cache_entries == policy.limits.token_cache_entries;
-        let auth = if same_cache {
-            Arc::clone(&current.auth)
-        } else {
-            Arc::new(Authenticator::new(policy.limits.token_cache_entries))
-        };
-        crate::tls::warn_unverified(&policy);
+        let next = Generation::next(&self.live, policy, &unchanged, &self.runtime)?;
         for setting in &changes.restart_only {
             tracing::warn!(event = "config_reload", setting = %setting,
                 "changed in the file; ignored until the next restart");
         }
-        let generation = current.generation + 1;
-        self.live.store(Arc::new(Live::new(
-            policy,
-            Arc::clone(&keys),
-            auth,
-            generation,
-            &self.metrics,
-        )));
-        KeyStore::retire(&current.keys, &keys, &self.metrics);
+        let generation = next.number;
+        let token_cache_kept = next.shares_cache_with(&current);
         self.metrics.config_generation.set(generation as i64);
         self.metrics.set_config_hash(&new.hash());
         tracing::info!(
@@ -271,10 +241,10 @@ impl Reloader {
             issuers_changed = %changes.issuers.changed.join(","),
             upstreams_changed = %changes.upstreams.all().join(","),
             other_changed = %changes.other.join(","),
-            token_cache_kept = same_cache,
+            token_cache_kept,
             "config reloaded"
         );
-        generation
+        Ok(generation)
     }
 
     /// Watch the file (`watch`) and SIGHUP; reload on either. Returns once both are set up
@@ -387,15 +357,15 @@ pub struct Changes {
     pub upstreams: Delta,
     /// Other top-level keys whose value changed (`identity`, `limits`, `routes (order)`…).
     pub other: Vec<String>,
-    /// Settings that take effect only at start: `listen`, `admin_listen`, `server.threads`,
-    /// `server.shutdown_grace`, and `tls` but its `client_subject_header` (the listener keeps
-    /// the files and client CAs it was opened with; the files' contents reload on their own).
+    /// Settings the new file changes that take effect only at start (`RestartOnly`): the
+    /// listener keeps what it was opened with (the TLS files' contents reload on their own).
     pub restart_only: Vec<&'static str>,
 }
 
 impl Changes {
-    pub fn between(old: &Value, new: &Value, before: &Policy, after: &Policy) -> Changes {
-        let routes = Delta::between(old.get("routes"), new.get("routes"));
+    fn between(old: &Snapshot, new: &Snapshot) -> Changes {
+        let (old_tree, new_tree) = (&old.tree, &new.tree);
+        let routes = Delta::between(old_tree.get("routes"), new_tree.get("routes"));
         let mut other = Vec::new();
         let order = |tree: &Value| -> Vec<String> {
             named(tree.get("routes"))
@@ -403,14 +373,14 @@ impl Changes {
                 .map(|(n, _)| n)
                 .collect()
         };
-        let (was, is) = (order(old), order(new));
+        let (was, is) = (order(old_tree), order(new_tree));
         let common = |list: &[String], other: &[String]| -> Vec<String> {
             list.iter().filter(|n| other.contains(n)).cloned().collect()
         };
         if common(&was, &is) != common(&is, &was) {
             other.push("routes (order)".to_string());
         }
-        let mut keys: Vec<String> = [old, new]
+        let mut keys: Vec<String> = [old_tree, new_tree]
             .iter()
             .filter_map(|t| t.as_mapping())
             .flat_map(|m| m.keys().filter_map(|k| k.as_str().map(str::to_string)))
@@ -423,36 +393,78 @@ impl Changes {
             .collect();
         keys.sort();
         keys.dedup();
-        other.extend(keys.into_iter().filter(|k| old.get(k) != new.get(k)));
-        let mut restart_only = Vec::new();
-        if before.listen != after.listen {
-            restart_only.push("listen");
-        }
-        if before.admin_listen != after.admin_listen {
-            restart_only.push("admin_listen");
-        }
-        if before.server.threads != after.server.threads {
-            restart_only.push("server.threads");
-        }
-        if before.server.shutdown_grace != after.server.shutdown_grace {
-            restart_only.push("server.shutdown_grace");
-        }
-        if crate::tls::listener_files(before.tls.as_ref())
-            != crate::tls::listener_files(after.tls.as_ref())
-        {
-            restart_only.push("tls");
-        }
-        // HTTP/2 SETTINGS are built once, when the listener starts.
-        if before.limits.h2_max_concurrent_streams != after.limits.h2_max_concurrent_streams {
-            restart_only.push("limits.h2_max_concurrent_streams");
-        }
+        other.extend(
+            keys.into_iter()
+                .filter(|k| old_tree.get(k) != new_tree.get(k)),
+        );
         Changes {
             routes,
-            issuers: Delta::between(old.get("issuers"), new.get("issuers")),
-            upstreams: Delta::between(old.get("upstreams"), new.get("upstreams")),
+            issuers: Delta::between(old_tree.get("issuers"), new_tree.get("issuers")),
+            upstreams: Delta::between(old_tree.get("upstreams"), new_tree.get("upstreams")),
             other,
-            restart_only,
+            restart_only: old.asked.changed_in(&new.asked),
         }
+    }
+}
+
+/// The settings of a config that take effect only when the server starts (`live` pins them):
+/// compared between two versions of the file, to log which ones a reload leaves for later.
+#[derive(Clone, PartialEq)]
+struct RestartOnly {
+    listen: std::net::SocketAddr,
+    admin_listen: Option<std::net::SocketAddr>,
+    threads: usize,
+    shutdown_grace: std::time::Duration,
+    shutdown_delay: std::time::Duration,
+    /// Whether the listener is TLS, its files, client CAs and client subject header.
+    tls: Option<(PathBuf, PathBuf, Option<PathBuf>, Option<http::HeaderName>)>,
+    /// HTTP/2 SETTINGS are built once, when the listener starts.
+    h2_max_concurrent_streams: u32,
+}
+
+impl RestartOnly {
+    fn of(policy: &Policy) -> Self {
+        RestartOnly {
+            listen: policy.listen,
+            admin_listen: policy.admin_listen,
+            threads: policy.server.threads,
+            shutdown_grace: policy.server.shutdown_grace,
+            shutdown_delay: policy.server.shutdown_delay,
+            tls: policy.tls.as_ref().map(|t| {
+                (
+                    t.cert_file.clone(),
+                    t.key_file.clone(),
+                    t.client_ca_file.clone(),
+                    t.client_subject_header.clone(),
+                )
+            }),
+            h2_max_concurrent_streams: policy.limits.h2_max_concurrent_streams,
+        }
+    }
+
+    /// The settings `new` changes, by their config key.
+    fn changed_in(&self, new: &RestartOnly) -> Vec<&'static str> {
+        [
+            ("listen", self.listen != new.listen),
+            ("admin_listen", self.admin_listen != new.admin_listen),
+            ("server.threads", self.threads != new.threads),
+            (
+                "server.shutdown_grace",
+                self.shutdown_grace != new.shutdown_grace,
+            ),
+            (
+                "server.shutdown_delay",
+                self.shutdown_delay != new.shutdown_delay,
+            ),
+            ("tls", self.tls != new.tls),
+            (
+                "limits.h2_max_concurrent_streams",
+                self.h2_max_concurrent_streams != new.h2_max_concurrent_streams,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, changed)| changed.then_some(key))
+        .collect()
     }
 }
 
@@ -487,7 +499,7 @@ mod tests {
 
     #[test]
     fn hash_is_a_sha256_prefix() {
-        let s = Snapshot::of("", Value::Null);
-        assert_eq!(s.hash(), "e3b0c44298fc");
+        // What `Snapshot::hash` prints: the first six bytes of the file's SHA-256.
+        assert_eq!(hex(&sha256("")[..6]), "e3b0c44298fc");
     }
 }

@@ -5,13 +5,11 @@
 
 use crate::admin::{self, AdminState};
 use crate::config::{Limits, Policy};
-use crate::keys::{IssuerKeyConfig, KeyStore, OnKeysChanged};
+use crate::live::Generation;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
-use crate::reload::{ConfigFile, Live, Reloader, Shared};
+use crate::reload::{ConfigFile, Reloader};
 use crate::tls::Certificates;
-use crate::token::Authenticator;
-use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
 use pingora::protocols::http::v2::server::H2Options;
@@ -24,31 +22,7 @@ use std::os::fd::IntoRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// What the key store needs of each issuer of `policy` (inline key sets were parsed at load).
-pub fn key_configs(policy: &Policy) -> Vec<IssuerKeyConfig> {
-    policy
-        .keys
-        .iter()
-        .zip(&policy.issuers)
-        .map(|(plan, rules)| {
-            for skipped in &plan.skipped {
-                tracing::warn!(issuer = %rules.name, "inline jwks: {skipped}");
-            }
-            IssuerKeyConfig {
-                name: rules.name.clone(),
-                settings: plan.settings.clone(),
-                inline: plan.inline.clone(),
-                hmac_only: plan.hmac_only,
-            }
-        })
-        .collect()
-}
-
-/// Build the live key store from the policy's key plans.
-pub fn key_store(policy: &Policy) -> KeyStore {
-    KeyStore::new(key_configs(policy))
-}
+use tokio::signal::unix::Signal;
 
 /// Bind a listener now, so that a port in use stops the start with a message naming it,
 /// before anything else runs (pingora would retry a bind for half a minute, serving nothing).
@@ -89,28 +63,13 @@ pub fn prepare(
     };
     let listen = main_listener.local_addr()?;
     let listener_tls = policy.tls.clone();
-    crate::tls::warn_unverified(&policy);
-
-    let metrics = Arc::new(Metrics::new());
-    let keys = Arc::new(key_store(&policy));
-    let auth = Arc::new(Authenticator::new(policy.limits.token_cache_entries));
     let in_flight = Arc::new(AtomicUsize::new(0));
     let draining = Arc::new(AtomicBool::new(false));
     let budget = policy.server.shutdown_grace;
+    let delay = policy.server.shutdown_delay;
     let threads = policy.server.threads;
-    let live: Shared = Arc::new(ArcSwap::from_pointee(Live::new(
-        policy,
-        Arc::clone(&keys),
-        auth,
-        1,
-        &metrics,
-    )));
-    // Cached tokens go with the keys that verified them, in whichever cache serves now.
-    let current = Arc::clone(&live);
-    let on_keys_changed: OnKeysChanged =
-        Arc::new(move |issuer, set| current.load().auth.forget_removed_keys(issuer, set));
-    keys.on_change(Arc::clone(&on_keys_changed));
-    keys.spawn_refreshers(control.handle(), Arc::clone(&metrics));
+    let metrics = Arc::new(Metrics::new());
+    let live = Generation::start(policy, Arc::clone(&metrics), control.handle());
     let admin_addr = match admin_listener {
         Some(listener) => {
             let listener = {
@@ -128,13 +87,22 @@ pub fn prepare(
         }
         None => None,
     };
+    // SIGTERM and SIGINT are caught from here on, before the `listening` line: a signal that
+    // arrives before pingora asks for it is kept for the drain, not the default (instant) death.
+    let signals = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _entered = control.enter();
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
+    };
     match file {
         Some(file) => Arc::new(Reloader::new(
             file,
             Arc::clone(&live),
             Arc::clone(&metrics),
             control.handle().clone(),
-            on_keys_changed,
         ))
         .spawn()?,
         None => ignore_hangup(&control)?,
@@ -199,7 +167,9 @@ pub fn prepare(
         drain: Drain {
             in_flight,
             budget,
+            delay,
             draining,
+            signals: std::sync::Mutex::new(Some(signals)),
         },
         control,
     })
@@ -288,54 +258,51 @@ impl<S: pingora::services::Service> pingora::services::Service for PreBound<S> {
     }
 }
 
-/// Counts a request as in flight for as long as it lives: SIGTERM waits for none to be left.
-pub struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    pub fn enter(count: &Arc<AtomicUsize>) -> Self {
-        count.fetch_add(1, Ordering::AcqRel);
-        InFlight(Arc::clone(count))
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// SIGTERM: stop accepting, then exit as soon as no request is in flight, or when the budget
-/// ends. SIGINT: the same, without waiting.
+/// SIGTERM: `/readyz` 503 at once, keep accepting and serving for `delay`, then stop accepting
+/// and exit as soon as no request is in flight, or when the budget (delay included) ends.
+/// SIGINT: the same, without waiting.
 struct Drain {
     in_flight: Arc<AtomicUsize>,
     budget: Duration,
+    /// Spent first, inside `budget` (config refuses a delay above the budget).
+    delay: Duration,
     /// Set on the signal: `/readyz` answers 503 from then on.
     draining: Arc<AtomicBool>,
+    /// SIGTERM and SIGINT, registered in `prepare` (on the control runtime, which delivers them).
+    signals: std::sync::Mutex<Option<(Signal, Signal)>>,
 }
 
 #[async_trait]
 impl ShutdownSignalWatch for Drain {
     async fn recv(&self) -> ShutdownSignal {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
+        let taken = self.signals.lock().ok().and_then(|mut s| s.take());
+        let Some((mut term, mut int)) = taken else {
             tracing::error!("cannot watch signals");
             return std::future::pending().await;
         };
-        let budget = tokio::select! {
-            _ = term.recv() => self.budget,
-            _ = int.recv() => Duration::ZERO,
+        let (budget, delay) = tokio::select! {
+            _ = term.recv() => (self.budget, self.delay.min(self.budget)),
+            _ = int.recv() => (Duration::ZERO, Duration::ZERO),
         };
+        let start = Instant::now();
         self.draining.store(true, Ordering::Release);
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "shutting down: /readyz is 503, still accepting until the delay ends"
+            );
+            // Listeners and connections carry on meanwhile; SIGINT cuts the delay short.
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = int.recv() => return self.exit_now(),
+            }
+        }
         tracing::info!(
-            budget_ms = budget.as_millis() as u64,
+            budget_ms = budget.saturating_sub(start.elapsed()).as_millis() as u64,
             "shutting down: draining in-flight requests"
         );
         let in_flight = Arc::clone(&self.in_flight);
         std::thread::spawn(move || {
-            let start = Instant::now();
             while in_flight.load(Ordering::Acquire) > 0 && start.elapsed() < budget {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -343,5 +310,16 @@ impl ShutdownSignalWatch for Drain {
             std::process::exit(0);
         });
         ShutdownSignal::GracefulTerminate
+    }
+}
+
+impl Drain {
+    /// SIGINT during the delay: stop without draining.
+    fn exit_now(&self) -> ShutdownSignal {
+        tracing::info!(
+            cut = self.in_flight.load(Ordering::Acquire),
+            "shutdown complete"
+        );
+        std::process::exit(0);
     }
 }

@@ -4,6 +4,11 @@
 //! seen; the directory a symlink resolves into is watched too. Events are settled (an editor's
 //! or the kubelet's several events make one change) before the owner's callback runs, on a
 //! thread of its own.
+//!
+//! A file written in place is read once its writer closes it, never while it is being written
+//! (on Linux, where inotify reports the close): a writer that pauses half-way, or writes one
+//! byte at a time, is not read until it is done. Renames, symlink swaps and removals are read
+//! at once: they replace a whole file.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -41,18 +46,20 @@ pub fn spawn(
     mut on_change: impl FnMut(Trigger) + Send + 'static,
 ) -> std::io::Result<()> {
     use notify::Watcher;
-    let (tx, rx) = mpsc::channel::<Trigger>();
+    let (tx, rx) = mpsc::channel::<Event>();
     let mut dirs: Vec<PathBuf> = files.iter().map(|f| dir_of(f)).collect();
     dirs.dedup();
     let events = tx.clone();
     let watched = files.clone();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<notify::Event>| match event {
-            Ok(event)
-                if may_change_content(&event.kind)
-                    && watched.iter().any(|f| concerns(f, &event.paths)) =>
-            {
-                let _ = events.send(Trigger::Watch);
+            Ok(event) if watched.iter().any(|f| concerns(f, &event.paths)) => {
+                let kind = match what_changed(&event.kind, &event.paths) {
+                    Change::Done => Event::Changed(Trigger::Watch),
+                    Change::Writing => Event::Writing,
+                    Change::Nothing => return,
+                };
+                let _ = events.send(kind);
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "file watch error"),
@@ -69,7 +76,7 @@ pub fn spawn(
     };
     runtime.spawn(async move {
         while hangup.recv().await.is_some() {
-            if tx.send(Trigger::Signal).is_err() {
+            if tx.send(Event::Changed(Trigger::Signal)).is_err() {
                 break;
             }
         }
@@ -79,16 +86,31 @@ pub fn spawn(
     std::thread::Builder::new()
         .name(thread.into())
         .spawn(move || {
+            // A write in progress (data written, file not yet closed) waits for its close;
+            // SIGHUP reads at once, as asked.
             while let Ok(first) = rx.recv() {
-                let mut trigger = first;
+                let Event::Changed(mut trigger) = first else {
+                    continue;
+                };
+                let mut writing = false;
                 let until = Instant::now() + MAX_SETTLE;
                 while let Ok(next) = rx.recv_timeout(SETTLE) {
-                    if next == Trigger::Signal {
-                        trigger = Trigger::Signal;
+                    match next {
+                        Event::Writing => writing = true,
+                        Event::Changed(t) => {
+                            writing = false;
+                            if t == Trigger::Signal {
+                                trigger = Trigger::Signal;
+                            }
+                        }
                     }
                     if Instant::now() >= until {
                         break;
                     }
+                }
+                if writing && trigger == Trigger::Watch {
+                    // Another write began while settling: its close reads the file.
+                    continue;
                 }
                 // Follow the symlinks first: a write after this is seen, one before is read.
                 follow(&mut watcher, &dirs, &files, &mut followed);
@@ -145,13 +167,47 @@ fn follow(
     }
 }
 
-/// Any event in the directory but our own reads (opening a file is an event too).
-fn may_change_content(kind: &notify::EventKind) -> bool {
-    use notify::event::{AccessKind, AccessMode, EventKind};
+/// What the settling thread hears.
+enum Event {
+    /// A change is complete: read the files (after settling).
+    Changed(Trigger),
+    /// A file is being written in place: wait for its writer to close it.
+    Writing,
+}
+
+/// What a file event means for reading the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// A whole new content: a writer closed the file, a rename or symlink swap, a removal.
+    Done,
+    /// Data written, or a regular file created, whose writer has not closed it yet.
+    Writing,
+    /// Our own reads (opening a file is an event too).
+    Nothing,
+}
+
+/// inotify reports a writer's close, so in-place writes wait for it there. Elsewhere a data
+/// event is all there is.
+const CLOSE_IS_REPORTED: bool = cfg!(target_os = "linux");
+
+fn what_changed(kind: &notify::EventKind, paths: &[PathBuf]) -> Change {
+    use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
     match kind {
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        EventKind::Access(_) => false,
-        _ => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Done,
+        EventKind::Access(_) => Change::Nothing,
+        EventKind::Modify(ModifyKind::Data(_)) if CLOSE_IS_REPORTED => Change::Writing,
+        // `open(O_CREAT)` of a regular file: its content comes, and its close follows. A
+        // symlink (the kubelet's `..data_tmp`) or a directory is whole when created.
+        EventKind::Create(_)
+            if CLOSE_IS_REPORTED
+                && !paths.is_empty()
+                && paths.iter().all(|p| {
+                    std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_file())
+                }) =>
+        {
+            Change::Writing
+        }
+        _ => Change::Done,
     }
 }
 
@@ -196,17 +252,31 @@ mod tests {
     }
 
     #[test]
-    fn own_reads_are_not_changes() {
-        use notify::event::{AccessKind, AccessMode, CreateKind, EventKind};
-        assert!(!may_change_content(&EventKind::Access(AccessKind::Open(
-            AccessMode::Any
-        ))));
-        assert!(!may_change_content(&EventKind::Access(AccessKind::Close(
-            AccessMode::Read
-        ))));
-        assert!(may_change_content(&EventKind::Access(AccessKind::Close(
-            AccessMode::Write
-        ))));
-        assert!(may_change_content(&EventKind::Create(CreateKind::Any)));
+    fn own_reads_are_not_changes_and_a_write_is_done_when_closed() {
+        use notify::event::{AccessKind, AccessMode, CreateKind, DataChange, EventKind};
+        use notify::event::{ModifyKind, RenameMode};
+        let none: &[PathBuf] = &[];
+        let open = EventKind::Access(AccessKind::Open(AccessMode::Any));
+        assert_eq!(what_changed(&open, none), Change::Nothing);
+        let read = EventKind::Access(AccessKind::Close(AccessMode::Read));
+        assert_eq!(what_changed(&read, none), Change::Nothing);
+        let closed = EventKind::Access(AccessKind::Close(AccessMode::Write));
+        assert_eq!(what_changed(&closed, none), Change::Done);
+        let renamed = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert_eq!(what_changed(&renamed, none), Change::Done);
+        let written = EventKind::Modify(ModifyKind::Data(DataChange::Any));
+        let created = EventKind::Create(CreateKind::File);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.yaml");
+        std::fs::write(&file, "x").unwrap();
+        let link = dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink("config.yaml", &link).unwrap();
+        assert_eq!(what_changed(&created, &[link]), Change::Done);
+        if CLOSE_IS_REPORTED {
+            assert_eq!(what_changed(&written, none), Change::Writing);
+            assert_eq!(what_changed(&created, &[file]), Change::Writing);
+        } else {
+            assert_eq!(what_changed(&written, none), Change::Done);
+        }
     }
 }

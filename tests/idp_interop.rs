@@ -7,7 +7,8 @@
 //! DPoP-bound token and makes proofs with its own key; the gateway accepts the token with a
 //! proof and refuses it as Bearer, with a stale, replayed, or other URL's or method's proof.
 //!
-//! Needs Node.js (20.19 or newer) and tests/idp/node_modules (`npm ci` there; this test runs it
+//! Needs Node.js (22 LTS or newer: oidc-provider 9 warns "Unsupported runtime" on 20.19, where it
+//! still works) and tests/idp/node_modules (`npm ci` there; this test runs it
 //! when the folder is missing). Without Node the test is skipped with a loud message.
 mod common;
 use common::*;
@@ -164,7 +165,7 @@ async fn tokens_from_a_real_openid_provider_are_allowed_denied_and_forwarded_wit
     let Some(version) = node_version() else {
         eprintln!(
             "\n\n!!!!!!!! SKIPPED idp_interop: `node` is not installed, so the interop test \
-             against a real OpenID provider (oidc-provider) did not run. Install Node.js 20.19+ \
+             against a real OpenID provider (oidc-provider) did not run. Install Node.js 22 LTS+ \
              and run `npm ci` in tests/idp. !!!!!!!!\n\n"
         );
         return;

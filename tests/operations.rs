@@ -257,17 +257,97 @@ async fn sigterm_with_nothing_in_flight_exits_at_once_with_status_zero() {
         .args(["-TERM", &s.gw.pid().to_string()])
         .status()
         .unwrap();
-    let status = loop {
-        if let Some(status) = s.gw.child().try_wait().unwrap() {
-            break status;
+    let status = exit_status(&mut s.gw, started, Duration::from_secs(5)).await;
+    assert!(status.success(), "{status:?}");
+}
+
+/// The gateway's exit status, which must come within `limit` of `since`.
+async fn exit_status(
+    gw: &mut Gateway,
+    since: Instant,
+    limit: Duration,
+) -> std::process::ExitStatus {
+    loop {
+        if let Some(status) = gw.child().try_wait().unwrap() {
+            return status;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "still running after SIGTERM"
+            since.elapsed() < limit,
+            "still running {limit:?} after SIGTERM"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    };
+    }
+}
+
+/// `server.shutdown_delay`: after SIGTERM `/readyz` is 503 at once, but new connections are
+/// still accepted and their requests served (with a valid token too) for the delay, while
+/// Kubernetes removes the pod from its endpoints; then the listener closes and the process
+/// exits 0, within the grace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_keeps_accepting_new_connections_for_the_shutdown_delay() {
+    let issuer = TestIssuer::start().await;
+    let echo = start_echo().await;
+    let config = standard_config(&issuer.url(), echo)
+        .server("shutdown_delay", "4s")
+        .server("shutdown_grace", "15s");
+    let mut gw = start_gateway(&config.yaml());
+    gw.wait_ready().await;
+    let token = issuer.token(json!({ "scope": "read:orders" }));
+    let signalled = Instant::now();
+    Command::new("kill")
+        .args(["-TERM", &gw.pid().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = gw.admin_get("/readyz").await;
+        if r.status == 503 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still {} after SIGTERM",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Each request on a connection of its own (the helpers open one per request), well inside
+    // the delay (a connection still in the kernel's backlog when it ends is not served).
+    let mut served = 0;
+    while signalled.elapsed() < Duration::from_secs(2) {
+        let r = gw.get("/healthz", &[("Host", "x")]).await;
+        assert_eq!(r.status, 200, "a new connection during the delay");
+        let r = gw.get_bearer("/api/orders/1", &token).await;
+        assert_eq!(r.status, 200, "an authorised request during the delay");
+        served += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served >= 3, "only {served} rounds during the delay");
+    assert!(
+        gw.child().try_wait().unwrap().is_none(),
+        "exited before the delay ended"
+    );
+    let status = exit_status(&mut gw, signalled, Duration::from_secs(15)).await;
     assert!(status.success(), "{status:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(4),
+        "exited {:?} after SIGTERM, before the delay ended",
+        signalled.elapsed()
+    );
+    assert!(
+        std::net::TcpStream::connect(gw.addr).is_err(),
+        "the listener is closed after the exit"
+    );
+}
+
+#[test]
+fn a_shutdown_delay_longer_than_the_grace_is_refused() {
+    let (ok, out) = check_config(&format!(
+        "{GOOD}server:\n  shutdown_grace: 5s\n  shutdown_delay: 6s\n"
+    ));
+    assert!(!ok, "{out}");
+    assert!(out.contains("server.shutdown_delay"), "{out}");
+    assert!(out.contains("shutdown_grace"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,5 +454,60 @@ fn the_readme_identity_provider_examples_pass_check() {
         );
         let (ok, text) = check_config(&yaml);
         assert!(ok, "{text}\n{yaml}");
+    }
+}
+
+/// An HTTP/1.0 upstream (a raw socket answering `HTTP/1.0 200 OK` and closing): the client's
+/// HTTP/1.1 response carries the gateway's own version, HTTP/1.1, not the upstream's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_1_0_upstreams_status_line_reaches_http_1_1_clients_as_http_1_1() {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nold-server")
+                    .await;
+            });
+        }
+    });
+    let issuer = TestIssuer::start().await;
+    let gw = start_gateway(&standard_config(&issuer.url(), upstream).yaml());
+    gw.wait_ready().await;
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !String::from_utf8_lossy(&got).contains("old-server") {
+            assert!(
+                Instant::now() < deadline,
+                "{}",
+                String::from_utf8_lossy(&got)
+            );
+            let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+                .await
+                .expect("response in time")
+                .unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&chunk[..n]);
+        }
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+        assert!(text.contains("old-server"), "{text}");
     }
 }

@@ -251,6 +251,158 @@ async fn config_rewritten_60_times_under_load_never_fails_or_misroutes() {
     assert_eq!(last["issuers_changed"], "");
 }
 
+/// How the hostile writer of `a_policy_is_never_judged_half_written` writes version `k`.
+#[derive(Debug, Clone, Copy)]
+enum Hostile {
+    /// Truncate in place, write up to the `scopes:` line, pause 1.5 s, write the rest, close.
+    InPieces,
+    /// Truncate in place, one `write` per byte, a pause at the `scopes:` line, then close.
+    ByteByByte,
+    /// Write a temp file in pieces with a pause, then rename it over the file.
+    Rename,
+    /// The kubelet's `..data` symlink swap (its version file written in pieces first).
+    ConfigMap,
+}
+
+/// Write `yaml` to `path` in place, holding it open: `pieces` in order, `pause` after each but
+/// the last, each piece in one `write` or one per byte.
+fn write_slowly(path: &Path, pieces: &[&[u8]], pause: Duration, per_byte: bool) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .unwrap();
+    for (i, piece) in pieces.iter().enumerate() {
+        if per_byte {
+            for b in piece.iter() {
+                f.write_all(std::slice::from_ref(b)).unwrap();
+            }
+        } else {
+            f.write_all(piece).unwrap();
+        }
+        if i + 1 < pieces.len() {
+            std::thread::sleep(pause);
+        }
+    }
+}
+
+/// Every way of writing the file, one after another, while clients ask for a route that
+/// needs `admin` with a token that lacks it: a file cut before the route's `scopes:` line is
+/// itself a valid policy that opens the route, so one request judged by any incomplete file
+/// shows as a 200. Each version also adds a public route, to see it applied once complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_policy_written_in_pieces_byte_by_byte_renamed_or_swapped_is_never_judged_half_written() {
+    let issuer = FaultyIssuer::start().await;
+    let echo = start_echo().await;
+    let version = |k: usize| {
+        Config::new()
+            .upstream("echo", &format!("http://{echo}"))
+            .default_upstream("echo")
+            .issuer(issuer.jwks_uri_block("main"))
+            .route(Route::new(&format!("m{k}"), &format!("/m/{k}")).auth("none"))
+            .route(Route::new("admin", "/admin/**").scopes("[admin]"))
+            .yaml()
+    };
+    // The danger is real: the file up to the scopes line is a policy of its own.
+    let cut = |yaml: &str| yaml.find("    scopes: [admin]").unwrap();
+    let v0 = version(0);
+    let (ok, out) = check_config(&v0[..cut(&v0)]);
+    assert!(ok, "the cut file should compile: {out}");
+
+    let mut config = ConfigDir::new(&v0);
+    let gw = start_gateway_at(&config.path(), &[]);
+    gw.wait_ready().await;
+    let token = issuer.token();
+    assert_eq!(gw.get_bearer("/admin/x", &token).await.status, 403);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let (stop, sent, token, addr) =
+            (Arc::clone(&stop), Arc::clone(&sent), token.clone(), gw.addr);
+        clients.push(tokio::spawn(async move {
+            let mut opened = Vec::new();
+            while !stop.load(Ordering::Acquire) {
+                let r = get_bearer_at(addr, "/admin/x", &token).await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if r.status != 403 {
+                    opened.push(r.status);
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            opened
+        }));
+    }
+
+    let ways = [
+        Hostile::InPieces,
+        Hostile::ByteByByte,
+        Hostile::Rename,
+        Hostile::ConfigMap,
+        Hostile::InPieces,
+    ];
+    for (i, how) in ways.into_iter().enumerate() {
+        let k = i + 1;
+        let yaml = version(k);
+        let at = cut(&yaml);
+        let pause = Duration::from_millis(1500);
+        let path = config.path();
+        let dir = config.dir.path().to_path_buf();
+        let text = yaml.clone().into_bytes();
+        tokio::task::spawn_blocking(move || {
+            let (head, tail) = text.split_at(at);
+            match how {
+                Hostile::InPieces => write_slowly(&path, &[head, tail], pause, false),
+                Hostile::ByteByByte => write_slowly(&path, &[head, tail], pause / 3, true),
+                Hostile::Rename => {
+                    let tmp = dir.join(format!(".config.yaml.{k}"));
+                    write_slowly(&tmp, &[head, tail], pause, false);
+                    std::fs::rename(&tmp, &path).unwrap();
+                }
+                Hostile::ConfigMap => {}
+            }
+        })
+        .await
+        .unwrap();
+        if matches!(how, Hostile::ConfigMap) {
+            config.write(Write::ConfigMap, &yaml);
+        }
+        let started = Instant::now();
+        loop {
+            if gw.get(&format!("/m/{k}"), &[]).await.status == 200 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "version {k} ({how:?}) not in effect after 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    stop.store(true, Ordering::Release);
+    let mut opened = Vec::new();
+    for c in clients {
+        opened.extend(c.await.unwrap());
+    }
+    let sent = sent.load(Ordering::Relaxed);
+    assert!(
+        opened.is_empty(),
+        "{} of {sent} requests for /admin/x without the admin scope were not 403: {:?}",
+        opened.len(),
+        &opened[..opened.len().min(10)]
+    );
+    assert!(sent > 100, "only {sent} requests during the writes");
+    assert_eq!(
+        gw.metric(r#"portcullis_config_reloads_total{result="invalid"}"#)
+            .await,
+        0.0,
+        "a half-written file was read"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_config_keeps_the_old_policy_and_is_logged_with_its_position_and_counted() {
     let issuer = FaultyIssuer::start().await;
@@ -430,6 +582,46 @@ async fn a_cached_token_is_never_read_under_another_issuer_after_issuers_move() 
     assert_eq!(echo.header("x-auth-subject"), Some("user-1"));
     let applied = events(&gw, "config_reload");
     assert_eq!(applied.last().unwrap()["token_cache_kept"], false);
+}
+
+/// An issuer whose block changed is a new issuer to the cache, whatever its name: a token
+/// cached under the old block is judged again under the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_issuer_block_does_not_keep_its_cached_tokens() {
+    let issuer = FaultyIssuer::start().await;
+    let echo = start_echo().await;
+    let with_audiences = |audiences: &[&str]| {
+        Config::new()
+            .upstream("echo", &format!("http://{echo}"))
+            .default_upstream("echo")
+            .issuer(issuer.jwks_uri_block("main").audiences(audiences))
+            .identity_header("x-auth-subject", "sub")
+            .route(Route::new("api", "/api/**"))
+            .yaml()
+    };
+    let mut config = ConfigDir::new(&with_audiences(&[AUD]));
+    let gw = start_gateway_at(&config.path(), &[]);
+    gw.wait_ready().await;
+    let token = issuer.token();
+    // Twice: a token is cached on its second verification; the third is a hit.
+    for _ in 0..3 {
+        assert_eq!(gw.get_bearer("/api/x", &token).await.status, 200);
+    }
+    let hit = r#"portcullis_token_cache_requests_total{result="hit"}"#;
+    assert_eq!(gw.metric(hit).await, 1.0);
+
+    // Same name, same keys, another audience: the token's `aud` is no longer accepted.
+    config.write(Write::Rename, &with_audiences(&["api://other"]));
+    gw.wait_metric("portcullis_config_generation", 2.0).await;
+    gw.wait_ready().await;
+    let applied = events(&gw, "config_reload");
+    let last = applied.last().unwrap();
+    assert_eq!(last["issuers_changed"], "main");
+    assert_eq!(last["token_cache_kept"], true, "{last}");
+    assert_refused_as(
+        &gw.get_bearer("/api/x", &token).await,
+        "audience not allowed",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -461,3 +461,83 @@ async fn client_with(gw: &Gateway, ca: &Ca, presented: Option<&Leaf>, alpn: &[u8
     assert_eq!(negotiated(&tls).0.as_deref(), Some(alpn));
     Client::over(tls).await.unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_cannot_unpin_the_client_subject_header_the_listener_started_with() {
+    let ca = Ca::new("Test CA");
+    let leaf = ca.server("gateway-1", &["gateway.test"]);
+    let clients = Ca::new("Client CA");
+    let dir_ca = tempfile::tempdir().unwrap();
+    let ca_file = clients.write(&dir_ca.path().join("clients.pem"));
+    let t = tls_gateway(
+        &leaf,
+        &format!(
+            ", client_ca_file: {:?}, client_subject_header: x-client-subject",
+            ca_file.display().to_string()
+        ),
+    )
+    .await;
+    let alice = clients.client("alice");
+    let echo_of = |headers: &'static [(&'static str, &'static str)]| {
+        let (gw, ca, alice) = (&t.gw, &ca, &alice);
+        async move {
+            let tls = connect(
+                gw.addr,
+                "gateway.test",
+                ca,
+                Some(alice),
+                &[b"h2", b"http/1.1"],
+            )
+            .await
+            .unwrap();
+            let mut client = Client::over(tls).await.unwrap();
+            client.get("/healthz", headers).await.unwrap().echo()
+        }
+    };
+    let spoofed: &[(&str, &str)] = &[
+        ("x-client-subject", "CN=admin"),
+        ("x_client_subject", "CN=root"),
+        ("x-other-subject", "CN=admin"),
+    ];
+    let path = t.dir.path().join("portcullis.yaml");
+    let echo = start_echo().await;
+
+    // The file loses its `tls:` block: the listener still asks for client certificates, and
+    // the subject header keeps being set from them, never from the client.
+    let plain = standard_config(&t.issuer.url(), echo);
+    std::fs::write(&path, plain.yaml()).unwrap();
+    t.gw.wait_metric("portcullis_config_generation", 2.0).await;
+    t.gw.wait_log("\"setting\":\"tls\"").await;
+    let seen = echo_of(spoofed).await;
+    assert_eq!(
+        seen.header("x-client-subject"),
+        Some(ALICE),
+        "{:?}",
+        seen.headers
+    );
+    assert!(!seen.has("x_client_subject"), "{:?}", seen.headers);
+
+    // The file renames the header: the started one is still set from the certificate, and
+    // the new name is stripped until a restart can set it.
+    let renamed = plain.set(
+        "tls",
+        &format!(
+            "{{ cert_file: {:?}, key_file: {:?}, client_ca_file: {:?}, client_subject_header: x-other-subject }}",
+            t.cert.display().to_string(),
+            t.key.display().to_string(),
+            ca_file.display().to_string()
+        ),
+    );
+    std::fs::write(&path, renamed.yaml()).unwrap();
+    t.gw.wait_metric("portcullis_config_generation", 3.0).await;
+    let seen = echo_of(spoofed).await;
+    assert_eq!(
+        seen.header("x-client-subject"),
+        Some(ALICE),
+        "{:?}",
+        seen.headers
+    );
+    assert!(!seen.has("x_client_subject"), "{:?}", seen.headers);
+    assert!(!seen.has("x-other-subject"), "{:?}", seen.headers);
+    drop(dir_ca);
+}

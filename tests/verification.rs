@@ -876,3 +876,53 @@ async fn an_unreachable_issuer_gives_503_keys_unavailable_and_not_ready() {
     assert_denied(&r, 503, "keys_unavailable");
     assert_eq!(gw.admin_get("/readyz").await.status, 503);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_cache_admits_a_token_on_its_second_verification_and_never_serves_it_after_exp() {
+    let issuer = TestIssuer::start().await;
+    let echo = start_echo().await;
+    let config = Config::new()
+        .upstream("echo", &format!("http://{echo}"))
+        .default_upstream("echo")
+        .issuer(
+            IssuerBlock::new("main", &issuer.url())
+                .discovery()
+                .allow_http()
+                .audiences(&[AUD])
+                .algorithms(&["RS256"])
+                .set("leeway", "0s"),
+        )
+        .identity_header("x-auth-subject", "sub")
+        .route(Route::new("api", "/api/**"));
+    let gw = start_gateway(&config.yaml());
+    gw.wait_ready().await;
+    let hit = r#"portcullis_token_cache_requests_total{result="hit"}"#;
+    let miss = r#"portcullis_token_cache_requests_total{result="miss"}"#;
+    // Out of the leeway window (none here) for a few seconds: cacheable.
+    let exp = now() + 6;
+    let token = issuer.token(json!({ "exp": exp }));
+
+    assert_forwarded(&gw.get_bearer("/api/x", &token).await);
+    assert_forwarded(&gw.get_bearer("/api/x", &token).await);
+    assert_eq!(
+        gw.metric(hit).await,
+        0.0,
+        "cached on its first verification"
+    );
+    assert_eq!(gw.metric(miss).await, 2.0);
+    assert_forwarded(&gw.get_bearer("/api/x", &token).await);
+    assert_eq!(
+        gw.metric(hit).await,
+        1.0,
+        "not cached on its second verification"
+    );
+    assert_eq!(gw.metric("portcullis_token_cache_entries").await, 1.0);
+    // It holds its rendered `x-auth-subject: user-1`.
+    assert!(gw.metric("portcullis_token_cache_bytes").await > 0.0);
+
+    // From the second `exp` on, the cached token is expired: refused, not served from the cache.
+    while now() < exp {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_refused_as(&gw.get_bearer("/api/x", &token).await, "token expired");
+}

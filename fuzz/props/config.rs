@@ -95,7 +95,7 @@ fn compiled_policy_properties(policy: &Policy) {
             );
         }
     }
-    let store = portcullis::server::key_store(policy);
+    let store = portcullis::live::key_store(policy);
     for (i, plan) in policy.keys.iter().enumerate() {
         if plan.inline.is_some() {
             assert!(

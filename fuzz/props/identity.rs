@@ -2,9 +2,9 @@
 use super::{assert_header_value_safe, fixture_config, remote_issuer};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use portcullis::claims::{ClaimRef, ScopeSet};
 use portcullis::config::Policy;
 use portcullis::identity::{self, Source, MAX_HEADER_VALUE_BYTES};
-use portcullis::token::claims::{ClaimRef, ScopeSet};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::OnceLock;

@@ -270,7 +270,7 @@ fn token_fixture() -> &'static TokenFixture {
         std::env::set_var(HMAC_ENV, HMAC_SECRET);
         let policy = portcullis::config::from_str(&token_config(), "fuzz", Path::new("."))
             .expect("token fixture config compiles");
-        let keys = portcullis::server::key_store(&policy);
+        let keys = portcullis::live::key_store(&policy);
         TokenFixture {
             keys,
             metrics: Metrics::new(),

@@ -75,8 +75,21 @@ def load_values(name: str) -> dict:
     return yaml.safe_load((VALUES / name).read_text()) or {}
 
 
-def render(chart: Path, values: dict) -> list[dict]:
-    """Every manifest the chart renders with these values, in template-path order."""
+# The chart ships no policy (`config: {}`): its documented example, for the cases that are about
+# something else than the policy.
+EXAMPLE_POLICY = CHART / "examples" / "policy.yaml"
+
+
+def example_policy() -> dict:
+    return yaml.safe_load(EXAMPLE_POLICY.read_text())
+
+
+def render(chart: Path, values: dict, policy: bool = True) -> list[dict]:
+    """Every manifest the chart renders with these values, in template-path order. A
+    standalone render of the portcullis chart without `config` gets the example policy unless
+    `policy` is false."""
+    if policy and chart.name == "portcullis" and "config" not in values:
+        values = {**values, **example_policy()}
     out = helm_python.Chart.load(chart).render(values, name=RELEASE, namespace=NAMESPACE)
     docs = []
     for path in sorted(out):
@@ -99,8 +112,8 @@ def example_chart(tmp: Path) -> Path:
 @lru_cache(maxsize=None)
 def case(name: str) -> tuple[dict, ...]:
     """The rendered manifests of a named case."""
-    if name == "defaults":
-        return tuple(render(CHART, {}))
+    if name == "defaults":  # every default, and the documented example policy
+        return tuple(render(CHART, example_policy()))
     if name in ("standalone-full", "tls"):
         return tuple(render(CHART, load_values(f"{name}.yaml")))
     if name == "sidecar":
@@ -444,7 +457,7 @@ def test_the_sidecar_sits_beside_the_app_and_the_service_targets_it():
     svc = one(docs, "Service")
     assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["portcullis"]
     config, _ = gateway_config(docs, pod)
-    assert config["upstreams"]["app"]["url"].startswith("http://127.0.0.1:")
+    assert [u["url"] for u in config["upstreams"].values()] == ["http://127.0.0.1:3000"]
     # The image tag is the portcullis chart's, not the including chart's appVersion.
     assert gateway_container(pod)["image"] == f"portcullis:{chart_app_version()}"
 
@@ -605,6 +618,51 @@ def test_unsafe_or_unknown_values_fail_the_render(values, message):
     assert message in str(e.value), str(e.value)
 
 
+# --- the policy is the user's alone ----------------------------------------------------------
+
+
+def test_without_a_policy_the_render_fails_and_says_where_the_example_is():
+    for values in ({}, {"mode": "sidecar"}):
+        with pytest.raises(helm_python.HelmError) as e:
+            render(CHART, values, policy=False)
+        assert "config" in str(e.value), str(e.value)
+
+
+def test_the_chart_ships_no_policy_that_helm_would_merge_into_the_users():
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["config"] == {}
+    mine = {
+        "upstreams": {"ledger": {"url": "http://127.0.0.1:4100"}},
+        "issuers": {"acme-sso": {"issuer": "https://sso.acme.test/", "discovery": True,
+                                  "audiences": ["ledger"]}},
+        "routes": [{"name": "ledger", "match": {"path": "/**"}}],
+    }
+    docs = render(CHART, {"config": mine})
+    config, _ = gateway_config(docs, gateway_pod(docs))
+    assert config["upstreams"] == mine["upstreams"]
+    assert config["issuers"] == mine["issuers"]
+    assert config["routes"] == mine["routes"]
+    assert "upstream" not in config
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"shutdownDelaySeconds": 25}, "must be below shutdownGraceSeconds"),
+    ({"config": {**example_policy()["config"], "server": {"shutdown_delay": "1s"}}}, "use shutdownDelaySeconds"),
+])
+def test_the_shutdown_delay_stays_inside_the_grace(values, message):
+    with pytest.raises(helm_python.HelmError) as e:
+        render(CHART, values)
+    assert message in str(e.value), str(e.value)
+
+
+def test_the_chart_writes_a_shutdown_delay_inside_the_grace_and_the_pods_grace_period():
+    docs = case("defaults")
+    pod = gateway_pod(docs)
+    config, _ = gateway_config(docs, pod)
+    assert config["server"]["shutdown_delay"] == "5s"
+    assert seconds(config["server"]["shutdown_delay"]) < seconds(config["server"]["shutdown_grace"])
+    assert pod["spec"]["terminationGracePeriodSeconds"] > seconds(config["server"]["shutdown_grace"])
+
+
 # --- versions -------------------------------------------------------------------------------
 
 
@@ -619,7 +677,8 @@ def test_chart_app_version_image_tag_and_crate_version_agree():
 
 
 def test_helm_lint_is_clean():
-    report = helm_python.lint(str(CHART), strict=True, namespace=NAMESPACE)
+    # With the documented example policy: the chart's own config is empty and required.
+    report = helm_python.lint(str(CHART), example_policy(), strict=True, namespace=NAMESPACE)
     problems = [m for m in report["messages"] if m["severity"] >= 2] + report.get("errors", [])
     assert not problems, problems
 

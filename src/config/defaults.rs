@@ -7,7 +7,6 @@
 //! Options that are off, empty or absent unless written (`false`, `null`, `[]`) take serde's
 //! own default and have no constant here; they are in [`TABLE`] all the same.
 
-use super::raw::{RawAuth, RawMode};
 use std::time::Duration;
 
 /// `listen`.
@@ -32,11 +31,6 @@ pub const LEEWAY: Duration = Duration::from_secs(30);
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(600);
 /// `issuers.<name>.refetch_cooldown`.
 pub const REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
-
-/// `routes[].auth`.
-pub const AUTH: RawAuth = RawAuth::Required;
-/// `routes[].mode`.
-pub const MODE: RawMode = RawMode::Enforce;
 
 /// `identity.strip_prefix`.
 pub const STRIP_PREFIX: &str = "x-auth-";
@@ -78,6 +72,8 @@ pub const DPOP_REPLAY_CACHE_ENTRIES: usize = 100_000;
 pub const THREADS: usize = 1;
 /// `server.shutdown_grace`.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+/// `server.shutdown_delay`.
+pub const SHUTDOWN_DELAY: Duration = Duration::ZERO;
 
 /// One default as an operator writes and reads it.
 #[derive(Debug, Clone, Copy)]
@@ -160,6 +156,7 @@ pub const TABLE: &[Documented] = &[
     d("limits.client_idle_timeout", "60s", "60 s"),
     d("server.threads", "1", "1"),
     d("server.shutdown_grace", "25s", "25 s"),
+    d("server.shutdown_delay", "0s", "0 s"),
     d("log_subject", "false", "false"),
     d(
         "dpop.algorithms",
@@ -297,6 +294,7 @@ mod tests {
             ("routes[].match.methods", "[GET]"),
             ("limits.max_header_bytes", "32767"),
             ("server.shutdown_grace", "24s"),
+            ("server.shutdown_delay", "1s"),
         ] {
             let d = TABLE.iter().find(|d| d.key == key).expect("in TABLE");
             assert_ne!(

@@ -59,16 +59,6 @@ pub struct Compiled {
     pub skipped: Vec<Skipped>,
 }
 
-/// Read and compile a config file.
-pub fn load(path: &Path) -> Result<Policy, ConfigError> {
-    load_with(path, Options::default()).map(|c| c.policy)
-}
-
-/// Read and compile a config file with these options.
-pub fn load_with(path: &Path, options: Options) -> Result<Compiled, ConfigError> {
-    compile_file(path, &read(path)?, options)
-}
-
 /// A config file's text.
 pub fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|error| ConfigError::Read {

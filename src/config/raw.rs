@@ -243,9 +243,11 @@ pub enum RawSenderConstraint {
     Required,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+/// `routes[].mode`; the default is `enforce`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RawMode {
+    #[default]
     Enforce,
     Shadow,
 }
@@ -263,9 +265,11 @@ pub struct RawMatch {
     pub host: Option<String>,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+/// `routes[].auth`; the default is `required`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RawAuth {
+    #[default]
     Required,
     Optional,
     None,
@@ -458,6 +462,9 @@ pub struct RawServer {
     /// SIGTERM drain budget. Default 25s.
     #[serde(default)]
     pub shutdown_grace: Option<Dur>,
+    /// How long SIGTERM keeps accepting before the drain, inside `shutdown_grace`. Default 0s.
+    #[serde(default)]
+    pub shutdown_delay: Option<Dur>,
 }
 
 /// A duration written `30s`, `10m`, `24h`, `1h 30m`, `500ms`.

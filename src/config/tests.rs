@@ -459,7 +459,7 @@ fn route_refusals_name_the_route_key() {
         (
             edit(&[("name: orders", "name: health")]),
             "routes[1].name",
-            "duplicate route name \"health\"",
+            "duplicate route name \"health\": routes[0] has it already",
         ),
         (
             edit(&[(
@@ -822,7 +822,7 @@ fn an_inline_jwks_is_parsed_at_load_and_held_by_the_key_plan() {
     assert!(plan.settings.source.is_none());
     assert!(plan.inline.as_ref().is_some_and(|set| set.len() == 1));
     assert_eq!(plan.skipped.len(), 1, "{:?}", plan.skipped);
-    let store = crate::server::key_store(&policy);
+    let store = crate::live::key_store(&policy);
     assert!(store.issuer(0).current().is_some() && store.ready());
 }
 
@@ -953,4 +953,35 @@ fn tls_files_are_read_and_checked_at_load() {
     for (text, path, fragment) in cases {
         refused(&text, dir.path(), path, fragment);
     }
+}
+
+/// A misspelt issuer or upstream name gets the closest name there is; a name close to none
+/// lists them; a duplicate route name points at the route that has it first.
+#[test]
+fn unknown_names_suggest_the_closest_known_one() {
+    let base = base_dir();
+    refused(
+        &on_route("    issuers: [ipd]\n"),
+        base.path(),
+        "routes[1].issuers[0]",
+        "unknown issuer \"ipd\": did you mean \"idp\"?",
+    );
+    refused(
+        &on_route("    issuers: [okta]\n"),
+        base.path(),
+        "routes[1].issuers[0]",
+        "unknown issuer \"okta\" (issuers: idp)",
+    );
+    refused(
+        &edit(&[("upstream: app", "upstream: ap")]),
+        base.path(),
+        "upstream",
+        "unknown upstream \"ap\": did you mean \"app\"?",
+    );
+    refused(
+        &on_route("    upstream: apps\n"),
+        base.path(),
+        "routes[1].upstream",
+        "unknown upstream \"apps\": did you mean \"app\"?",
+    );
 }

@@ -88,7 +88,7 @@ fn fixture_with(edit: impl Fn(String) -> String) -> Fixture {
     let text = edit(yaml(&jwks(&[&signer]), &jwks(&[&other])));
     let policy = crate::config::from_str(&text, "engine-test.yaml", Path::new("."))
         .unwrap_or_else(|e| panic!("{e}"));
-    let keys = crate::server::key_store(&policy);
+    let keys = crate::live::key_store(&policy);
     Fixture {
         keys,
         auth: Authenticator::new(100),
@@ -625,6 +625,27 @@ fn forward_token_keeps_the_carriers() {
 }
 
 #[test]
+fn forward_token_keeps_only_the_carrier_that_verified() {
+    let f = fixture_with(|text| {
+        text.replace(
+            "identity:\n  headers:",
+            "identity:\n  forward_token: true\n  headers:",
+        )
+    });
+    let auth = bearer(&f.token(json!({})));
+    // A cookie on a cross-site POST is ignored, so it was not verified: it does not go along
+    // with the verified Authorization.
+    let r = req(
+        "POST",
+        "/api/x",
+        &[("authorization", &auth), ("cookie", "a=1; session=forged")],
+    );
+    let h = upstream_headers(&r, &f.allowed(&r));
+    assert_eq!(values(&h, "authorization"), [auth.as_str()]);
+    assert_eq!(values(&h, "cookie"), ["a=1"]);
+}
+
+#[test]
 fn forwarding_headers_are_replaced_for_untrusted_peers_and_extended_for_trusted_ones() {
     let f = fixture();
     let incoming = [
@@ -991,19 +1012,23 @@ fn a_token_without_kid_is_tried_against_a_few_keys_at_most() {
     f.allowed(&r(&no_kid(&f.signer)));
     assert_eq!(f.denied(&r(&no_kid(&f.stranger))).reason(), "bad_signature");
 
-    // Four RSA keys published: a token without kid is refused untried.
     let extra: Vec<SigningKey> = (0..3)
         .map(|i| SigningKey::generate(&format!("x{i}"), Algorithm::RS256))
         .collect();
-    let mut published = vec![&extra[0], &extra[1], &extra[2]];
     let signer = SigningKey::generate("k1", Algorithm::RS256);
-    published.push(&signer);
-    let many = jwks(&published);
-    let f = fixture_with(|text| {
-        let main = text.find("jwks: ").unwrap();
-        let end = main + text[main..].find('\n').unwrap();
-        format!("{}jwks: {many}{}", &text[..main], &text[end..])
-    });
+    let publishing = |published: &[&SigningKey]| {
+        let set = jwks(published);
+        fixture_with(|text| {
+            let main = text.find("jwks: ").unwrap();
+            let end = main + text[main..].find('\n').unwrap();
+            format!("{}jwks: {set}{}", &text[..main], &text[end..])
+        })
+    };
+    // Three RSA keys published: all three are tried, the last one too.
+    let f = publishing(&[&extra[0], &extra[1], &signer]);
+    f.allowed(&r(&no_kid(&signer)));
+    // Four: a token without kid is refused untried.
+    let f = publishing(&[&extra[0], &extra[1], &extra[2], &signer]);
     let deny = f.denied(&r(&no_kid(&signer)));
     assert_eq!(deny.reason(), "kid_required");
     let with_kid = signer.mint(&claims(json!({})));
@@ -1014,6 +1039,52 @@ fn a_token_without_kid_is_tried_against_a_few_keys_at_most() {
         .with_label_values(&["main", "kid_required"])
         .get();
     assert_eq!(refused, 1);
+}
+
+/// A token verified twice (so cached), then its key removed from the issuer's set.
+fn cached_then_key_removed(announce: bool) -> (Fixture, Req) {
+    let f = fixture_with(|text| text);
+    let r = req(
+        "GET",
+        "/api/x",
+        &[("authorization", &bearer(&f.token(json!({}))))],
+    );
+    f.allowed(&r);
+    f.allowed(&r);
+    assert_eq!(f.auth.cached_entries(), 1);
+    let replacement = SigningKey::generate("k2", Algorithm::RS256);
+    let body = serde_json::to_vec(&jwks(&[&replacement])).unwrap();
+    let (set, _) = crate::keys::KeySet::parse(&body, 10).unwrap();
+    let main = f
+        .policy
+        .issuers
+        .iter()
+        .position(|i| i.name == "main")
+        .unwrap();
+    let issuer = f.keys.issuer(main);
+    if announce {
+        // What the server's hook does when a refresh replaces the set.
+        f.auth.forget_removed_keys(issuer.id(), &set);
+    }
+    issuer.install_unannounced(set);
+    (f, r)
+}
+
+#[test]
+fn a_replaced_key_set_drops_the_cached_tokens_of_its_removed_keys() {
+    let (f, _) = cached_then_key_removed(true);
+    assert_eq!(f.auth.cached_entries(), 0);
+}
+
+#[test]
+fn a_cache_hit_whose_key_left_the_set_is_verified_again_even_if_nobody_dropped_it() {
+    let (f, r) = cached_then_key_removed(false);
+    assert_eq!(
+        f.auth.cached_entries(),
+        1,
+        "still cached: only the hit check is left"
+    );
+    assert_eq!(f.denied(&r).reason(), "unknown_kid");
 }
 
 fn shadow_fixture() -> Fixture {

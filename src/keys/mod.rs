@@ -438,6 +438,15 @@ impl KeyStore {
     }
 }
 
+impl IssuerKeys {
+    /// Install `set` as a refresh does, but without calling the `on_change` hook: for the tests
+    /// that show each layer of the removed-key check catching a removed key on its own.
+    #[cfg(test)]
+    pub(crate) fn install_unannounced(&self, set: KeySet) {
+        self.current.store(Some(Arc::new(set)));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

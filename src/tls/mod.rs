@@ -39,22 +39,6 @@ pub struct ListenerTls {
     pub client_subject_header: Option<http::HeaderName>,
 }
 
-/// What of `tls:` an open listener was built with, which a config reload cannot change:
-/// whether it is TLS, the files it watches, its client CAs.
-pub fn listener_files(tls: Option<&ListenerTls>) -> Option<(&PathBuf, &PathBuf, Option<&PathBuf>)> {
-    tls.map(|t| (&t.cert_file, &t.key_file, t.client_ca_file.as_ref()))
-}
-
-/// One warning per upstream whose certificate is not verified: at start and at every reload.
-pub fn warn_unverified(policy: &crate::config::Policy) {
-    for u in &policy.upstreams {
-        if u.tls.as_ref().is_some_and(|t| !t.verify) {
-            tracing::warn!(upstream = %u.name, setting = "dangerous_skip_verify",
-                "the upstream's TLS certificate is NOT verified: anyone on the path can impersonate it");
-        }
-    }
-}
-
 /// The serving certificate: new handshakes get whatever it holds now, open connections keep
 /// the one they were made with.
 #[derive(Debug)]

@@ -9,10 +9,14 @@
 //! - `SHARDS` shards, each a mutex over a `Vec<Slot>` (digest, value, referenced bit) and a
 //!   `hashbrown::HashTable<u32>` of slot numbers keyed by the digest's own bits (it is already
 //!   uniform: no second hash).
-//! - One bound for the whole cache (`len` ≤ `capacity`). A full cache evicts in the shard the new
-//!   token falls in, by CLOCK (second chance): a slot used since the hand last passed is spared
-//!   once; an expired slot goes first. Each insert also moves the hand over two slots and drops
-//!   those that have expired, and `len()` (each metrics scrape) drops every expired slot.
+//! - Two bounds for the whole cache: entries (`len` ≤ `capacity`) and bytes (`bytes` ≤
+//!   `AVERAGE_ENTRY_BYTES` × `capacity`), the bytes being what an entry holds besides its fixed
+//!   size (rendered identity headers, the claims route rules read, the subject). An entry above
+//!   `MAX_ENTRY_BYTES` is never cached. A full cache evicts in the shard the new token falls
+//!   in, by CLOCK (second chance): a slot used since the hand last passed is spared once; an
+//!   expired slot goes first. Each insert also moves the hand over two slots and drops those
+//!   that have expired. Both counts are atomics: reading them (each metrics scrape) takes no
+//!   lock.
 //! - Admission: a token verified for the first time is only remembered in `Doorkeeper`, a
 //!   two-generation Bloom filter; it is cached when it is verified again. A load of tokens each
 //!   seen once (the cache cannot help them) then costs no insert, no eviction and no memory, and
@@ -26,6 +30,11 @@ use std::time::Instant;
 
 /// Most shards; fewer for a small cache, so that each holds a few hundred entries.
 const SHARDS: usize = 64;
+/// The largest entry cached (`Identity::held_bytes`): a token whose identity headers or kept
+/// claims render larger is verified on every use instead.
+pub(crate) const MAX_ENTRY_BYTES: usize = 4096;
+/// The byte bound of the cache is this many bytes per entry of `capacity`.
+pub(crate) const AVERAGE_ENTRY_BYTES: usize = 512;
 
 pub(crate) type Digest = [u8; 32];
 
@@ -36,8 +45,24 @@ struct Slot {
     /// eviction read it without touching the value (a hit checks the exact instant). It and
     /// `referenced` share the padding after `value`: a slot stays 48 bytes.
     expires: u32,
+    /// `value.held_bytes()`, at most `MAX_ENTRY_BYTES`.
+    bytes: u16,
     /// Used since the CLOCK hand last passed.
     referenced: bool,
+}
+
+/// What leaving slots took away.
+#[derive(Debug, Default, Clone, Copy)]
+struct Removed {
+    entries: usize,
+    bytes: usize,
+}
+
+impl Removed {
+    fn add(&mut self, slot: &Slot) {
+        self.entries += 1;
+        self.bytes += usize::from(slot.bytes);
+    }
 }
 
 #[derive(Default)]
@@ -81,7 +106,7 @@ impl Shard {
         removed
     }
 
-    fn push(&mut self, key: Digest, value: Arc<Identity>, expires: u32) {
+    fn push(&mut self, key: Digest, value: Arc<Identity>, expires: u32, bytes: u16) {
         let i = self.slots.len() as u32;
         let slots = &self.slots;
         self.index.insert_unique(bucket_hash(&key), i, |&x| {
@@ -91,6 +116,7 @@ impl Shard {
             key,
             value,
             expires,
+            bytes,
             referenced: false,
         });
     }
@@ -114,9 +140,9 @@ impl Shard {
         Some(self.hand % len)
     }
 
-    /// Drop the expired slots among the next `steps` under the hand; returns how many.
-    fn sweep(&mut self, steps: usize, now: u32) -> usize {
-        let mut dropped = 0;
+    /// Drop the expired slots among the next `steps` under the hand.
+    fn sweep(&mut self, steps: usize, now: u32) -> Removed {
+        let mut dropped = Removed::default();
         for _ in 0..steps {
             let len = self.slots.len();
             if len == 0 {
@@ -124,8 +150,7 @@ impl Shard {
             }
             let i = self.hand % len;
             if self.slots[i].expires <= now {
-                self.remove_at(i);
-                dropped += 1;
+                dropped.add(&self.remove_at(i));
                 self.hand = i;
             } else {
                 self.hand = i + 1;
@@ -134,14 +159,13 @@ impl Shard {
         dropped
     }
 
-    /// Drop every slot for which `drop` holds; returns how many.
-    fn remove_if(&mut self, mut drop: impl FnMut(&Slot) -> bool) -> usize {
-        let mut dropped = 0;
+    /// Drop every slot for which `drop` holds.
+    fn remove_if(&mut self, mut drop: impl FnMut(&Slot) -> bool) -> Removed {
+        let mut dropped = Removed::default();
         let mut i = 0;
         while i < self.slots.len() {
             if drop(&self.slots[i]) {
-                self.remove_at(i);
-                dropped += 1;
+                dropped.add(&self.remove_at(i));
             } else {
                 i += 1;
             }
@@ -219,6 +243,9 @@ pub(crate) struct TokenCache {
     capacity: usize,
     /// Entries in all shards; never above `capacity`.
     len: AtomicUsize,
+    /// `Slot::bytes` of all entries; never above `max_bytes`.
+    bytes: AtomicUsize,
+    max_bytes: usize,
     doorkeeper: Doorkeeper,
 }
 
@@ -245,6 +272,8 @@ impl TokenCache {
             epoch: Instant::now(),
             capacity,
             len: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            max_bytes: capacity.saturating_mul(AVERAGE_ENTRY_BYTES),
             doorkeeper: Doorkeeper::new(capacity),
         }
     }
@@ -275,8 +304,18 @@ impl TokenCache {
     pub(crate) fn invalidate(&self, key: &Digest) {
         let mut shard = self.shard(key);
         if let Some(i) = shard.find(key) {
-            shard.remove_at(i);
-            self.len.fetch_sub(1, Ordering::Relaxed);
+            let slot = shard.remove_at(i);
+            self.forget(Removed {
+                entries: 1,
+                bytes: usize::from(slot.bytes),
+            });
+        }
+    }
+
+    fn forget(&self, removed: Removed) {
+        if removed.entries > 0 {
+            self.len.fetch_sub(removed.entries, Ordering::Relaxed);
+            self.bytes.fetch_sub(removed.bytes, Ordering::Relaxed);
         }
     }
 
@@ -289,30 +328,47 @@ impl TokenCache {
         true
     }
 
+    /// Cache `value` (unless it holds more than `MAX_ENTRY_BYTES`).
     pub(crate) fn insert(&self, key: Digest, value: Arc<Identity>) {
+        let Some(bytes) = u16::try_from(value.held_bytes())
+            .ok()
+            .filter(|&b| usize::from(b) <= MAX_ENTRY_BYTES)
+        else {
+            return;
+        };
         let now = self.seconds(Instant::now(), false);
         let expires = self.seconds(value.expires_at, true);
         let mut shard = self.shard(&key);
         if let Some(i) = shard.find(&key) {
-            let slot = &mut shard.slots[i];
-            slot.value = value;
-            slot.expires = expires;
-            return;
+            let old = shard.remove_at(i);
+            self.forget(Removed {
+                entries: 1,
+                bytes: usize::from(old.bytes),
+            });
         }
-        let swept = shard.sweep(2, now);
-        if swept > 0 {
-            self.len.fetch_sub(swept, Ordering::Relaxed);
-        }
-        if self.len.fetch_add(1, Ordering::Relaxed) >= self.capacity {
-            // Full: take the place of one of this shard's entries (or, in the rare shard
-            // that has none, stay out).
-            self.len.fetch_sub(1, Ordering::Relaxed);
+        self.forget(shard.sweep(2, now));
+        // Full (entries or bytes): take the place of this shard's entries (or, in the rare
+        // shard that has too few, stay out).
+        loop {
+            let full = self.len.load(Ordering::Relaxed) >= self.capacity
+                || self.bytes.load(Ordering::Relaxed) + usize::from(bytes) > self.max_bytes;
+            if !full {
+                break;
+            }
             match shard.victim(now) {
-                Some(i) => drop(shard.remove_at(i)),
+                Some(i) => {
+                    let slot = shard.remove_at(i);
+                    self.forget(Removed {
+                        entries: 1,
+                        bytes: usize::from(slot.bytes),
+                    });
+                }
                 None => return,
             }
         }
-        shard.push(key, value, expires);
+        self.len.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(usize::from(bytes), Ordering::Relaxed);
+        shard.push(key, value, expires, bytes);
     }
 
     /// Drop every entry for which `drop` holds.
@@ -324,16 +380,26 @@ impl TokenCache {
         for shard in self.shards.iter() {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             let dropped = shard.remove_if(&mut drop);
-            self.len.fetch_sub(dropped, Ordering::Relaxed);
+            self.forget(dropped);
         }
     }
 
-    /// Entries held, after dropping the expired ones (by `Slot::expires`: without reading
-    /// the values).
+    /// Entries held (expired ones included until an insert sweeps or evicts them): one
+    /// atomic read, no lock.
     pub(crate) fn len(&self) -> usize {
+        self.len.load(Ordering::Relaxed)
+    }
+
+    /// `Slot::bytes` of the entries held: one atomic read, no lock.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Drop every expired entry (by `Slot::expires`: without reading the values).
+    #[cfg(test)]
+    fn sweep_expired(&self) {
         let now = self.seconds(Instant::now(), false);
         self.remove_slots_if(|slot| slot.expires <= now);
-        self.len.load(Ordering::Relaxed)
     }
 }
 
@@ -347,6 +413,11 @@ mod tests {
     use std::time::Duration;
 
     fn identity(ttl: Duration) -> Arc<Identity> {
+        holding(ttl, 0)
+    }
+
+    /// An identity whose subject is `bytes` long.
+    fn holding(ttl: Duration, bytes: usize) -> Arc<Identity> {
         Arc::new(Identity {
             issuer: 0,
             issuer_id: 1,
@@ -355,7 +426,7 @@ mod tests {
             claims: None,
             scopes: Default::default(),
             headers: Ok(IdentityHeaders::default()),
-            subject: None,
+            subject: (bytes > 0).then(|| "s".repeat(bytes).into()),
             binding: None,
         })
     }
@@ -411,7 +482,10 @@ mod tests {
         for i in 0..5 {
             cache.insert(key(i), Arc::clone(&gone));
         }
-        assert_eq!(cache.len(), 0, "expired entries are not counted");
+        assert!(cache.len() <= 5, "expired entries are held until swept");
+        cache.sweep_expired();
+        assert_eq!(cache.len(), 0);
+        assert_eq!(cache.bytes(), 0);
     }
 
     #[test]
@@ -428,5 +502,49 @@ mod tests {
             cache.admit(key(i), &hour);
         }
         assert!(!cache.admit(key(2), &hour));
+    }
+
+    #[test]
+    fn bounded_by_bytes_and_an_entry_above_the_largest_is_never_cached() {
+        let hour = Duration::from_secs(3600);
+        let cache = TokenCache::new(100);
+        let big = holding(hour, 2000);
+        for i in 0..100 {
+            cache.insert(key(i), Arc::clone(&big));
+            assert!(
+                cache.bytes() <= 100 * AVERAGE_ENTRY_BYTES,
+                "{}",
+                cache.bytes()
+            );
+            assert!(cache.get(&key(i)).is_some(), "the newest is held");
+        }
+        assert_eq!(cache.bytes(), cache.len() * 2000);
+        assert!(cache.len() <= 100 * AVERAGE_ENTRY_BYTES / 2000);
+        // Small entries fill the room the big ones leave.
+        let small = holding(hour, 10);
+        for i in 1000..1100 {
+            cache.insert(key(i), Arc::clone(&small));
+        }
+        assert_eq!(cache.len(), 100);
+        let huge = holding(hour, MAX_ENTRY_BYTES + 1);
+        cache.insert(key(5000), huge);
+        assert!(cache.get(&key(5000)).is_none());
+        let largest = holding(hour, MAX_ENTRY_BYTES);
+        cache.insert(key(5001), largest);
+        assert!(cache.get(&key(5001)).is_some());
+    }
+
+    #[test]
+    fn reading_the_size_takes_no_lock() {
+        let cache = Arc::new(TokenCache::new(1000));
+        cache.insert(key(1), holding(Duration::from_secs(3600), 10));
+        // Every shard locked (a long sweep, say): the metrics scrape still reads the size.
+        let _held: Vec<_> = cache.shards.iter().map(|s| s.lock().unwrap()).collect();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = Arc::clone(&cache);
+        std::thread::spawn(move || {
+            let _ = tx.send((reader.len(), reader.bytes()));
+        });
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)), Ok((1, 10)));
     }
 }

@@ -30,6 +30,9 @@ pub enum ExtractError {
     MalformedAuthorization,
     /// More than one `DPoP` proof header.
     SeveralProofs,
+    /// A token cookie or parameter that upstream parsers would read differently: a token
+    /// parameter in a pair with a `;`, a token cookie name after a `,` or a space.
+    AmbiguousCarrier,
 }
 
 impl ExtractError {
@@ -38,6 +41,7 @@ impl ExtractError {
             ExtractError::SeveralTokens => "more than one token in request",
             ExtractError::MalformedAuthorization => "malformed authorization header",
             ExtractError::SeveralProofs => "more than one DPoP proof in request",
+            ExtractError::AmbiguousCarrier => "ambiguous token cookie or query parameter",
         }
     }
 }
@@ -83,14 +87,14 @@ pub fn extract(
 
     if let Some(name) = &sources.cookie {
         if cookie_allowed(method, headers, &sources.cookie_origins) {
-            for token in cookie_values(headers, name) {
-                take(token.to_string(), Source::Cookie)?;
+            for token in cookie_values(headers, name)? {
+                take(token, Source::Cookie)?;
             }
         }
     }
 
     if let (Some(name), Some(query)) = (&sources.query, query) {
-        for value in query_values(query, name) {
+        for value in query_values(query, name)? {
             take(value, Source::Query)?;
         }
     }
@@ -163,56 +167,175 @@ fn cookie_allowed(method: &Method, headers: &HeaderMap, origins: &[String]) -> b
         .is_some_and(|o| origins.iter().any(|allowed| allowed == o))
 }
 
-/// Values of every cookie called `name`, across all `Cookie` headers.
-pub fn cookie_values<'a>(
-    headers: &'a HeaderMap,
-    name: &'a str,
-) -> impl Iterator<Item = &'a str> + 'a {
-    headers
-        .get_all(header::COOKIE)
-        .into_iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(move |pair| {
-            let (k, v) = pair.trim().split_once('=')?;
-            (k.trim() == name).then(|| v.trim().trim_matches('"'))
-        })
+/// How some upstream may read a parameter or cookie name `raw`, for comparing with the token's:
+/// percent-decoded with `+` as a space (every query parser; PHP for cookie names too), cut at a
+/// NUL, spaces and tabs at either end dropped, an array suffix (`name[]`, `name[k]`) cut (PHP,
+/// Node's `qs`), `.`, space and an unmatched `[` read as `_` (PHP), ASCII case folded
+/// (ASP.NET). Wider than any one parser on purpose: a near miss is refused, not forwarded.
+fn loose_name(raw: &[u8]) -> Vec<u8> {
+    let mut name = percent_decode_bytes(raw);
+    if let Some(nul) = name.iter().position(|&b| b == 0) {
+        name.truncate(nul);
+    }
+    let start = name.iter().position(|b| !matches!(b, b' ' | b'\t'));
+    let end = name.iter().rposition(|b| !matches!(b, b' ' | b'\t'));
+    let mut name = match (start, end) {
+        (Some(s), Some(e)) => name[s..=e].to_vec(),
+        _ => return Vec::new(),
+    };
+    if let Some(open) = name.iter().position(|&b| b == b'[') {
+        if open > 0 && name[open..].contains(&b']') {
+            name.truncate(open);
+        }
+    }
+    for b in &mut name {
+        *b = match *b {
+            b'.' | b' ' | b'[' => b'_',
+            other => other.to_ascii_lowercase(),
+        };
+    }
+    name
 }
 
-/// The `Cookie` header with cookie `name` removed; `None` when nothing is left.
-pub fn cookie_without(value: &str, name: &str) -> Option<String> {
-    let kept: Vec<&str> = value
-        .split(';')
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty())
-        .filter(|pair| pair.split_once('=').map_or(pair.trim(), |(k, _)| k.trim()) != name)
-        .collect();
-    (!kept.is_empty()).then(|| kept.join("; "))
+/// Values of the query parameters some upstream reads as `name` (`loose_name`), decoded.
+/// Parameters are split on `&`, and also on `;` (older CGI parsers): a `&`-separated pair
+/// holding a token parameter and a `;` reads differently to the two kinds, so it is refused.
+fn query_values(query: &str, name: &str) -> Result<Vec<String>, ExtractError> {
+    let want = loose_name(name.as_bytes());
+    let mut out = Vec::new();
+    for pair in query.split('&') {
+        let pieces = pair.split(';').count();
+        for piece in pair.split(';') {
+            let (k, v) = piece.split_once('=').unwrap_or((piece, ""));
+            if loose_name(k.as_bytes()) == want {
+                if pieces > 1 {
+                    return Err(ExtractError::AmbiguousCarrier);
+                }
+                out.push(percent_decode(v));
+            }
+        }
+    }
+    Ok(out)
 }
 
-/// Percent-decoded values of every query parameter called `name`.
-fn query_values(query: &str, name: &str) -> Vec<String> {
-    query
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then(|| percent_decode(v))
-        })
-        .collect()
-}
-
-/// The query with parameter `name` removed; `None` when nothing is left.
+/// The query with every parameter some upstream reads as `name` removed (the whole
+/// `&`-separated pair around a `;`-separated one); `None` when nothing is left.
 pub fn query_without(query: &str, name: &str) -> Option<String> {
+    let want = loose_name(name.as_bytes());
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k) != name)
+        .filter(|pair| {
+            !pair.split(';').any(|piece| {
+                let k = piece.split_once('=').map_or(piece, |(k, _)| k);
+                loose_name(k.as_bytes()) == want
+            })
+        })
         .collect();
     let joined = kept.join("&");
     (!joined.is_empty()).then_some(joined)
 }
 
+/// Bytes that end a cookie name for some parser: `=`, the `;` every parser splits on, the `,`
+/// of old (RFC 2965) ones, and the whitespace Python's `http.cookies` splits on.
+fn ends_cookie_name(b: u8) -> bool {
+    matches!(b, b'=' | b';' | b',' | b' ' | b'\t')
+}
+
+/// The token cookies of one `Cookie` header value, read as bytes (a value need not be ASCII):
+/// each `;`-separated cookie whose name some upstream reads as the token's (`loose_name`), as
+/// `(offset of the cookie, value)`. A token name followed by `=` anywhere
+/// else a parser could start a cookie (after `,` or whitespace, inside another cookie's value)
+/// is refused: parsers disagree on what it is.
+fn cookie_carriers(value: &[u8], want: &[u8]) -> Result<Vec<(usize, String)>, ExtractError> {
+    let mut carriers = Vec::new();
+    let mut at = 0;
+    for piece in value.split(|&b| b == b';') {
+        let end = at + piece.len();
+        let lead = piece
+            .iter()
+            .position(|b| !matches!(b, b' ' | b'\t'))
+            .unwrap_or(piece.len());
+        let (k, v) = match piece.iter().position(|&b| b == b'=') {
+            Some(eq) => (&piece[..eq], &piece[eq + 1..]),
+            None => (piece, &[][..]),
+        };
+        if !piece[lead..].is_empty() && loose_name(k) == want {
+            let v = trim_bytes(v);
+            let v = match v {
+                [b'"', inner @ .., b'"'] => inner,
+                _ => v,
+            };
+            carriers.push((at + lead, String::from_utf8_lossy(v).into_owned()));
+        }
+        at = end + 1;
+    }
+    for start in 0..value.len() {
+        if ends_cookie_name(value[start]) || (start > 0 && !ends_cookie_name(value[start - 1])) {
+            continue;
+        }
+        let run = value[start..]
+            .iter()
+            .position(|&b| ends_cookie_name(b))
+            .map_or(value.len(), |n| start + n);
+        let after = trim_bytes_start(&value[run..]);
+        if after.first() == Some(&b'=')
+            && loose_name(&value[start..run]) == want
+            && !carriers.iter().any(|(s, _)| *s == start)
+        {
+            return Err(ExtractError::AmbiguousCarrier);
+        }
+    }
+    Ok(carriers)
+}
+
+fn trim_bytes_start(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|b| matches!(b, b' ' | b'\t')).count();
+    &b[n..]
+}
+
+fn trim_bytes(b: &[u8]) -> &[u8] {
+    let b = trim_bytes_start(b);
+    let n = b
+        .iter()
+        .rev()
+        .take_while(|b| matches!(b, b' ' | b'\t'))
+        .count();
+    &b[..b.len() - n]
+}
+
+/// Values of every cookie some upstream reads as `name`, across all `Cookie` headers.
+fn cookie_values(headers: &HeaderMap, name: &str) -> Result<Vec<String>, ExtractError> {
+    let want = loose_name(name.as_bytes());
+    let mut out = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        out.extend(
+            cookie_carriers(value.as_bytes(), &want)?
+                .into_iter()
+                .map(|(_, v)| v),
+        );
+    }
+    Ok(out)
+}
+
+/// A `Cookie` header value (as bytes: it need not be ASCII) with every cookie some upstream
+/// reads as `name` removed, and every `;`-separated part where one hides; `None` when nothing
+/// is left.
+pub fn cookie_without(value: &[u8], name: &str) -> Option<Vec<u8>> {
+    let want = loose_name(name.as_bytes());
+    let kept: Vec<&[u8]> = value
+        .split(|&b| b == b';')
+        .map(trim_bytes)
+        .filter(|piece| !piece.is_empty())
+        .filter(|piece| matches!(cookie_carriers(piece, &want), Ok(c) if c.is_empty()))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(&b"; "[..]))
+}
+
 fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
+    String::from_utf8_lossy(&percent_decode_bytes(s.as_bytes())).into_owned()
+}
+
+fn percent_decode_bytes(bytes: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
@@ -230,7 +353,7 @@ fn percent_decode(s: &str) -> String {
         out.push(if b == b'+' { b' ' } else { b });
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 #[cfg(test)]
@@ -253,12 +376,15 @@ mod tests {
         pairs: &[(&str, &str)],
         query: Option<&str>,
     ) -> Result<Option<Found>, ExtractError> {
-        let sources = TokenSources {
+        extract(&method, &headers(pairs), query, &sources())
+    }
+
+    fn sources() -> TokenSources {
+        TokenSources {
             cookie: Some("session".into()),
             query: Some("access_token".into()),
             cookie_origins: vec!["https://app.example.com".into()],
-        };
-        extract(&method, &headers(pairs), query, &sources)
+        }
     }
 
     #[test]
@@ -368,9 +494,101 @@ mod tests {
         );
         assert_eq!(query_without("access_token=x", "access_token"), None);
         assert_eq!(
-            cookie_without("a=1; session=tok; b=2", "session").as_deref(),
-            Some("a=1; b=2")
+            cookie_without(b"a=1; session=tok; b=2", "session").as_deref(),
+            Some(&b"a=1; b=2"[..])
         );
-        assert_eq!(cookie_without("session=tok", "session"), None);
+        assert_eq!(cookie_without(b"session=tok", "session"), None);
+    }
+
+    #[test]
+    fn a_query_parameter_is_the_token_under_every_name_an_upstream_reads_as_it() {
+        use ExtractError::*;
+        let token = |q: &str| run(Method::GET, &[], Some(q)).map(|f| f.map(|f| f.token));
+        for q in [
+            "access_token=T",
+            "%61ccess_token=T",
+            "access%5Ftoken=T",
+            "access.token=T",
+            "access+token=T",
+            "access%20token=T",
+            "access_token[]=T",
+            "access_token[0]=T",
+            "access[token=T",
+            "Access_Token=T",
+            "+access_token=T",
+            "access_token%00x=T",
+            "x=1&access_token=T",
+        ] {
+            assert_eq!(token(q), Ok(Some("T".into())), "{q}");
+        }
+        for q in [
+            "access_tokens=T",
+            "xaccess_token=T",
+            "access-token=T",
+            "a=access_token",
+        ] {
+            assert_eq!(token(q), Ok(None), "{q}");
+        }
+        assert_eq!(token("access_token=T&%61ccess_token=U"), Err(SeveralTokens));
+        assert_eq!(
+            token("access_token[]=T&access_token[]=T"),
+            Err(SeveralTokens)
+        );
+        assert_eq!(token("a=1;access_token=T"), Err(AmbiguousCarrier));
+        assert_eq!(token("access_token=T;a=1"), Err(AmbiguousCarrier));
+        assert_eq!(token("a=1;b=2&access_token=T"), Ok(Some("T".into())));
+    }
+
+    #[test]
+    fn every_query_parameter_read_as_the_token_is_removed() {
+        let q = "a=1&%61ccess_token=x&access.token=y&access_token[]=z&b=2;access_token=w&c=3";
+        assert_eq!(query_without(q, "access_token").as_deref(), Some("a=1&c=3"));
+    }
+
+    #[test]
+    fn a_cookie_header_is_read_as_bytes_and_cookie_names_as_upstreams_read_them() {
+        use ExtractError::*;
+        let token = |c: &[u8]| {
+            let mut h = HeaderMap::new();
+            h.append(header::COOKIE, http::HeaderValue::from_bytes(c).unwrap());
+            extract(&Method::GET, &h, None, &sources()).map(|f| f.map(|f| f.token))
+        };
+        for c in [
+            &b"session=T"[..],
+            b"session=T; x=\xe9",
+            b"x=\xe9\xff; session=T",
+            b"session=\"T\"",
+            b"%73ession=T",
+            b"Session=T",
+            b"session[]=T",
+            b"a=1;session=T",
+            b"a=1;\tsession = T ",
+        ] {
+            assert_eq!(token(c), Ok(Some("T".into())), "{}", c.escape_ascii());
+        }
+        for c in [&b"sessions=T"[..], b"my_session=T", b"a=session"] {
+            assert_eq!(token(c), Ok(None), "{}", c.escape_ascii());
+        }
+        assert_eq!(token(b"session=T; se%73sion=U"), Err(SeveralTokens));
+        // Python's http.cookies splits on whitespace, RFC 2965 parsers on `,`.
+        for c in [
+            &b"a=1 session=T"[..],
+            b"a=1,session=T",
+            b"a=\"x session=T\"",
+        ] {
+            assert_eq!(token(c), Err(AmbiguousCarrier), "{}", c.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn every_cookie_read_as_the_token_is_removed_and_the_rest_kept_as_bytes() {
+        assert_eq!(
+            cookie_without(
+                b"a=\xe9; session=T; %73ession=U; b=1 session=V; c=2",
+                "session"
+            ),
+            Some(b"a=\xe9; c=2".to_vec())
+        );
+        assert_eq!(cookie_without(b"Session=T", "session"), None);
     }
 }

@@ -2,17 +2,16 @@
 //! (`claims`). `Authenticator` ties them to the live key sets and the verified-token cache.
 
 mod cache;
-pub mod claims;
 pub mod dpop;
 pub mod extract;
 pub mod verify;
 
+use crate::claims::{ScopeInterner, ScopeSet};
 use crate::identity::{IdentityHeaders, IdentityPlan, UnsafeClaim};
 use crate::keys::{KeyFamily, KeySet, KeyStore, Refetch, VerifyKey};
 use crate::metrics::Metrics;
 use aws_lc_rs::digest;
 use cache::TokenCache;
-use claims::{ScopeInterner, ScopeSet};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
@@ -117,6 +116,18 @@ pub fn binding(claims: &Value) -> Result<Option<Box<Binding>>, VerifyError> {
 }
 
 impl Identity {
+    /// What the entry holds besides its fixed size, as the cache counts it: the rendered
+    /// identity headers, the kept claims (as JSON text) and the subject.
+    pub fn held_bytes(&self) -> usize {
+        let headers = self.headers.as_ref().map_or(0, IdentityHeaders::byte_len);
+        let claims = self
+            .claims
+            .as_deref()
+            .map_or(0, |c| serde_json::to_vec(c).map_or(usize::MAX, |v| v.len()));
+        let subject = self.subject.as_deref().map_or(0, str::len);
+        headers.saturating_add(claims).saturating_add(subject)
+    }
+
     /// The verified claims that route `claims:` rules read, as an object.
     pub fn claims(&self) -> &Value {
         static NONE: LazyLock<Value> = LazyLock::new(|| Value::Object(Default::default()));
@@ -177,9 +188,14 @@ impl Authenticator {
         });
     }
 
-    /// Tokens in the cache (expired ones are dropped first).
+    /// Tokens in the cache (expired ones until swept): an atomic read, no lock.
     pub fn cached_entries(&self) -> u64 {
         self.cache.as_ref().map_or(0, |c| c.len() as u64)
+    }
+
+    /// Bytes the cached tokens hold besides their fixed size (`Identity::held_bytes`).
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.bytes() as u64)
     }
 
     /// Verify `token` against the issuers and the live keys.

@@ -2,7 +2,7 @@
 //! issuer's rules, check the signature with a given key, check the registered claims. Pure:
 //! the key lookup (and any refetch) belongs to the caller.
 
-use crate::token::claims::ClaimRef;
+use crate::claims::ClaimRef;
 use base64::Engine;
 use jsonwebtoken::Algorithm;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -467,5 +467,40 @@ mod tests {
             parse(&format!("{kid_num}.{p}.c2ln")).unwrap_err(),
             VerifyError::Malformed
         );
+    }
+
+    #[test]
+    fn a_token_expires_at_exactly_exp_plus_the_leeway() {
+        let rules = |leeway: u64| IssuerRules {
+            name: "main".into(),
+            issuer: "https://issuer.example/".into(),
+            audiences: vec!["api".into()],
+            algorithms: Vec::new(),
+            scope_claims: Vec::new(),
+            leeway: Duration::from_secs(leeway),
+            max_token_lifetime: None,
+            required_typ: None,
+            hmac: None,
+        };
+        let claims = serde_json::json!({
+            "iss": "https://issuer.example/", "aud": "api", "exp": 1_000_000,
+        });
+        for leeway in [0, 30] {
+            let last = 1_000_000.0 + leeway as f64;
+            assert_eq!(
+                check_claims(&claims, &rules(leeway), last - 0.001),
+                Ok(1_000_000.0),
+                "leeway {leeway}: valid until the last instant"
+            );
+            assert_eq!(
+                check_claims(&claims, &rules(leeway), last),
+                Err(VerifyError::Expired),
+                "leeway {leeway}: expired at exp + leeway exactly"
+            );
+            assert_eq!(
+                check_claims(&claims, &rules(leeway), last + 1.0),
+                Err(VerifyError::Expired)
+            );
+        }
     }
 }

@@ -250,7 +250,7 @@ async fn ambiguous_or_malformed_credentials_are_refused() {
     ));
     t.push(case(
         "cookie_of_another_name_is_no_token",
-        get(target, &[("Cookie", &format!("Session={token}"))]),
+        get(target, &[("Cookie", &format!("sessions={token}"))]),
         Want::Deny(401, "missing_token"),
     ));
     t.push(case(

@@ -190,6 +190,168 @@ async fn requests_an_upstream_would_read_otherwise_are_refused_or_cleaned() {
     r.run("differentials", t).await;
 }
 
+/// Found by the differential oracle (tests/oracle.rs): token carriers that Python, PHP, Node or
+/// Rust upstreams read as the token while the gateway read them as something else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn carriers_an_upstream_parser_reads_as_the_token_are_the_token_or_removed() {
+    let r =
+        rig(|config| config.set("token_sources", "{ cookie: session, query: access_token }")).await;
+    let token = r.issuer.token(json!({"scope": "read:orders"}));
+    let auth = format!("Bearer {token}");
+    let reader = |target: &str| user(target, &token).and("x-auth-scopes", is("read:orders"));
+    let public = |query: &str| get(&format!("/healthz?{query}&x=1"), &[]);
+    let cookie_line = |value: &[u8]| {
+        raw(&[
+            b"GET /opt/x HTTP/1.1\r\nHost: gateway.test\r\nCookie: ",
+            value,
+            b"\r\nConnection: close\r\n\r\n",
+        ])
+    };
+    let mut t = vec![
+        // Every query parser decodes names: `%61ccess_token` is `access_token`.
+        case(
+            "query_name_percent_encoded_is_the_token",
+            get(&format!("/api/orders/1?%61ccess_token={token}"), &[]),
+            reader("/api/orders/1"),
+        ),
+        case(
+            "query_name_percent_encoded_beside_a_bearer_is_two_tokens",
+            get(
+                "/api/orders/1?access%5Ftoken=forged",
+                &[("Authorization", &auth)],
+            ),
+            bad(),
+        )
+        .quick(),
+        case(
+            "query_token_in_a_pair_with_a_semicolon_is_refused",
+            get(&format!("/api/orders/1?a=1;access_token={token}"), &[]),
+            bad(),
+        )
+        .quick(),
+        case(
+            "query_token_before_a_semicolon_is_refused",
+            get(&format!("/api/orders/1?access_token={token};a=1"), &[]),
+            bad(),
+        )
+        .quick(),
+    ];
+    // On a public route, every spelling an upstream reads as the token parameter is removed.
+    for (name, query) in [
+        (
+            "query_name_percent_encoded_on_a_public_route",
+            "%61ccess_token=forged",
+        ),
+        (
+            "query_name_php_dot_on_a_public_route",
+            "access.token=forged",
+        ),
+        (
+            "query_name_php_plus_on_a_public_route",
+            "access+token=forged",
+        ),
+        (
+            "query_name_php_space_on_a_public_route",
+            "access%20token=forged",
+        ),
+        (
+            "query_name_php_bracket_on_a_public_route",
+            "access[token=forged",
+        ),
+        (
+            "query_name_array_on_a_public_route",
+            "access_token[]=forged",
+        ),
+        (
+            "query_name_indexed_array_on_a_public_route",
+            "access_token[0]=forged",
+        ),
+        (
+            "query_name_upper_case_on_a_public_route",
+            "ACCESS_TOKEN=forged",
+        ),
+        (
+            "query_name_leading_space_on_a_public_route",
+            "+access_token=forged",
+        ),
+        (
+            "query_name_nul_suffix_on_a_public_route",
+            "access_token%00x=forged",
+        ),
+        (
+            "query_token_after_a_semicolon_on_a_public_route",
+            "a=1;access_token=forged",
+        ),
+    ] {
+        t.push(case(name, public(query), anonymous("/healthz?x=1")));
+    }
+    t.extend([
+        // A cookie header that is not ASCII is still read (it was skipped, then forwarded).
+        case(
+            "cookie_header_not_ascii_is_still_read",
+            cookie_line(b"session=a.b.c; x=\xe9"),
+            Want::Deny(401, "invalid_token"),
+        ),
+        case(
+            "cookie_header_with_obs_text_beside_a_bearer_is_two_tokens",
+            raw(&[
+                b"GET /api/orders/1 HTTP/1.1\r\nHost: gateway.test\r\nAuthorization: ",
+                auth.as_bytes(),
+                b"\r\nCookie: x=\xff\xfe; session=forged\r\nConnection: close\r\n\r\n",
+            ]),
+            bad(),
+        )
+        .quick(),
+        // PHP decodes cookie names; ASP.NET folds their case.
+        case(
+            "cookie_name_percent_encoded_is_the_token",
+            get(
+                "/api/orders/1",
+                &[("Cookie", &format!("theme=dark; %73ession={token}"))],
+            ),
+            reader("/api/orders/1").and("cookie", is("theme=dark")),
+        ),
+        case(
+            "cookie_name_upper_case_is_the_token",
+            get("/api/orders/1", &[("Cookie", &format!("Session={token}"))]),
+            reader("/api/orders/1").and("cookie", H::Absent),
+        ),
+        // Python's http.cookies starts a cookie after whitespace; RFC 2965 parsers after `,`.
+        case(
+            "cookie_after_whitespace_is_refused",
+            cookie_line(b"theme=dark session=forged"),
+            bad(),
+        )
+        .quick(),
+        case(
+            "cookie_after_a_comma_is_refused",
+            cookie_line(b"theme=dark,session=forged"),
+            bad(),
+        )
+        .quick(),
+        case(
+            "cookie_after_whitespace_on_a_public_route_is_removed",
+            get(
+                "/healthz",
+                &[("Cookie", "theme=dark; a=1 session=forged; b=2")],
+            ),
+            anonymous("/healthz").and("cookie", is("theme=dark; b=2")),
+        ),
+        // No black-box test sent an identity header spelled with `_` before.
+        case(
+            "identity_header_spelled_with_underscores_is_removed",
+            get(
+                "/healthz",
+                &[("x_auth_subject", "forged"), ("X_Auth_Claims", "forged")],
+            ),
+            anonymous("/healthz")
+                .and("x_auth_subject", H::Absent)
+                .and("x_auth_claims", H::Absent),
+        ),
+    ]);
+    r.run("oracle findings", t).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trusted_proxies_keep_their_headers_and_named_override_headers_stay() {
     let r = rig(|config| {

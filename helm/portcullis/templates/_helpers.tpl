@@ -63,6 +63,9 @@ app.kubernetes.io/part-of: portcullis
 config.yaml: the policy from values with the listeners and the shutdown grace the chart owns.
 */}}
 {{- define "portcullis.config" -}}
+{{- if not .values.config -}}
+{{- fail "config is empty: set the gateway's policy (upstreams, issuers, routes) in config:; the chart's examples/policy.yaml is one to start from" -}}
+{{- end -}}
 {{- $cfg := deepCopy (.values.config | default dict) -}}
 {{- range $key := list "listen" "admin_listen" -}}
 {{- if hasKey $cfg $key -}}
@@ -73,7 +76,15 @@ config.yaml: the policy from values with the listeners and the shutdown grace th
 {{- if hasKey $server "shutdown_grace" -}}
 {{- fail "config.server.shutdown_grace is set by the chart: use shutdownGraceSeconds" -}}
 {{- end -}}
+{{- if hasKey $server "shutdown_delay" -}}
+{{- fail "config.server.shutdown_delay is set by the chart: use shutdownDelaySeconds" -}}
+{{- end -}}
+{{- $delay := int (.values.shutdownDelaySeconds | default 0) -}}
+{{- if ge $delay (int .values.shutdownGraceSeconds) -}}
+{{- fail (printf "shutdownDelaySeconds (%d) must be below shutdownGraceSeconds (%d): the delay is spent inside the drain budget" $delay (int .values.shutdownGraceSeconds)) -}}
+{{- end -}}
 {{- $_ := set $server "shutdown_grace" (printf "%ds" (int .values.shutdownGraceSeconds)) -}}
+{{- $_ := set $server "shutdown_delay" (printf "%ds" $delay) -}}
 {{- $_ := set $cfg "server" $server -}}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%d" (int .values.ports.proxy)) -}}
 {{- $_ := set $cfg "admin_listen" (printf "0.0.0.0:%d" (int .values.ports.admin)) -}}

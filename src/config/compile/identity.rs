@@ -2,9 +2,9 @@
 //! claims; names the gateway owns, and names with `_`, are refused.
 
 use super::{err, CompileError};
+use crate::claims::ClaimRef;
 use crate::config::raw::RawIdentity;
 use crate::identity::{IdentityPlan, Source};
-use crate::token::claims::ClaimRef;
 use http::HeaderName;
 
 /// Headers an identity mapping may not take over: the proxy or the protocol owns them.

@@ -2,11 +2,11 @@
 //! claims, clock leeway) and its key plan (where keys come from, an inline set already parsed).
 
 use super::{err, CompileError, Ctx};
+use crate::claims::ClaimRef;
 use crate::config::defaults;
 use crate::config::raw::RawIssuer;
 use crate::keys::fetch::FetchLimits;
 use crate::keys::{KeySet, KeySettings, KeySource};
-use crate::token::claims::ClaimRef;
 use crate::token::verify::{HmacSecret, IssuerRules};
 use jsonwebtoken::Algorithm;
 use std::collections::{BTreeMap, HashMap};

@@ -56,6 +56,9 @@ pub struct ServerSettings {
     pub threads: usize,
     /// SIGTERM drain budget.
     pub shutdown_grace: Duration,
+    /// After SIGTERM, keep accepting and serving this long (`/readyz` 503) before the drain;
+    /// part of `shutdown_grace`, never more.
+    pub shutdown_delay: Duration,
 }
 
 pub(super) fn limits(l: &RawLimits) -> Result<Limits, CompileError> {
@@ -120,8 +123,22 @@ pub(super) fn server(s: &RawServer) -> Result<ServerSettings, CompileError> {
     if !(1..=256).contains(&threads) {
         return err("server.threads", "must be between 1 and 256");
     }
+    let shutdown_grace = s.shutdown_grace.map_or(defaults::SHUTDOWN_GRACE, |d| d.0);
+    let shutdown_delay = s.shutdown_delay.map_or(defaults::SHUTDOWN_DELAY, |d| d.0);
+    if shutdown_delay > shutdown_grace {
+        return err(
+            "server.shutdown_delay",
+            format!(
+                "{} is longer than server.shutdown_grace ({}): the delay is spent inside the \
+                 drain budget",
+                humantime::format_duration(shutdown_delay),
+                humantime::format_duration(shutdown_grace)
+            ),
+        );
+    }
     Ok(ServerSettings {
         threads,
-        shutdown_grace: s.shutdown_grace.map_or(defaults::SHUTDOWN_GRACE, |d| d.0),
+        shutdown_grace,
+        shutdown_delay,
     })
 }

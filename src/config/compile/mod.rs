@@ -22,6 +22,7 @@ use crate::route::RouteTable;
 use crate::token::dpop::{DpopRules, Guard};
 use crate::token::extract::TokenSources;
 use crate::token::verify::IssuerRules;
+use http::HeaderName;
 use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -58,6 +59,52 @@ pub struct CompileError {
     /// The key path, as `ConfigError::Invalid` shows it (`routes[2].scopes`).
     pub path: String,
     pub message: String,
+}
+
+/// `unknown issuer "crop": did you mean "corp"?`, or, with no name close enough, the names
+/// there are: `unknown upstream "x" (upstreams: orders, billing)`.
+fn unknown<'a>(kind: &str, name: &str, known: impl IntoIterator<Item = &'a String>) -> String {
+    let mut known: Vec<&String> = known.into_iter().collect();
+    known.sort();
+    let close = known
+        .iter()
+        .map(|k| (edit_distance(name, k), *k))
+        .filter(|(d, k)| *d <= (k.chars().count() / 3).max(1))
+        .min();
+    match close {
+        Some((_, k)) => format!("unknown {kind} {name:?}: did you mean {k:?}?"),
+        None if known.is_empty() => format!("unknown {kind} {name:?} (there are none)"),
+        None => {
+            let list: Vec<&str> = known.iter().map(|k| k.as_str()).collect();
+            format!("unknown {kind} {name:?} ({kind}s: {})", list.join(", "))
+        }
+    }
+}
+
+/// Levenshtein distance, with a swap of two neighbours counted as one edit (`crop`/`corp`).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, CompileError> {
@@ -98,14 +145,15 @@ pub struct Policy {
     /// handed from generation to generation by a reload while `dpop` keeps its cache size and
     /// nonce secret (`reload`), so that a reload never forgets a `jti`.
     pub dpop_guard: Arc<Guard>,
+    /// The client subject header a reloaded file asked for while the listener keeps the one it
+    /// started with (`live`): never set until the restart, but stripped from every request
+    /// meanwhile, so that an upstream already told to trust it never sees a client's. `None`
+    /// from a compile.
+    pub pending_subject_header: Option<HeaderName>,
 }
 
-/// Compile a deserialised config. Relative `jwks_file` paths are taken from `base`.
-pub fn compile(raw: RawConfig, base: &Path) -> Result<Policy, CompileError> {
-    compile_with(raw, base, super::Options::default()).map(|(policy, _)| policy)
-}
-
-/// `compile` with options; also returns what an offline compile skipped.
+/// Compile a deserialised config; also returns what an offline compile skipped. Relative
+/// `jwks_file` paths are taken from `base`.
 pub fn compile_with(
     raw: RawConfig,
     base: &Path,
@@ -168,6 +216,7 @@ pub fn compile_with(
         authz_claims,
         dpop,
         dpop_guard,
+        pending_subject_header: None,
     };
     Ok((policy, ctx.skipped))
 }
@@ -193,14 +242,14 @@ fn keep_override_headers(list: &[String]) -> Result<Vec<String>, CompileError> {
         .enumerate()
         .map(|(i, name)| {
             let lower = name.to_ascii_lowercase();
-            if crate::engine::OVERRIDE_HEADERS.contains(&lower.as_str()) {
+            if crate::forwarding::OVERRIDE_HEADERS.contains(&lower.as_str()) {
                 Ok(lower)
             } else {
                 err(
                     format!("keep_override_headers[{i}]"),
                     format!(
                         "{name:?} is not a method or URL override header (one of {})",
-                        crate::engine::OVERRIDE_HEADERS.join(", ")
+                        crate::forwarding::OVERRIDE_HEADERS.join(", ")
                     ),
                 )
             }

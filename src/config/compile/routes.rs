@@ -5,14 +5,13 @@ use super::issuers::Issuers;
 use super::upstreams::Upstreams;
 use super::{err, CompileError};
 use crate::authz::{ClaimRule, Expect, ScopeRule};
-use crate::config::defaults;
+use crate::claims::ClaimRef;
 use crate::config::raw::{
     RawAuth, RawClaimRule, RawMode, RawRoute, RawScopes, RawSenderConstraint,
 };
 use crate::route::{Auth, HostMatch, Mode, PathPattern, Route};
-use crate::token::claims::ClaimRef;
 use http::Method;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 pub(super) fn compile(
     raw: &[RawRoute],
@@ -20,16 +19,19 @@ pub(super) fn compile(
     issuers: &Issuers,
 ) -> Result<Vec<Route>, CompileError> {
     let mut routes = Vec::new();
-    let mut names = HashSet::new();
+    let mut names = HashMap::new();
     for (i, r) in raw.iter().enumerate() {
         let at = format!("routes[{i}]");
         if r.name.trim().is_empty() {
             return err(format!("{at}.name"), "a route name is not empty");
         }
-        if !names.insert(r.name.clone()) {
+        if let Some(first) = names.insert(r.name.clone(), i) {
             return err(
                 format!("{at}.name"),
-                format!("duplicate route name {:?}", r.name),
+                format!(
+                    "duplicate route name {:?}: routes[{first}] has it already",
+                    r.name
+                ),
             );
         }
         routes.push(route(&at, r, upstreams, issuers)?);
@@ -72,12 +74,12 @@ fn route(
         None => None,
         Some(list) => Some(methods(&format!("{at}.match.methods"), list)?),
     };
-    let auth = match r.auth.unwrap_or(defaults::AUTH) {
+    let auth = match r.auth.unwrap_or_default() {
         RawAuth::Required => Auth::Required,
         RawAuth::Optional => Auth::Optional,
         RawAuth::None => Auth::None,
     };
-    let mode = match r.mode.unwrap_or(defaults::MODE) {
+    let mode = match r.mode.unwrap_or_default() {
         RawMode::Enforce => Mode::Enforce,
         RawMode::Shadow => Mode::Shadow,
     };
@@ -132,7 +134,7 @@ fn route(
                         .copied()
                         .ok_or_else(|| CompileError {
                             path: format!("{at}.issuers[{n}]"),
-                            message: format!("unknown issuer {name:?}"),
+                            message: super::unknown("issuer", name, issuers.by_name.keys()),
                         })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -158,7 +160,7 @@ fn route(
     let upstream = match &r.upstream {
         Some(name) => *upstreams.index.get(name).ok_or_else(|| CompileError {
             path: format!("{at}.upstream"),
-            message: format!("unknown upstream {name:?}"),
+            message: super::unknown("upstream", name, upstreams.index.keys()),
         })?,
         None => upstreams.default.ok_or_else(|| CompileError {
             path: format!("{at}.upstream"),

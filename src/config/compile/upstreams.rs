@@ -71,7 +71,7 @@ pub(super) fn compile(
     let default = match &raw.upstream {
         Some(name) => Some(*index.get(name).ok_or_else(|| CompileError {
             path: "upstream".into(),
-            message: format!("unknown upstream {name:?}"),
+            message: super::unknown("upstream", name, index.keys()),
         })?),
         None if list.len() == 1 => Some(0),
         None => None,

@@ -6,6 +6,22 @@ use serde_json::Value;
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
+/// Longest identity header value the gateway will emit.
+pub const MAX_HEADER_VALUE_BYTES: usize = 8192;
+
+/// A claim could not be carried in a header: the request fails with 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsafeClaim;
+
+/// A header value only if every character is safe: no control character, ASCII (CR, LF, NUL,
+/// TAB, DEL…) or Unicode C1 (NEL U+0085…), and not over `MAX_HEADER_VALUE_BYTES`.
+pub fn header_value(text: &str) -> Result<HeaderValue, UnsafeClaim> {
+    if text.len() > MAX_HEADER_VALUE_BYTES || text.chars().any(char::is_control) {
+        return Err(UnsafeClaim);
+    }
+    HeaderValue::from_str(text).map_err(|_| UnsafeClaim)
+}
+
 /// Where a claim lives: a top-level name verbatim, or a JSON Pointer (RFC 6901) when the name
 /// starts with `/` (`/https:~1~1example.com~1roles`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +83,7 @@ pub struct ScopeSet(Option<Arc<Scopes>>);
 struct Scopes {
     words: Box<[Box<str>]>,
     joined: Box<str>,
-    /// `joined` as a header value; `None` when it cannot be one (`identity::header_value`).
+    /// `joined` as a header value; `None` when it cannot be one (`header_value`).
     header: Option<HeaderValue>,
 }
 
@@ -97,7 +113,7 @@ impl ScopeSet {
             return ScopeSet(None);
         }
         let joined = words.join(" ");
-        let header = crate::identity::header_value(&joined).ok();
+        let header = header_value(&joined).ok();
         ScopeSet(Some(Arc::new(Scopes {
             words: words.iter().map(|&w| w.into()).collect(),
             joined: joined.into(),

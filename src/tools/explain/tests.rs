@@ -54,6 +54,9 @@ fn req(method: &str, url: &str, token: TokenInput) -> Request {
         peer: None,
         token,
         dpop: None,
+        tls: None,
+        authority: None,
+        client_subject: None,
     }
 }
 

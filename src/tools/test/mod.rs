@@ -12,7 +12,10 @@
 //! `expect` may hold `status`, `route` (`null`: no route), `reason`, `upstream` and
 //! `upstream_headers` (`null`: the header must not be sent); only what it holds is compared.
 
-use crate::explain::{Explainer, Explanation, Request, TokenInput};
+mod output;
+pub use output::{human, json, summary};
+
+use crate::tools::explain::{Explainer, Explanation, Request, TokenInput};
 use serde::{Deserialize, Deserializer};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -56,6 +59,15 @@ pub struct CaseRequest {
     /// The client's address; default 127.0.0.1.
     #[serde(default)]
     pub peer: Option<std::net::IpAddr>,
+    /// Over TLS; default: whether the config's listener is TLS.
+    #[serde(default)]
+    pub tls: Option<bool>,
+    /// HTTP/2's `:authority`; default none (HTTP/1.1).
+    #[serde(default)]
+    pub authority: Option<String>,
+    /// The subject of a verified client certificate (RFC 4514, `CN=alice,O=Example`).
+    #[serde(default)]
+    pub client_subject: Option<String>,
 }
 
 /// A YAML scalar read as text.
@@ -174,10 +186,13 @@ fn run_case(explainer: &Explainer, case: &Case) -> Outcome {
         peer: case.request.peer,
         token,
         dpop: match (&case.dpop_proof, &case.dpop_key) {
-            (Some(p), _) => Some(crate::explain::DpopInput::Proof(p.clone())),
-            (None, Some(k)) => Some(crate::explain::DpopInput::Key(k.clone())),
+            (Some(p), _) => Some(crate::tools::explain::DpopInput::Proof(p.clone())),
+            (None, Some(k)) => Some(crate::tools::explain::DpopInput::Key(k.clone())),
             (None, None) => None,
         },
+        tls: case.request.tls,
+        authority: case.request.authority.clone(),
+        client_subject: case.request.client_subject.clone(),
     };
     match explainer.explain(&request) {
         Ok(e) => Outcome {
@@ -249,56 +264,4 @@ pub fn differences(expect: &Expect, got: &Explanation) -> Vec<String> {
         }
     }
     out
-}
-
-/// `N passed, M failed`.
-pub fn summary(outcomes: &[Outcome]) -> String {
-    let failed = outcomes
-        .iter()
-        .filter(|o| !o.differences.is_empty())
-        .count();
-    format!("{} passed, {failed} failed", outcomes.len() - failed)
-}
-
-/// One line per case, then the summary line.
-pub fn human(outcomes: &[Outcome]) -> String {
-    let mut o = String::new();
-    for case in outcomes {
-        if case.differences.is_empty() {
-            o.push_str(&format!("ok   {}\n", case.name));
-        } else {
-            o.push_str(&format!(
-                "FAIL {}: {}\n",
-                case.name,
-                case.differences.join("; ")
-            ));
-        }
-    }
-    o.push_str(&summary(outcomes));
-    o.push('\n');
-    o
-}
-
-/// `{"cases": [{"name", "passed", "differences", "status", "route", "reason"}], "passed",
-/// "failed"}`.
-pub fn json(outcomes: &[Outcome]) -> Value {
-    let failed = outcomes
-        .iter()
-        .filter(|o| !o.differences.is_empty())
-        .count();
-    let cases: Vec<Value> = outcomes
-        .iter()
-        .map(|o| {
-            let e = o.explanation.as_ref();
-            json!({
-                "name": o.name,
-                "passed": o.differences.is_empty(),
-                "differences": o.differences,
-                "status": e.map(|e| e.status),
-                "route": e.and_then(|e| e.route.clone()),
-                "reason": e.map(|e| e.reason.clone()),
-            })
-        })
-        .collect();
-    json!({"cases": cases, "passed": outcomes.len() - failed, "failed": failed})
 }

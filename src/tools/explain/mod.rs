@@ -11,15 +11,17 @@
 //! with missing `iss`, `aud` and `exp` (and `iat` under `max_token_lifetime`) filled with
 //! valid values for the route's issuer.
 
+mod output;
+
 use crate::authz::ScopeRule;
 use crate::config::{self, Compiled, ConfigError, Options, Policy, Skipped};
 use crate::demo::keys::SigningKey;
 use crate::engine::{self, Decision, RequestHead};
-use crate::keys::{IssuerKeyConfig, KeySet, KeySettings, KeySource, KeyStore};
-use crate::metrics::Metrics;
+use crate::keys::KeySource;
+use crate::live::Generation;
 use crate::response::{BadRequest, Deny};
 use crate::route::Auth;
-use crate::token::{self, verify, AuthError, Authenticator, Identity};
+use crate::token::{self, verify, AuthError, Identity};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -61,6 +63,13 @@ pub struct Request {
     pub token: TokenInput,
     /// With a token: send it as `Authorization: DPoP` with this proof.
     pub dpop: Option<DpopInput>,
+    /// The request came over TLS; default: whether the config's listener is TLS (`tls:`).
+    pub tls: Option<bool>,
+    /// HTTP/2's `:authority` (`None`: HTTP/1.1, or HTTP/2 without one).
+    pub authority: Option<String>,
+    /// The subject (RFC 4514) of a client certificate the listener verified; needs TLS and
+    /// `tls.client_ca_file`.
+    pub client_subject: Option<String>,
 }
 
 /// One route tried, in file order.
@@ -115,15 +124,13 @@ pub struct InputError(pub String);
 
 /// A compiled policy with the offline key store and verifier `explain` uses.
 pub struct Explainer {
-    pub policy: Policy,
+    /// The policy and its offline keys (`Generation::offline`).
+    generation: Generation,
     /// What compiling offline skipped.
     pub skipped: Vec<Skipped>,
     route_lines: Vec<usize>,
-    keys: KeyStore,
     /// Per issuer: its key set is in the file, so signatures can be checked.
     local_keys: Vec<bool>,
-    auth: Authenticator,
-    metrics: Metrics,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -143,50 +150,34 @@ impl Explainer {
                 config::locate::locate(text, &format!("routes[{i}]")).map_or(1, |(line, _)| line)
             })
             .collect();
-        let mut local_keys = Vec::new();
-        let issuers = policy
+        let generation = Generation::offline(policy);
+        // Per issuer: whether its key set is in the file, so that signatures can be checked.
+        let local_keys = generation
             .keys
+            .issuers()
             .iter()
-            .zip(&policy.issuers)
-            .map(|(plan, rules)| {
-                // Keys in the file only: nothing is fetched.
-                let inline = plan.inline.clone().or_else(|| match &plan.settings.source {
-                    Some(KeySource::File(path)) => std::fs::read(path)
-                        .ok()
-                        .and_then(|body| KeySet::parse(&body, plan.settings.limits.max_keys).ok())
-                        .map(|(set, _)| Arc::new(set)),
-                    _ => None,
-                });
-                local_keys.push(inline.is_some());
-                IssuerKeyConfig {
-                    name: rules.name.clone(),
-                    settings: KeySettings {
-                        source: None,
-                        ..plan.settings.clone()
-                    },
-                    inline,
-                    hmac_only: plan.hmac_only,
-                }
-            })
+            .map(|issuer| issuer.current().is_some())
             .collect();
         Explainer {
-            keys: KeyStore::new(issuers),
+            generation,
             local_keys,
             route_lines,
-            auth: Authenticator::new(0),
-            metrics: Metrics::new(),
             runtime: tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("a current-thread runtime"),
-            policy,
             skipped,
         }
     }
 
+    /// The compiled policy.
+    pub fn policy(&self) -> &Policy {
+        &self.generation.policy
+    }
+
     /// Explain one request.
     pub fn explain(&self, req: &Request) -> Result<Explanation, InputError> {
-        let policy = &self.policy;
+        let policy = &self.generation.policy;
         let method = Method::from_bytes(req.method.as_bytes())
             .map_err(|_| InputError(format!("{:?} is not an HTTP method", req.method)))?;
         let (url_host, target) = split_url(&req.url)?;
@@ -222,6 +213,28 @@ impl Explainer {
                 .map_err(|_| InputError("the token is not a header value".into()))?;
             headers.insert(http::header::AUTHORIZATION, value);
         }
+        // An https:// URL is a request to a TLS listener (DPoP proofs name the scheme).
+        let tls = req
+            .tls
+            .unwrap_or_else(|| req.url.starts_with("https://") || policy.tls.is_some());
+        if req.client_subject.is_some() {
+            if !tls {
+                return Err(InputError(
+                    "a client certificate comes only over TLS: the request is not TLS".into(),
+                ));
+            }
+            if policy
+                .tls
+                .as_ref()
+                .is_none_or(|t| t.client_ca_file.is_none())
+            {
+                return Err(InputError(
+                    "a client certificate is verified only with tls.client_ca_file, which the \
+                     config does not set"
+                        .into(),
+                ));
+            }
+        }
         let mut dpop_notes = Vec::new();
         match (&req.dpop, given) {
             (None, _) => {}
@@ -241,15 +254,13 @@ impl Explainer {
                             .map_err(|e| InputError(format!("DPoP key {}: {e}", path.display())))?;
                         let key = SigningKey::from_pkcs8_pem("dpop", &pem)
                             .map_err(|e| InputError(format!("DPoP key {}: {e}", path.display())))?;
-                        let host = headers
-                            .get(http::header::HOST)
-                            .and_then(|h| h.to_str().ok())
-                            .unwrap_or_default();
-                        let scheme = if req.url.starts_with("https://") {
-                            "https"
-                        } else {
-                            "http"
-                        };
+                        let host = req.authority.as_deref().unwrap_or_else(|| {
+                            headers
+                                .get(http::header::HOST)
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or_default()
+                        });
+                        let scheme = if tls { "https" } else { "http" };
                         let path_only = target.split(['?', '#']).next().unwrap_or_default();
                         let htu = format!("{scheme}://{host}{path_only}");
                         dpop_notes.push(format!(
@@ -271,11 +282,10 @@ impl Explainer {
             method: &method,
             target: target.as_bytes(),
             headers: &headers,
-            authority: None,
+            authority: req.authority.as_deref(),
             peer: Some(req.peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))),
-            // An https:// URL is a request to a TLS listener (DPoP proofs name the scheme).
-            tls: req.url.starts_with("https://"),
-            client_subject: None,
+            tls,
+            client_subject: req.client_subject.as_deref(),
             client_cert: None,
         };
         let mut out = Explanation {
@@ -381,7 +391,7 @@ impl Explainer {
         else {
             return;
         };
-        let routes = self.policy.routes.routes();
+        let routes = self.generation.policy.routes.routes();
         let last = matched.map_or(routes.len(), |m| m + 1);
         for (i, route) in routes.iter().enumerate().take(last) {
             out.routes.push(Tried {
@@ -402,7 +412,7 @@ impl Explainer {
         req: &Request,
         notes: &mut Vec<String>,
     ) -> Result<Arc<Identity>, AuthError> {
-        let policy = &self.policy;
+        let policy = &self.generation.policy;
         let rules = engine::token_rules(policy);
         if let TokenInput::Claims(claims) = &req.token {
             notes.push("claims given: no signature, the issuer's keys are not used".into());
@@ -425,12 +435,7 @@ impl Explainer {
         match remote {
             None => {
                 notes.push("token verified with the issuer's keys from the config file".into());
-                self.runtime.block_on(self.auth.authenticate(
-                    token,
-                    &rules,
-                    &self.keys,
-                    &self.metrics,
-                ))
+                self.runtime.block_on(self.generation.authenticate(token))
             }
             Some((parsed, index)) => {
                 let issuer = &policy.issuers[index];
@@ -458,7 +463,7 @@ impl Explainer {
     /// Fill `iss`, `aud`, `exp` (and `iat` when the issuer limits the lifetime) with valid
     /// values for the route's issuer.
     fn fill(&self, mut claims: Value, route: usize, notes: &mut Vec<String>) -> Value {
-        let policy = &self.policy;
+        let policy = &self.generation.policy;
         let Some(map) = claims.as_object_mut() else {
             return claims;
         };
@@ -558,8 +563,7 @@ fn rules(route: &crate::route::Route, identity: &Identity) -> Vec<RuleCheck> {
     }
     for rule in &route.claims {
         let name = match &rule.claim {
-            crate::token::claims::ClaimRef::Name(n)
-            | crate::token::claims::ClaimRef::Pointer(n) => n.clone(),
+            crate::claims::ClaimRef::Name(n) | crate::claims::ClaimRef::Pointer(n) => n.clone(),
         };
         let want = match &rule.expect {
             crate::authz::Expect::Bool(b) => format!("is {b}"),
@@ -582,109 +586,6 @@ fn rules(route: &crate::route::Route, identity: &Identity) -> Vec<RuleCheck> {
         });
     }
     out
-}
-
-impl Explanation {
-    /// The JSON form: `route`, `status`, `reason`, `upstream`, `upstream_headers`, and the
-    /// steps.
-    pub fn json(&self) -> Value {
-        json!({
-            "route": self.route,
-            "status": self.status,
-            "reason": self.reason,
-            "upstream": self.upstream,
-            "upstream_headers": self.upstream_headers,
-            "description": self.description,
-            "shadow_denial": self.shadow.as_ref().map(|(status, reason)| json!({"status": status, "reason": reason})),
-            "request": {"method": self.method, "target": self.target, "host": self.host},
-            "path": self.path.as_ref().ok(),
-            "refused": self.path.as_ref().err(),
-            "routes_tried": self.routes.iter().map(|t| json!({
-                "route": t.name, "line": t.line, "matched": t.miss.is_none(), "miss": t.miss,
-            })).collect::<Vec<_>>(),
-            "token": self.token,
-            "rules": self.rules.iter().map(|r| json!({"rule": r.rule, "pass": r.pass})).collect::<Vec<_>>(),
-        })
-    }
-
-    /// The human form, one step per paragraph.
-    pub fn human(&self) -> String {
-        let mut o = String::new();
-        o.push_str(&format!(
-            "request: {} {}{}\n",
-            self.method,
-            self.target,
-            self.host
-                .as_ref()
-                .map_or(String::new(), |h| format!(" (Host: {h})"))
-        ));
-        match &self.path {
-            Ok(p) => o.push_str(&format!(
-                "1. path: {p} (canonical: matched and forwarded)\n"
-            )),
-            Err(e) => o.push_str(&format!("1. path: {e}\n")),
-        }
-        if self.routes.is_empty() && self.path.is_err() {
-            o.push_str("2. routes: not tried\n");
-        } else {
-            o.push_str("2. routes, in file order (the first match wins):\n");
-            for t in &self.routes {
-                match t.miss {
-                    Some(m) => o.push_str(&format!(
-                        "   - {} (line {}): no, {m} does not match\n",
-                        t.name, t.line
-                    )),
-                    None => o.push_str(&format!("   - {} (line {}): matches\n", t.name, t.line)),
-                }
-            }
-            if self.route.is_none() {
-                o.push_str("   no route matches\n");
-            }
-        }
-        if !self.token.is_empty() {
-            o.push_str("3. token:\n");
-            for line in &self.token {
-                o.push_str(&format!("   - {line}\n"));
-            }
-        }
-        if !self.rules.is_empty() {
-            o.push_str("4. rules:\n");
-            for r in &self.rules {
-                let verdict = if r.pass { "pass" } else { "FAIL" };
-                o.push_str(&format!("   - {}: {verdict}\n", r.rule));
-            }
-        }
-        if let Some(upstream) = &self.upstream {
-            o.push_str(&format!("5. headers to upstream {upstream:?}:\n"));
-            for (name, value) in &self.upstream_headers {
-                o.push_str(&format!("   {name}: {value}\n"));
-            }
-        }
-        let route = self
-            .route
-            .as_ref()
-            .map_or(String::new(), |r| format!(" on route {r:?}"));
-        match &self.upstream {
-            Some(u) => {
-                o.push_str(&format!(
-                    "decision: forwarded to {u:?}{route} ({})\n",
-                    self.reason
-                ));
-                if let Some((status, reason)) = &self.shadow {
-                    o.push_str(&format!(
-                        "          mode: shadow: under mode: enforce it would be {status} {reason}\n"
-                    ));
-                }
-            }
-            None => o.push_str(&format!(
-                "decision: {} {}{route} ({})\n",
-                self.status,
-                self.reason,
-                self.description.as_deref().unwrap_or_default()
-            )),
-        }
-        o
-    }
 }
 
 #[cfg(test)]

@@ -4,17 +4,28 @@
 //! - a route that can never match, because routes declared before it match every request it
 //!   would (same or wider host, methods and path pattern; `HEAD` follows `GET`), or some of
 //!   the methods it lists never reach it;
-//! - an `auth: none` route that matches some requests of a route declared after it that needs
-//!   a token: those requests are served without one;
+//! - a route that forwards requests without a verified token (`auth: none`, `auth: optional`
+//!   or `mode: shadow`) and matches some requests of an enforcing route declared after it that
+//!   needs a token: those requests are served without one;
 //! - an issuer that no reachable route accepts;
 //! - an `https` upstream whose certificate is not verified (`dangerous_skip_verify`);
 //! - a listener certificate (`tls.cert_file`) past its not-after.
 //!
+//! A route that never matches, and a public route that reaches past the protected route it
+//! overlaps (or swallows it), fail `check` by default: the config loads, but does not do what
+//! it says. A public exception inside a wider protected route (`/healthz` before `/**`) and
+//! the rest are warnings, which fail it only under `--strict`.
+//!
 //! Scopes with a space are not a warning: the compiler refuses them (no token can carry one).
 //! An upstream used by one route only is fine.
 
+mod output;
+mod relations;
+
+pub use relations::Relation;
+
 use crate::config::{self, Compiled, ConfigError, Options, Policy, Skipped};
-use crate::route::{allows_method, Auth, Route};
+use crate::route::{allows_method, Auth, Mode, Route};
 use http::Method;
 use serde_json::{json, Value};
 use std::path::Path;
@@ -28,6 +39,9 @@ pub struct Finding {
     pub path: String,
     pub line: usize,
     pub message: String,
+    /// Fails `check` without `--strict`: a route that can never match, or a protected route
+    /// whose requests are served without a token.
+    pub fails: bool,
 }
 
 /// Every warning about `policy`, in file order of the route or issuer. `text` is the file the
@@ -36,14 +50,16 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
     let routes = policy.routes.routes();
     let route_line = |i: usize| line(text, &format!("routes[{i}]"));
     let mut out = Vec::new();
-    let mut dead = vec![false; routes.len()];
+    // For each route that can never match: the earlier routes that take all its requests.
+    let mut dead: Vec<Option<Vec<usize>>> = vec![None; routes.len()];
 
     for (j, later) in routes.iter().enumerate() {
         let earlier = &routes[..j];
         match shadowed_by(earlier, later) {
             Shadow::Whole(by) => {
-                dead[j] = true;
+                dead[j] = Some(by.clone());
                 out.push(Finding {
+                    fails: true,
                     route: Some(later.name.clone()),
                     path: format!("routes[{j}]"),
                     line: route_line(j),
@@ -58,6 +74,7 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
             Shadow::Methods(lost) => {
                 for (method, by) in lost {
                     out.push(Finding {
+                        fails: false,
                         route: Some(later.name.clone()),
                         path: format!("routes[{j}]"),
                         line: route_line(j),
@@ -74,20 +91,28 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
     }
 
     for (i, public) in routes.iter().enumerate() {
-        if public.auth != Auth::None {
+        let Some(why) = forwards_without_a_token(public) else {
             continue;
-        }
+        };
         for (j, protected) in routes.iter().enumerate().skip(i + 1) {
-            if protected.auth == Auth::None || dead[j] {
+            if forwards_without_a_token(protected).is_some() {
+                continue;
+            }
+            // A route that never matches is about this one only if this one covers it.
+            if dead[j].as_ref().is_some_and(|by| !by.contains(&i)) {
                 continue;
             }
             if let Some(example) = overlap(public, protected) {
                 out.push(Finding {
+                    // A public exception carved out of a wider protected route (`/healthz`
+                    // before `/**`) is the usual first-match idiom: a warning. A public route
+                    // that reaches past the protected one, or swallows it, fails.
+                    fails: !covers(protected, public),
                     route: Some(public.name.clone()),
                     path: format!("routes[{i}]"),
                     line: route_line(i),
                     message: format!(
-                        "auth: none, declared before {} (auth: {}), which it overlaps: its \
+                        "{why}, declared before {} (auth: {}), which it overlaps: its \
                          requests such as {example} are served without a token",
                         names(routes, &[j], &route_line),
                         auth_label(protected.auth),
@@ -101,7 +126,7 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
         let used = routes
             .iter()
             .zip(&dead)
-            .any(|(r, dead)| !dead && r.auth != Auth::None && r.accepts_issuer(k));
+            .any(|(r, dead)| dead.is_none() && r.auth != Auth::None && r.accepts_issuer(k));
         if !used {
             out.push(elsewhere(
                 text,
@@ -151,6 +176,7 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
 /// at the line of `path`.
 fn elsewhere(text: &str, path: String, message: String) -> Finding {
     Finding {
+        fails: false,
         route: None,
         line: line(text, &path),
         path,
@@ -210,6 +236,15 @@ fn shadowed_by(earlier: &[Route], later: &Route) -> Shadow {
     }
 }
 
+/// Does `a` match every request `b` does (host, path and methods)?
+fn covers(a: &Route, b: &Route) -> bool {
+    let methods = match b.matched_methods() {
+        None => a.methods.is_none(),
+        Some(list) => list.iter().all(|m| allows_method(a.methods.as_deref(), m)),
+    };
+    methods && a.host.covers(&b.host) && a.path.covers(&b.path)
+}
+
 /// A request both routes match, written `METHOD host/path`, if there is one.
 fn overlap(a: &Route, b: &Route) -> Option<String> {
     let method = match (a.matched_methods(), b.matched_methods()) {
@@ -223,6 +258,20 @@ fn overlap(a: &Route, b: &Route) -> Option<String> {
         Some(h) => format!("{method} {h}{path}"),
         None => format!("{method} {path}"),
     })
+}
+
+/// Why a route forwards requests that carry no verified token, if it does: `auth: none`,
+/// `auth: optional` (a request without a token is forwarded), or `mode: shadow` (every request
+/// is forwarded, whatever the decision).
+fn forwards_without_a_token(route: &Route) -> Option<&'static str> {
+    match (route.auth, route.mode) {
+        (Auth::None, _) => Some("auth: none"),
+        (Auth::Optional, _) => Some("auth: optional (forwards a request without a token)"),
+        (Auth::Required, Mode::Shadow) => {
+            Some("mode: shadow (forwards every request, whatever the decision)")
+        }
+        (Auth::Required, Mode::Enforce) => None,
+    }
 }
 
 fn auth_label(auth: Auth) -> &'static str {
@@ -334,91 +383,17 @@ pub fn count(n: usize, noun: &str) -> String {
 }
 
 impl Report {
-    /// 0: clean or warnings only; 1: the config does not load; 2: warnings under `--strict`.
+    /// 0: clean or warnings only; 1: the config does not load; 2: it loads, but has a finding
+    /// that fails (a route that never matches, a protected route's requests served without a
+    /// token), or warnings under `--strict`.
     pub fn exit_code(&self, strict: bool) -> u8 {
         if self.error.is_some() {
             1
-        } else if strict && !self.warnings.is_empty() {
+        } else if self.warnings.iter().any(|w| w.fails || strict) {
             2
         } else {
             0
         }
-    }
-
-    /// The human form: (stdout, stderr).
-    pub fn human(&self) -> (String, String) {
-        let mut out = String::new();
-        let mut err = String::new();
-        if let Some(e) = &self.error {
-            err.push_str(&format!("error: {}\n", e.error));
-        }
-        if let Some((routes, issuers, upstreams)) = self.counts {
-            let warnings = match self.warnings.len() {
-                0 => String::new(),
-                n => format!(", {}", count(n, "warning")),
-            };
-            out.push_str(&format!(
-                "{}: ok ({}, {}, {}){warnings}\n",
-                self.file,
-                count(routes, "route"),
-                count(issuers, "issuer"),
-                count(upstreams, "upstream"),
-            ));
-        }
-        for w in &self.warnings {
-            let subject = match &w.route {
-                Some(name) => format!("route {name:?}"),
-                None => w.path.clone(),
-            };
-            out.push_str(&format!(
-                "warning: {}:{}: {subject}: {}\n",
-                self.file, w.line, w.message
-            ));
-        }
-        for s in &self.skipped {
-            out.push_str(&format!(
-                "skipped: {}:{}: {}: {}\n",
-                self.file, s.line, s.path, s.message
-            ));
-        }
-        (out, err)
-    }
-
-    /// `{"errors": [...], "warnings": [{"route", "line", "message", "path"}], "skipped": [...]}`.
-    pub fn json(&self) -> Value {
-        let errors: Vec<Value> = self
-            .error
-            .iter()
-            .map(|e| match &e.error {
-                ConfigError::Invalid {
-                    file,
-                    line,
-                    column,
-                    path,
-                    message,
-                } => json!({
-                    "route": e.route, "file": file, "line": line, "column": column,
-                    "path": path, "message": message,
-                }),
-                read @ ConfigError::Read { file, .. } => json!({
-                    "route": null, "file": file, "line": null, "column": null, "path": null,
-                    "message": read.to_string(),
-                }),
-            })
-            .collect();
-        let warnings: Vec<Value> = self
-            .warnings
-            .iter()
-            .map(
-                |w| json!({"route": w.route, "line": w.line, "message": w.message, "path": w.path}),
-            )
-            .collect();
-        let skipped: Vec<Value> = self
-            .skipped
-            .iter()
-            .map(|s| json!({"path": s.path, "line": s.line, "message": s.message}))
-            .collect();
-        json!({"file": self.file, "errors": errors, "warnings": warnings, "skipped": skipped})
     }
 }
 
@@ -513,6 +488,82 @@ routes:
     }
 
     #[test]
+    fn optional_and_shadow_routes_forward_without_a_token_too() {
+        for (extra, why) in [
+            ("    auth: optional\n", "auth: optional"),
+            ("    mode: shadow\n", "mode: shadow"),
+            ("    auth: optional\n    mode: shadow\n", "auth: optional"),
+        ] {
+            let f = findings(&format!(
+                "  - name: docs\n    match: {{ path: /api/*/docs }}\n{extra}  - name: orders\n    match: {{ path: /api/orders/**, methods: [GET] }}\n"
+            ));
+            assert_eq!(f.len(), 1, "{extra}: {f:?}");
+            assert_eq!(f[0].route.as_deref(), Some("docs"));
+            assert!(f[0].fails, "{f:?}");
+            assert!(f[0].message.starts_with(why), "{f:?}");
+            assert!(
+                f[0].message
+                    .contains("GET /api/orders/docs are served without a token"),
+                "{f:?}"
+            );
+        }
+        // An enforcing route after an optional one is no finding if they do not overlap, and a
+        // public route after a shadow one is not "protected".
+        let f = findings(
+            "  - name: opt\n    match: { path: /public/** }\n    auth: optional\n  - name: shadowed\n    match: { path: /new/** }\n    mode: shadow\n  - name: open\n    match: { path: /new/** }\n    auth: none\n",
+        );
+        assert!(
+            f.iter().all(|f| !f.message.contains("without a token")),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_public_catch_all_first_fails_and_names_the_protected_routes_it_opens() {
+        let f = findings(
+            "  - name: everything\n    match: { path: /** }\n    auth: none\n  - name: orders\n    match: { path: /api/orders/** }\n    scopes: [read:orders]\n",
+        );
+        let opened: Vec<_> = f
+            .iter()
+            .filter(|f| f.message.contains("served without a token"))
+            .collect();
+        assert_eq!(opened.len(), 1, "{f:?}");
+        assert_eq!(opened[0].route.as_deref(), Some("everything"));
+        assert!(opened[0].fails);
+        let dead: Vec<_> = f
+            .iter()
+            .filter(|f| f.message.starts_with("never matches"))
+            .collect();
+        assert_eq!(dead.len(), 1, "{f:?}");
+        assert!(dead[0].fails);
+    }
+
+    #[test]
+    fn a_public_exception_inside_a_wider_protected_route_is_only_a_warning() {
+        let f = findings(
+            "  - name: health\n    match: { path: /healthz, methods: [GET] }\n    auth: none\n  - name: api\n    match: { path: /** }\n",
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(!f[0].fails, "{f:?}");
+    }
+
+    #[test]
+    fn only_unreachable_or_opened_routes_fail_without_strict() {
+        let f = findings(
+            "  - name: read\n    match: { path: /a/**, methods: [GET] }\n  - name: rw\n    match: { path: /a/b, methods: [GET, POST] }\n",
+        );
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            !f[0].fails,
+            "a method lost to an earlier route is a warning"
+        );
+        let f = findings(
+            "  - name: all-api\n    match: { path: /api/** }\n  - name: orders\n    match: { path: /api/orders/* }\n",
+        );
+        assert!(f[0].fails, "a route that never matches fails");
+    }
+
+    #[test]
     fn an_issuer_no_route_accepts_is_named() {
         let text = HEAD.replace(
             "routes:\n",
@@ -562,7 +613,7 @@ routes:
 
     #[test]
     fn the_example_config_is_clean() {
-        let text = include_str!("../config.example.yaml");
+        let text = include_str!("../../../config.example.yaml");
         let compiled = config::from_str_with(
             text,
             "config.example.yaml",
