@@ -28,6 +28,7 @@ fn table(n: usize) -> RouteTable {
             claims: Vec::new(),
             upstream: 0,
             mode: Mode::Enforce,
+            sender_constrained: false,
         })
         .collect();
     RouteTable::new(routes)

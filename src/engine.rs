@@ -13,9 +13,10 @@ use crate::config::{Limits, Policy};
 use crate::forwarding::{CLIENT_HEADERS, GATEWAY_HEADERS, OVERRIDE_HEADERS};
 use crate::identity;
 use crate::path;
-use crate::response::{BadRequest, Deny, Limit};
+use crate::response::{BadRequest, Deny, Limit, ProofDenial};
 use crate::route::{self, Auth, Mode};
-use crate::token::extract::{self, Found};
+use crate::token::dpop::{self, Expected, ProofError, Target};
+use crate::token::extract::{self, ExtractError, Found, Source};
 use crate::token::verify::VerifyError;
 use crate::token::{AuthError, Identity, TokenRules};
 use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
@@ -38,6 +39,8 @@ pub struct RequestHead<'a> {
     pub tls: bool,
     /// The subject (RFC 4514) of the client certificate the connection was verified with.
     pub client_subject: Option<&'a str>,
+    /// The SHA-256 of the DER of that certificate (for certificate-bound tokens).
+    pub client_cert: Option<&'a [u8; 32]>,
 }
 
 /// A request matched to a route, with the token it carries (not yet verified).
@@ -66,6 +69,9 @@ impl Routed {
         self.token.as_ref().map(|f| f.token.as_str())
     }
 }
+
+/// The DPoP proof header (RFC 9449).
+const DPOP: &str = "dpop";
 
 /// How an allowed request got through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,6 +261,13 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
             target.query,
             &policy.token_sources,
         ) {
+            Ok(_) if head.headers.get_all(DPOP).iter().nth(1).is_some() => {
+                let e = ExtractError::SeveralProofs;
+                if route.mode != Mode::Shadow {
+                    return Err(denial(Some(index), Some(&path), e.into()));
+                }
+                (None, Some(Deny::from(e)))
+            }
             Ok(token) => (token, None),
             Err(e) if route.mode == Mode::Shadow => (None, Some(Deny::from(e))),
             Err(e) => return Err(denial(Some(index), Some(&path), e.into())),
@@ -283,7 +296,7 @@ pub fn decide(
     let index = routed.route;
     let route = &policy.routes.routes()[index];
     let verified_identity = verified.as_ref().and_then(|v| v.as_ref().ok()).cloned();
-    let (access, identity, shadow) = match judge(policy, &routed, verified) {
+    let (access, identity, shadow) = match judge(policy, head, &routed, verified) {
         Ok((access, identity)) => (access, identity, None),
         // A shadow route forwards what it would have denied, with the identity of a token
         // that verified (and none of one that did not).
@@ -344,10 +357,10 @@ pub fn decide(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Carriers {
     /// `forward_token: true` on a route that verified the token: the carrier it came in is
-    /// kept; the others go as with `RemoveBearer`.
+    /// kept (with its `DPoP` proof, for a DPoP token); the others go as with `RemoveBearer`.
     Keep(extract::Source),
-    /// The token cookie and parameter, and `Authorization` only if it is a Bearer credential
-    /// (`auth: none`: other schemes are the upstream's own business).
+    /// The token cookie and parameter, the `DPoP` proof, and `Authorization` only if it is a
+    /// Bearer or DPoP credential (`auth: none`: other schemes are the upstream's own business).
     RemoveBearer,
     /// The token cookie and parameter, and `Authorization` whatever its scheme.
     RemoveAll,
@@ -378,6 +391,7 @@ pub fn decide_with(
 /// The route's verdict on the token (or its absence).
 fn judge(
     policy: &Policy,
+    head: &RequestHead,
     routed: &Routed,
     verified: Option<Result<Arc<Identity>, AuthError>>,
 ) -> Result<(Access, Option<Arc<Identity>>), Deny> {
@@ -398,6 +412,7 @@ fn judge(
     if !route.accepts_issuer(identity.issuer) {
         return Err(VerifyError::IssuerNotAccepted.into());
     }
+    check_binding(policy, head, routed, &identity)?;
     if let Err(unsafe_claim) = &identity.headers {
         return Err((*unsafe_claim).into());
     }
@@ -408,6 +423,118 @@ fn judge(
         &identity.scopes,
     )?;
     Ok((Access::Authenticated, Some(identity)))
+}
+
+/// Sender constraints: a DPoP-bound token (`cnf.jkt`) only with the `DPoP` scheme and a valid
+/// proof, the `DPoP` scheme only with a DPoP-bound token, a certificate-bound token
+/// (`cnf."x5t#S256"`) only on a connection verified with that certificate, and on a
+/// `sender_constraint: required` route no token bound to nothing.
+fn check_binding(
+    policy: &Policy,
+    head: &RequestHead,
+    routed: &Routed,
+    identity: &Identity,
+) -> Result<(), Deny> {
+    let route = &policy.routes.routes()[routed.route];
+    let dpop_scheme = routed
+        .token
+        .as_ref()
+        .is_some_and(|f| f.source == Source::Dpop);
+    let binding = identity.binding.as_deref();
+    match binding.and_then(|b| b.jkt.as_ref()) {
+        Some(jkt) if dpop_scheme => {
+            let token = routed.token().unwrap_or_default();
+            check_proof(policy, head, routed, identity, token, jkt)?;
+        }
+        Some(_) => return Err(VerifyError::BoundTokenAsBearer.into()),
+        None if dpop_scheme => return Err(VerifyError::NotDpopBound.into()),
+        None => {}
+    }
+    if let Some(x5t) = binding.and_then(|b| b.x5t.as_ref()) {
+        if head.client_cert != Some(x5t) {
+            return Err(VerifyError::CertificateMismatch.into());
+        }
+    }
+    if route.sender_constrained && binding.is_none() {
+        return Err(VerifyError::Unbound.into());
+    }
+    Ok(())
+}
+
+/// The request's DPoP proof against `dpop:`, the request and the token.
+fn check_proof(
+    policy: &Policy,
+    head: &RequestHead,
+    routed: &Routed,
+    identity: &Identity,
+    token: &str,
+    jkt: &[u8; 32],
+) -> Result<(), Deny> {
+    let rules = &policy.dpop;
+    let now = crate::token::unix_now();
+    let deny = |error: ProofError| {
+        Deny::Proof(ProofDenial {
+            error,
+            algs: rules.algs.clone(),
+            nonce: (error == ProofError::NonceNeeded).then(|| policy.dpop_guard.nonces.fresh(now)),
+        })
+    };
+    let proof = head
+        .headers
+        .get(DPOP)
+        .ok_or_else(|| deny(ProofError::Missing))?
+        .to_str()
+        .map_err(|_| deny(ProofError::Malformed))?;
+    let https = head.tls || forwarded_https(policy, head);
+    let (host, port) =
+        request_host_port(routed, head, https).ok_or_else(|| deny(ProofError::WrongUri))?;
+    let target = Target {
+        https,
+        host: &host,
+        port,
+        path: &routed.path,
+    };
+    let leeway = policy
+        .issuers
+        .get(identity.issuer)
+        .map_or(std::time::Duration::ZERO, |i| i.leeway);
+    let want = Expected {
+        method: head.method.as_str(),
+        target: &target,
+        token,
+        jkt,
+        now,
+        leeway,
+    };
+    dpop::check(proof, rules, &policy.dpop_guard, &want).map_err(deny)
+}
+
+/// Did a trusted proxy say the client used https (`X-Forwarded-Proto: https`)?
+fn forwarded_https(policy: &Policy, head: &RequestHead) -> bool {
+    let trusted = head
+        .peer
+        .is_some_and(|ip| policy.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    trusted
+        && head
+            .headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))
+}
+
+/// The host (as routed) and port (as written, or the scheme's default) the client addressed.
+fn request_host_port(routed: &Routed, head: &RequestHead, https: bool) -> Option<(String, u16)> {
+    let authority = match &routed.authority {
+        Some(a) => a.as_str(),
+        None => head.headers.get(header::HOST)?.to_str().ok()?,
+    };
+    let host = routed.host.clone()?;
+    let port = match authority.rsplit_once(':') {
+        Some((_, p)) if !authority.ends_with(']') => p.parse().ok()?,
+        _ => dpop::default_port(https),
+    };
+    Some((host, port))
 }
 
 /// The `limits:` that can be judged from the request head.
@@ -513,9 +640,13 @@ fn edits(
         .collect();
 
     let bearer_only = carriers != Carriers::RemoveAll;
-    if !carriers.keeps(extract::Source::Header) {
+    if !carriers.keeps(extract::Source::Dpop) && incoming.contains_key(DPOP) {
+        // A proof is the client's credential for this request, not the upstream's business.
+        out.push(Edit::Remove(HeaderName::from_static(DPOP)));
+    }
+    if !carriers.keeps(extract::Source::Header) && !carriers.keeps(extract::Source::Dpop) {
         let authorization = incoming.get_all(header::AUTHORIZATION).iter();
-        if !bearer_only || authorization.into_iter().any(extract::is_bearer) {
+        if !bearer_only || authorization.into_iter().any(extract::is_access_token) {
             out.push(Edit::Remove(header::AUTHORIZATION));
         }
     }

@@ -72,7 +72,14 @@ impl Generation {
         runtime: &tokio::runtime::Handle,
     ) -> Result<Arc<Generation>, String> {
         let previous = shared.load_full();
-        let policy = Pinned::of(&previous.policy).onto(policy)?;
+        let mut policy = Pinned::of(&previous.policy).onto(policy)?;
+        // The DPoP replay cache and nonce key outlive a reload that keeps their settings: a
+        // reload must not forget the jtis seen, nor the nonces handed out.
+        if previous.policy.dpop.replay_cache_entries == policy.dpop.replay_cache_entries
+            && previous.policy.dpop.nonce_secret_env == policy.dpop.nonce_secret_env
+        {
+            policy.dpop_guard = Arc::clone(&previous.policy.dpop_guard);
+        }
         warn_unverified(&policy);
         let keys = Arc::new(KeyStore::carry_over(
             &previous.keys,

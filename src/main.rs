@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use portcullis::tools::explain::{Request, TokenInput};
+use portcullis::tools::explain::{DpopInput, Request, TokenInput};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,6 +71,13 @@ enum Command {
         /// A bearer token, verified against the issuer's inline or file keys.
         #[arg(long, conflicts_with = "claims")]
         token: Option<String>,
+        /// Send the token (or claims) with the DPoP scheme and this `DPoP` proof.
+        #[arg(long, conflicts_with = "dpop_key")]
+        dpop_proof: Option<String>,
+        /// Send the token (or claims) with the DPoP scheme and a valid proof made now for the
+        /// request, signed with this PKCS#8 PEM private key (EC P-256/P-384, Ed25519, RSA).
+        #[arg(long, value_name = "PEM_FILE")]
+        dpop_key: Option<PathBuf>,
         /// The token's claims as JSON; its signature is not checked, missing iss, aud and exp
         /// are filled in for the route's issuer.
         #[arg(long, value_name = "JSON")]
@@ -174,6 +181,8 @@ fn main() -> ExitCode {
             url,
             headers,
             token,
+            dpop_proof,
+            dpop_key,
             claims,
             peer,
             tls,
@@ -181,12 +190,18 @@ fn main() -> ExitCode {
             client_subject,
             format,
         } => {
+            let dpop = match (dpop_proof, dpop_key) {
+                (Some(p), _) => Some(DpopInput::Proof(p)),
+                (None, Some(k)) => Some(DpopInput::Key(k)),
+                (None, None) => None,
+            };
             let request = Request {
                 method,
                 url,
                 headers: Vec::new(),
                 peer,
                 token: TokenInput::None,
+                dpop,
                 tls,
                 authority,
                 client_subject,

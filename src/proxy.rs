@@ -76,6 +76,7 @@ impl Gateway {
                 .map(|a| a.ip()),
             tls: tls.is_some(),
             client_subject: tls.and_then(crate::tls::client_subject),
+            client_cert: tls.and_then(crate::tls::client_certificate_sha256),
         };
         let in_flight = self.in_flight.load(Ordering::Acquire);
         let routed = match engine::admit(&policy.limits, in_flight)

@@ -7,6 +7,7 @@
 use crate::authz::Unmet;
 use crate::identity::UnsafeClaim;
 use crate::path::PathError;
+use crate::token::dpop::ProofError;
 use crate::token::extract::ExtractError;
 use crate::token::verify::VerifyError;
 use crate::token::AuthError;
@@ -43,6 +44,19 @@ pub enum Deny {
     UpstreamTimeout,
     /// A request over one of the `limits:` (408, 413, 414, 431, 503).
     Limit(Limit),
+    /// 401 `invalid_dpop_proof` or `use_dpop_nonce`: a DPoP-bound token whose proof fails or
+    /// lacks a current nonce.
+    Proof(ProofDenial),
+}
+
+/// A refused DPoP proof, with what its `WWW-Authenticate: DPoP` challenge says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofDenial {
+    pub error: ProofError,
+    /// `dpop.algorithms`, space separated.
+    pub algs: String,
+    /// A fresh server nonce (`DPoP-Nonce`), with `use_dpop_nonce`.
+    pub nonce: Option<String>,
 }
 
 /// Why a request is answered 400 `bad_request`.
@@ -140,7 +154,7 @@ impl Deny {
     pub fn status(&self) -> u16 {
         match self {
             Deny::BadRequest(_) => 400,
-            Deny::MissingToken | Deny::InvalidToken(_) => 401,
+            Deny::MissingToken | Deny::InvalidToken(_) | Deny::Proof(_) => 401,
             Deny::InsufficientScope(_) | Deny::ClaimMismatch(_) => 403,
             Deny::NoRoute => 404,
             Deny::UpstreamError => 502,
@@ -161,6 +175,7 @@ impl Deny {
             Deny::BadRequest(_) => "bad_request",
             Deny::MissingToken => "missing_token",
             Deny::InvalidToken(_) => "invalid_token",
+            Deny::Proof(p) => p.error.code(),
             Deny::InsufficientScope(_) | Deny::ClaimMismatch(_) => "insufficient_scope",
             Deny::NoRoute => "no_route",
             Deny::UpstreamError => "upstream_error",
@@ -180,6 +195,7 @@ impl Deny {
         match self {
             Deny::MissingToken => "no_token",
             Deny::InvalidToken(v) => v.label(),
+            Deny::Proof(p) => p.error.label(),
             Deny::ClaimMismatch(_) => "claim_mismatch",
             other => other.code(),
         }
@@ -189,6 +205,7 @@ impl Deny {
         match self {
             Deny::BadRequest(b) => b.description(),
             Deny::InvalidToken(v) => v.description(),
+            Deny::Proof(p) => p.error.description(),
             Deny::MissingToken => "bearer token required",
             Deny::InsufficientScope(_) | Deny::ClaimMismatch(_) => {
                 "token lacks a required scope or claim"
@@ -221,7 +238,7 @@ impl Deny {
             Deny::NoRoute => 12,
             // UNAVAILABLE: transient, worth a retry after a while.
             Deny::KeysUnavailable | Deny::UpstreamError | Deny::Limit(Limit::Busy) => 14,
-            Deny::MissingToken | Deny::InvalidToken(_) => 16,
+            Deny::MissingToken | Deny::InvalidToken(_) | Deny::Proof(_) => 16,
         }
     }
 }
@@ -314,6 +331,20 @@ pub fn reply(deny: &Deny, grpc: bool) -> Reply {
         )),
         Deny::KeysUnavailable | Deny::Limit(Limit::Busy) => {
             headers.push(("retry-after", RETRY_AFTER_SECS.to_string()))
+        }
+        Deny::Proof(p) => {
+            headers.push((
+                "www-authenticate",
+                format!(
+                    "DPoP algs=\"{}\", error=\"{}\", error_description=\"{}\"",
+                    p.algs,
+                    p.error.code(),
+                    p.error.description()
+                ),
+            ));
+            if let Some(nonce) = &p.nonce {
+                headers.push(("dpop-nonce", nonce.clone()));
+            }
         }
         _ => {}
     }

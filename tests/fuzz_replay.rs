@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 /// A fuzz target's property function: panics on a violation.
 type Property = fn(&[u8]);
 
-const TARGETS: [(&str, Property); 4] = [
+const TARGETS: [(&str, Property); 5] = [
     ("token", props::token),
     ("path_route", props::path_route),
     ("config", props::config),
     ("identity", props::identity),
+    ("dpop", props::dpop),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -44,7 +45,7 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     files
 }
 
-/// One test for all four targets: the token fixture sets an environment variable, which must
+/// One test for all five targets: the token fixture sets an environment variable, which must
 /// not race with another thread's DNS lookup (config compile resolves upstream hosts).
 #[test]
 fn committed_corpora_hold_every_property() {
@@ -84,6 +85,20 @@ fn committed_corpora_hold_every_property() {
         }
     }
     eprintln!("fuzz target token: {verified} inputs verify");
+    // Likewise the DPoP seeds named valid-* (made by a real signer, see fuzz/README.md).
+    for file in inputs("dpop") {
+        let valid = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with("valid-"));
+        let data = std::fs::read(&file).expect("read corpus file");
+        if valid != props::dpop_accepts(&data) {
+            failures.push(format!(
+                "dpop: {}: valid-* seeds must pass every check, others must not",
+                file.display()
+            ));
+        }
+    }
     assert!(
         failures.is_empty(),
         "{} corpus inputs violate a property:\n{}",

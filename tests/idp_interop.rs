@@ -2,7 +2,10 @@
 //! issues JWT access tokens to a `client_credentials` client through resource indicators, one
 //! resource per signing algorithm (RS256, ES256, EdDSA). The gateway finds its keys through OIDC
 //! discovery, and the tokens the provider's token endpoint returns are allowed, denied and turned
-//! into identity headers exactly as the gateway's own test issuer's are.
+//! into identity headers exactly as the gateway's own test issuer's are. With its DPoP feature
+//! on, a client made with the npm `dpop` library (tests/idp/dpop_client.mjs) obtains a
+//! DPoP-bound token and makes proofs with its own key; the gateway accepts the token with a
+//! proof and refuses it as Bearer, with a stale, replayed, or other URL's or method's proof.
 //!
 //! Needs Node.js (22 LTS or newer: oidc-provider 9 warns "Unsupported runtime" on 20.19, where it
 //! still works) and tests/idp/node_modules (`npm ci` there; this test runs it
@@ -122,6 +125,29 @@ impl Provider {
             .as_str()
             .expect("access_token")
             .to_string()
+    }
+}
+
+impl Provider {
+    /// What tests/idp/dpop_client.mjs printed: a DPoP-bound token for `resource` obtained with
+    /// the `dpop` library, and its proofs for `GET url`.
+    fn dpop_client(&self, resource: &str, scope: &str, url: &str) -> Value {
+        let out = Command::new("node")
+            .arg("dpop_client.mjs")
+            .args([
+                self.str("token_endpoint"),
+                self.str("client_id"),
+                self.str("client_secret"),
+                resource,
+                scope,
+                url,
+            ])
+            .current_dir(idp_dir())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("node dpop_client.mjs");
+        assert!(out.status.success(), "dpop_client.mjs failed");
+        serde_json::from_slice(&out.stdout).expect("dpop_client.mjs JSON line")
     }
 }
 
@@ -250,4 +276,84 @@ async fn tokens_from_a_real_openid_provider_are_allowed_denied_and_forwarded_wit
     // No token at all.
     let r = gw.get("/api/orders/7", &[]).await;
     check_denied(&r, 401, "missing_token").unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_bound_token_from_a_real_provider_needs_a_real_clients_fresh_proof() {
+    let Some(version) = node_version() else {
+        eprintln!(
+            "\n\n!!!!!!!! SKIPPED idp_interop DPoP: `node` is not installed, so the DPoP interop \
+             test against oidc-provider and the npm dpop client did not run. Install Node.js \
+             20.19+ and run `npm ci` in tests/idp. !!!!!!!!\n\n"
+        );
+        return;
+    };
+    eprintln!("idp_interop DPoP: oidc-provider and dpop on node {version}");
+    let idp = start_provider();
+    let issuer = idp.str("issuer").to_string();
+    let echo = start_echo().await;
+    let es = idp.resource("ES256");
+    let config = Config::new()
+        .upstream("app", &format!("http://{echo}"))
+        .issuer(
+            IssuerBlock::new("idp", &issuer)
+                .discovery()
+                .allow_http()
+                .audiences(&[es])
+                .algorithms(&["ES256"])
+                .set("required_typ", "at+jwt"),
+        )
+        .route(
+            Route::new("orders", "/api/orders/**")
+                .scopes("[read:orders]")
+                .set("sender_constraint", "required"),
+        );
+    let gw = start_gateway(&config.yaml());
+    gw.wait_ready().await;
+
+    let url = "http://gateway.test/api/orders/7";
+    let client = idp.dpop_client(es, "read:orders", url);
+    assert_eq!(client["token_type"], "DPoP", "{client}");
+    let token = client["access_token"].as_str().unwrap();
+    let proof = |name: &str| client["proofs"][name].as_str().unwrap().to_string();
+    let dpop = format!("DPoP {token}");
+    let send = |proof: String| {
+        let dpop = dpop.clone();
+        let gw = &gw;
+        async move {
+            gw.get(
+                "/api/orders/7",
+                &[("Authorization", &dpop), ("DPoP", &proof)],
+            )
+            .await
+        }
+    };
+
+    let r = send(proof("valid")).await;
+    let seen = r.echo();
+    assert_eq!(seen.header("x-auth-subject"), Some(idp.str("client_id")));
+    assert!(!seen.has("dpop") && !seen.has("authorization"));
+    // A second proof from the same key: a new jti, accepted.
+    assert_eq!(send(proof("again")).await.status, 200);
+
+    // The same token as Bearer: refused, even with a valid proof beside it.
+    let r = gw.get_bearer("/api/orders/7", token).await;
+    check_denied(&r, 401, "invalid_token").unwrap();
+    for (name, why) in [
+        ("valid", "DPoP proof replayed"),
+        ("stale", "DPoP proof iat outside the accepted window"),
+        ("other_url", "DPoP proof htu does not match"),
+        ("other_method", "DPoP proof htm does not match"),
+    ] {
+        let r = send(proof(name)).await;
+        check_denied(&r, 401, "invalid_dpop_proof").unwrap();
+        assert_eq!(r.json()["error_description"], why, "{name}");
+    }
+    // No proof at all.
+    let r = gw.get("/api/orders/7", &[("Authorization", &dpop)]).await;
+    check_denied(&r, 401, "invalid_dpop_proof").unwrap();
+    // An ordinary Bearer token from the same provider: refused on a sender_constraint route.
+    let bearer = idp.token(es, "read:orders").await;
+    let r = gw.get_bearer("/api/orders/7", &bearer).await;
+    check_denied(&r, 401, "invalid_token").unwrap();
 }

@@ -212,8 +212,10 @@ async fn a_secret_volume_symlink_swap_is_seen_like_the_kubelet_makes_it() {
 /// The subject of the client certificate `alice` (RFC 4514: most specific name first).
 const ALICE: &str = "CN=alice,O=Portcullis Tests";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn client_certificates_are_required_and_their_verified_subject_replaces_any_sent() {
+/// A TLS gateway whose client certificates come from a CA of their own, with `tls_extra`
+/// added after `client_ca_file`: the server CA, the client CA, the gateway (and the CA file's
+/// directory, kept alive).
+async fn mtls_gateway(tls_extra: &str) -> (Ca, Ca, TlsGateway, tempfile::TempDir) {
     let ca = Ca::new("Test CA");
     let leaf = ca.server("gateway-1", &["gateway.test"]);
     let clients = Ca::new("Client CA");
@@ -222,11 +224,17 @@ async fn client_certificates_are_required_and_their_verified_subject_replaces_an
     let t = tls_gateway(
         &leaf,
         &format!(
-            ", client_ca_file: {:?}, client_subject_header: x-client-subject",
+            ", client_ca_file: {:?}{tls_extra}",
             ca_file.display().to_string()
         ),
     )
     .await;
+    (ca, clients, t, dir_ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_certificates_are_required_and_their_verified_subject_replaces_any_sent() {
+    let (ca, clients, t, _dir_ca) = mtls_gateway(", client_subject_header: x-client-subject").await;
 
     // Without a certificate, or with one from another CA: no request gets through.
     let stranger = Ca::new("Other CA").client("mallory");
@@ -400,6 +408,58 @@ async fn a_config_reload_that_changes_tls_keeps_the_listener_and_applies_the_sub
         .unwrap()
         .echo();
     assert!(!echo.has("x-client-subject"), "{:?}", echo.headers);
+}
+
+/// base64url SHA-256 of a certificate's DER: RFC 8705's `x5t#S256`.
+fn x5t(leaf: &Leaf) -> String {
+    portcullis::demo::keys::b64(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &leaf.der).as_ref(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_bound_token_passes_only_with_its_certificate_over_h1_and_h2() {
+    let (ca, clients, t, _dir_ca) = mtls_gateway(", client_auth: optional").await;
+    let (a, b) = (clients.client("alice"), clients.client("bob"));
+    let bound = t.issuer.token(json!({"cnf": {"x5t#S256": x5t(&a)}}));
+    let plain = t.issuer.token(json!({}));
+    let auth = format!("Bearer {bound}");
+    let plain_auth = format!("Bearer {plain}");
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        // Certificate A: accepted.
+        let mut client = client_with(&t.gw, &ca, Some(&a), alpn).await;
+        let r = client
+            .get("/api/x", &[("authorization", &auth)])
+            .await
+            .unwrap();
+        assert_forwarded(&r);
+        // Certificate B, and no certificate (optional client auth): refused.
+        for presented in [Some(&b), None] {
+            let mut client = client_with(&t.gw, &ca, presented, alpn).await;
+            let r = client
+                .get("/api/x", &[("authorization", &auth)])
+                .await
+                .unwrap();
+            assert_refused_as(&r, "token is bound to another client certificate");
+            // An unbound token still serves both kinds of client on the same listener.
+            let r = client
+                .get("/api/x", &[("authorization", &plain_auth)])
+                .await
+                .unwrap();
+            assert_forwarded(&r);
+        }
+    }
+    t.gw.wait_log("\"reason\":\"certificate_mismatch\"").await;
+    drop(t.dir);
+}
+
+/// A connection to the gateway offering only `alpn`, presenting `presented`.
+async fn client_with(gw: &Gateway, ca: &Ca, presented: Option<&Leaf>, alpn: &[u8]) -> Client {
+    let tls = connect(gw.addr, "gateway.test", ca, presented, &[alpn])
+        .await
+        .unwrap();
+    assert_eq!(negotiated(&tls).0.as_deref(), Some(alpn));
+    Client::over(tls).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

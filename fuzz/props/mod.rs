@@ -1,7 +1,7 @@
 //! The fuzz properties, shared by the cargo-fuzz targets (`fuzz/fuzz_targets/*.rs`) and the
 //! stable-Rust corpus replay (`tests/fuzz_replay.rs`). Each `pub fn <target>(data: &[u8])` runs
 //! one input and panics on a property violation; returning normally means the input is fine.
-//! One file per target (`token.rs`, `path_route.rs`, `config.rs`, `identity.rs`); this one holds
+//! One file per target (`token.rs`, `path_route.rs`, `config.rs`, `identity.rs`, `dpop.rs`); this one holds
 //! what they share.
 //!
 //! Fixtures (policies, keys, authenticators) are built once per process. Keys are fixed so that
@@ -12,6 +12,7 @@
 #[path = "../../tests/common/config.rs"]
 mod builder;
 mod config;
+mod dpop;
 mod identity;
 mod path_route;
 mod token;
@@ -19,6 +20,8 @@ mod token;
 // A fuzz target uses one of these; the corpus replay uses them all.
 #[allow(unused_imports)]
 pub use config::*;
+#[allow(unused_imports)]
+pub use dpop::*;
 #[allow(unused_imports)]
 pub use identity::*;
 #[allow(unused_imports)]

@@ -207,6 +207,7 @@ pub fn check_path(raw: &[u8], method: &Method, host_header: Option<&str>) {
         peer: None,
         tls: false,
         client_subject: None,
+        client_cert: None,
     };
     let policy = route_policy();
     let Ok(routed) = engine::route(policy, &head) else {

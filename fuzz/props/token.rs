@@ -556,5 +556,6 @@ fn clone_identity(id: &Identity) -> Identity {
         scopes: id.scopes.clone(),
         headers: id.headers.clone(),
         subject: id.subject.clone(),
+        binding: id.binding.clone(),
     }
 }

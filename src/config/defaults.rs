@@ -61,6 +61,13 @@ pub const CLIENT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// `limits.client_idle_timeout`.
 pub const CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// `dpop.algorithms`.
+pub const DPOP_ALGORITHMS: &[&str] = &["ES256", "EdDSA", "PS256", "RS256"];
+/// `dpop.max_age`.
+pub const DPOP_MAX_AGE: Duration = Duration::from_secs(60);
+/// `dpop.replay_cache_entries`.
+pub const DPOP_REPLAY_CACHE_ENTRIES: usize = 100_000;
+
 /// `server.threads`.
 pub const THREADS: usize = 1;
 /// `server.shutdown_grace`.
@@ -119,6 +126,7 @@ pub const TABLE: &[Documented] = &[
     d("routes[].match.host", "null", "any host"),
     d("routes[].auth", "required", "required"),
     d("routes[].mode", "enforce", "enforce"),
+    d("routes[].sender_constraint", "any", "any"),
     d("identity.strip_prefix", STRIP_PREFIX, STRIP_PREFIX),
     d(
         "identity.headers",
@@ -135,6 +143,7 @@ pub const TABLE: &[Documented] = &[
     d("tls", "null", "null"),
     d("tls.client_ca_file", "null", "null"),
     d("tls.client_subject_header", "null", "null"),
+    d("tls.client_auth", "required", "required"),
     d("limits.max_token_bytes", "8192", "8 KiB"),
     d("limits.token_cache_entries", "10000", "10,000"),
     d("limits.max_header_count", "100", "100"),
@@ -149,6 +158,15 @@ pub const TABLE: &[Documented] = &[
     d("server.shutdown_grace", "25s", "25 s"),
     d("server.shutdown_delay", "0s", "0 s"),
     d("log_subject", "false", "false"),
+    d(
+        "dpop.algorithms",
+        "[ES256, EdDSA, PS256, RS256]",
+        "[ES256, EdDSA, PS256, RS256]",
+    ),
+    d("dpop.max_age", "60s", "60 s"),
+    d("dpop.nonce", "false", "false"),
+    d("dpop.replay_cache_entries", "100000", "100,000"),
+    d("dpop.nonce_secret_env", "null", "none"),
 ];
 
 #[cfg(test)]
@@ -287,9 +305,17 @@ mod tests {
         }
     }
 
-    /// The first line of `config.example.yaml` that writes the key, live or commented out.
+    /// The first line of `config.example.yaml` that writes the key, live or commented out; for
+    /// a key of a plain top-level section (`dpop.max_age`), within that section, so that leaves
+    /// of the same name (`issuers.*.algorithms`, `dpop.algorithms`) are told apart.
     fn example_line<'a>(example: &'a str, d: &Documented) -> Option<(&'a str, bool)> {
-        example.lines().find_map(|line| {
+        let section = match d.key.split_once('.') {
+            Some((s, _)) if s.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => example
+                .find(&format!("\n{s}:"))
+                .map_or(example, |at| &example[at..]),
+            _ => example,
+        };
+        section.lines().find_map(|line| {
             let t = line.trim_start();
             let live = !t.starts_with('#');
             let t = t.trim_start_matches('#').trim_start();
@@ -364,6 +390,7 @@ mod tests {
                 Some("limits") => "RawLimits",
                 Some("server") => "RawServer",
                 Some("tls") => "RawTls",
+                Some("dpop") => "RawDpop",
                 Some(other) => panic!("no raw struct for {other}"),
             };
             let doc = field_doc(&raw, name, d.leaf());
@@ -427,12 +454,16 @@ mod tests {
     fn the_docs_list_every_default_as_the_table_has_it() {
         let rows = doc_rows();
         for d in TABLE {
-            let mine: Vec<_> = rows
-                .iter()
-                .filter(|(_, key, _)| {
-                    key == d.key || key == d.leaf() || d.key.ends_with(&format!(".{key}"))
-                })
-                .collect();
+            // A row naming the whole key wins over rows naming its leaf (`dpop.algorithms` is
+            // not `issuers.<name>.algorithms`).
+            let exact: Vec<_> = rows.iter().filter(|(_, key, _)| key == d.key).collect();
+            let mine: Vec<_> = if exact.is_empty() {
+                rows.iter()
+                    .filter(|(_, key, _)| key == d.leaf() || d.key.ends_with(&format!(".{key}")))
+                    .collect()
+            } else {
+                exact
+            };
             assert!(
                 !mine.is_empty(),
                 "no table row in README.md or docs/ gives the default of {}",

@@ -51,6 +51,32 @@ pub struct RawConfig {
     /// Add the token's `sub` to the access log line. Default false.
     #[serde(default)]
     pub log_subject: bool,
+    /// DPoP proofs (RFC 9449), checked whenever a token is DPoP-bound.
+    #[serde(default)]
+    pub dpop: RawDpop,
+}
+
+/// `dpop:`: how DPoP proofs are checked.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    /// Proof algorithms accepted (asymmetric only). Default `[ES256, EdDSA, PS256, RS256]`.
+    #[serde(default)]
+    pub algorithms: Option<Vec<String>>,
+    /// A proof's `iat` must be within this of now, plus the token issuer's leeway. Default 60s.
+    #[serde(default)]
+    pub max_age: Option<Dur>,
+    /// Require a server-issued nonce (`DPoP-Nonce`). Default false.
+    #[serde(default)]
+    pub nonce: bool,
+    /// `jti`s remembered per process; a full cache refuses new proofs. Default 100000.
+    #[serde(default)]
+    pub replay_cache_entries: Option<usize>,
+    /// Environment variable holding the key of server nonces, the same on every replica so
+    /// that a nonce one replica issued is accepted by all. Default none: a random key per
+    /// process (a nonce is then accepted only by the process that issued it).
+    #[serde(default)]
+    pub nonce_secret_env: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -77,6 +103,18 @@ pub struct RawTls {
     /// (RFC 4514); an incoming one is always removed. Needs `client_ca_file`. Default null.
     #[serde(default)]
     pub client_subject_header: Option<String>,
+    /// With `client_ca_file`: `required` (every client presents a certificate) or `optional`
+    /// (a client may connect without one; one it presents must still chain to the CAs).
+    /// Default `required`.
+    #[serde(default)]
+    pub client_auth: Option<RawClientAuth>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawClientAuth {
+    Required,
+    Optional,
 }
 
 #[derive(Debug, Deserialize)]
@@ -192,6 +230,17 @@ pub struct RawRoute {
     /// `enforce`.
     #[serde(default)]
     pub mode: Option<RawMode>,
+    /// `any` or `required`: a `required` route refuses tokens bound to nothing (neither DPoP
+    /// nor a client certificate). Default `any`.
+    #[serde(default)]
+    pub sender_constraint: Option<RawSenderConstraint>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSenderConstraint {
+    Any,
+    Required,
 }
 
 /// `routes[].mode`; the default is `enforce`.

@@ -55,6 +55,53 @@ impl SigningKey {
         }
     }
 
+    /// A key from a PKCS#8 PEM private key (`openssl genpkey`): EC P-256 (ES256), P-384
+    /// (ES384), Ed25519 (EdDSA) or RSA (RS256).
+    pub fn from_pkcs8_pem(kid: &str, pem: &[u8]) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::PrivatePkcs8KeyDer;
+        let der = PrivatePkcs8KeyDer::from_pem_slice(pem)
+            .map_err(|e| format!("not a PKCS#8 PEM private key: {e}"))?;
+        let der = der.secret_pkcs8_der();
+        let (alg, material) =
+            if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
+                (Algorithm::ES256, Material::Ec(k))
+            } else if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der) {
+                (Algorithm::ES384, Material::Ec(k))
+            } else if let Ok(k) = Ed25519KeyPair::from_pkcs8(der) {
+                (Algorithm::EdDSA, Material::Ed(k))
+            } else if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
+                (Algorithm::RS256, Material::Rsa(k))
+            } else {
+                return Err("not an EC P-256, P-384, Ed25519 or RSA private key".into());
+            };
+        Ok(SigningKey {
+            kid: kid.to_string(),
+            alg,
+            material,
+        })
+    }
+
+    /// The private key as PKCS#8 PEM, for keys generated here (`None` for RSA and HMAC keys,
+    /// which aws-lc does not export).
+    pub fn pkcs8_pem(&self) -> Option<String> {
+        let der = match &self.material {
+            Material::Ec(k) => k.to_pkcs8v1().ok()?.as_ref().to_vec(),
+            Material::Ed(k) => k.to_pkcs8().ok()?.as_ref().to_vec(),
+            _ => return None,
+        };
+        let body = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = body
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+            .collect();
+        Some(format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            lines.join("\n")
+        ))
+    }
+
     /// An HMAC key with a given secret.
     pub fn hmac(kid: &str, alg: Algorithm, secret: &[u8]) -> Self {
         SigningKey {
@@ -145,6 +192,73 @@ impl SigningKey {
     /// A compact JWT with exactly this header and these claims, signed by this key.
     pub fn mint_with_header(&self, header: &Value, claims: &Value) -> String {
         self.mint_raw(header.to_string().as_bytes(), claims.to_string().as_bytes())
+    }
+
+    /// The public JWK as a DPoP proof carries it: the key's members only (no `kid`, `alg`,
+    /// `use`).
+    pub fn public_jwk(&self) -> Value {
+        let mut jwk = self.jwk();
+        if let Some(o) = jwk.as_object_mut() {
+            for member in ["kid", "alg", "use"] {
+                o.remove(member);
+            }
+        }
+        jwk
+    }
+
+    /// The RFC 7638 thumbprint of the public key, base64url: a DPoP-bound token's `cnf.jkt`.
+    pub fn jkt(&self) -> String {
+        let jwk = self.public_jwk();
+        let members: &[&str] = match jwk["kty"].as_str() {
+            Some("RSA") => &["e", "kty", "n"],
+            Some("EC") => &["crv", "kty", "x", "y"],
+            _ => &["crv", "kty", "x"],
+        };
+        let canonical = members
+            .iter()
+            .map(|m| format!("{:?}:{}", m, jwk[*m]))
+            .collect::<Vec<_>>()
+            .join(",");
+        b64(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            format!("{{{canonical}}}").as_bytes(),
+        )
+        .as_ref())
+    }
+
+    /// A DPoP proof (RFC 9449) signed by this key: header `typ: dpop+jwt`, this key's `alg`
+    /// and public `jwk`; claims `jti` (random), `htm`, `htu`, `iat` now and, with an access
+    /// token, its `ath`; then `extra` merged in (`null` removes a claim).
+    pub fn dpop_proof(&self, htm: &str, htu: &str, token: Option<&str>, extra: &Value) -> String {
+        let mut claims = json!({
+            "jti": b64(&rand::random::<[u8; 16]>()),
+            "htm": htm,
+            "htu": htu,
+            "iat": now(),
+        });
+        if let Some(token) = token {
+            claims["ath"] = b64(aws_lc_rs::digest::digest(
+                &aws_lc_rs::digest::SHA256,
+                token.as_bytes(),
+            )
+            .as_ref())
+            .into();
+        }
+        if let (Some(c), Some(extra)) = (claims.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                if v.is_null() {
+                    c.remove(k);
+                } else {
+                    c.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        let header = json!({
+            "typ": "dpop+jwt",
+            "alg": format!("{:?}", self.alg),
+            "jwk": self.public_jwk(),
+        });
+        self.mint_with_header(&header, &claims)
     }
 
     /// A compact JWT from raw header and payload bytes (for malformed-JSON cases).

@@ -170,6 +170,7 @@ impl Fixture {
             peer: r.peer,
             tls: r.tls,
             client_subject: r.client_subject.as_deref(),
+            client_cert: None,
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -479,6 +480,7 @@ fn keys_unavailable_is_the_verifier_s_answer_passed_through() {
         peer: r.peer,
         tls: false,
         client_subject: None,
+        client_cert: None,
     };
     let decision = decide_with(&f.policy, &head, &HeaderValue::from_static("rid"), |_| {
         Err(AuthError::KeysUnavailable)

@@ -215,6 +215,12 @@ impl KeySet {
     }
 }
 
+/// Parse one public JWK as a verification key, with the same rules as a key set's (for a DPoP
+/// proof's `jwk` header, too).
+pub fn parse_public_key(item: &serde_json::Value) -> Result<VerifyKey, String> {
+    parse_key(item)
+}
+
 fn parse_key(item: &serde_json::Value) -> Result<VerifyKey, String> {
     let jwk: Jwk =
         serde_json::from_value(item.clone()).map_err(|_| "not a supported JWK".to_string())?;

@@ -72,6 +72,8 @@ pub struct Route {
     /// Index into `Policy::upstreams`.
     pub upstream: usize,
     pub mode: Mode,
+    /// `sender_constraint: required`: tokens bound to nothing are refused.
+    pub sender_constrained: bool,
 }
 
 impl Route {

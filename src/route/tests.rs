@@ -146,6 +146,7 @@ fn route(host: HostMatch, methods: Option<Vec<Method>>, path: PathPattern) -> Ro
         claims: Vec::new(),
         upstream: 0,
         mode: Mode::Enforce,
+        sender_constrained: false,
     }
 }
 

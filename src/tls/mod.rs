@@ -33,6 +33,8 @@ pub struct ListenerTls {
     pub pair: Arc<Pair>,
     /// The client CAs `client_ca_file` held at load.
     pub client_cas: Option<Arc<pem::Roots>>,
+    /// `tls.client_auth: optional`: a client may connect without a certificate.
+    pub client_auth_optional: bool,
     /// `tls.client_subject_header`.
     pub client_subject_header: Option<http::HeaderName>,
 }
@@ -119,10 +121,13 @@ impl Certificates {
     }
 }
 
-/// The verified client certificate's subject, kept with the connection (the TLS digest's
-/// extension) for every request on it.
+/// The verified client certificate, kept with the connection (the TLS digest's extension) for
+/// every request on it: its subject, and the SHA-256 of its DER (RFC 8705's `x5t#S256`).
 #[derive(Debug)]
-pub struct ClientSubject(pub String);
+pub struct ClientCertificate {
+    pub subject: Option<String>,
+    pub sha256: [u8; 32],
+}
 
 /// Reads the client certificate once per connection, after the handshake verified it.
 struct KeepSubject;
@@ -136,8 +141,14 @@ impl TlsAccept for KeepSubject {
         // Only a listener with `client_ca_file` asks for a certificate, and its verifier
         // refuses the handshake unless one chains to those CAs.
         let der = tls.peer_certificate_der()?;
-        let subject = subject::of_certificate(der)?;
-        Some(Arc::new(ClientSubject(subject)))
+        let sha256 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der)
+            .as_ref()
+            .try_into()
+            .ok()?;
+        Some(Arc::new(ClientCertificate {
+            subject: subject::of_certificate(der),
+            sha256,
+        }))
     }
 }
 
@@ -145,8 +156,16 @@ impl TlsAccept for KeepSubject {
 pub fn client_subject(digest: &SslDigest) -> Option<&str> {
     digest
         .extension
-        .get::<ClientSubject>()
-        .map(|s| s.0.as_str())
+        .get::<ClientCertificate>()
+        .and_then(|c| c.subject.as_deref())
+}
+
+/// The SHA-256 of the DER of the client certificate a connection was verified with, if any.
+pub fn client_certificate_sha256(digest: &SslDigest) -> Option<&[u8; 32]> {
+    digest
+        .extension
+        .get::<ClientCertificate>()
+        .map(|c| &c.sha256)
 }
 
 /// pingora's listener settings for `tls`: the reloadable certificate, client certificates when
@@ -159,8 +178,9 @@ pub fn listener_settings(
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     settings.set_cert_resolver(Arc::clone(&certificates.resolver) as Arc<dyn ResolvesServerCert>);
     if let Some(roots) = &tls.client_cas {
-        settings
-            .set_client_cert_verifier(pem::client_verifier(roots).map_err(std::io::Error::other)?);
+        settings.set_client_cert_verifier(
+            pem::client_verifier(roots, tls.client_auth_optional).map_err(std::io::Error::other)?,
+        );
     }
     settings.enable_h2();
     Ok(settings)

@@ -157,9 +157,19 @@ pub fn load_roots(path: &Path) -> Result<Roots, String> {
     })
 }
 
-/// A verifier that requires a client certificate chaining to `roots`.
-pub fn client_verifier(roots: &Roots) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots.store), provider())
+/// A verifier of client certificates chaining to `roots`: one is required, or with `optional`
+/// a client may present none (one it presents must still chain to `roots`).
+pub fn client_verifier(
+    roots: &Roots,
+    optional: bool,
+) -> Result<Arc<dyn ClientCertVerifier>, String> {
+    let builder = WebPkiClientVerifier::builder_with_provider(Arc::clone(&roots.store), provider());
+    let builder = if optional {
+        builder.allow_unauthenticated()
+    } else {
+        builder
+    };
+    builder
         .build()
         .map_err(|e| format!("client certificate verifier: {e}"))
 }

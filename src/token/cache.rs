@@ -427,6 +427,7 @@ mod tests {
             scopes: Default::default(),
             headers: Ok(IdentityHeaders::default()),
             subject: (bytes > 0).then(|| "s".repeat(bytes).into()),
+            binding: None,
         })
     }
 

@@ -6,7 +6,10 @@ use http::{header, HeaderMap, Method};
 /// Where the token came from; the same place is cleaned before forwarding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
+    /// `Authorization: Bearer`.
     Header,
+    /// `Authorization: DPoP` (RFC 9449): the token must be DPoP-bound and come with a proof.
+    Dpop,
     Cookie,
     Query,
 }
@@ -25,6 +28,8 @@ pub enum ExtractError {
     SeveralTokens,
     /// `Bearer` without a token, a tab, characters outside token68, a non-text header.
     MalformedAuthorization,
+    /// More than one `DPoP` proof header.
+    SeveralProofs,
     /// A token cookie or parameter that upstream parsers would read differently: a token
     /// parameter in a pair with a `;`, a token cookie name after a `,` or a space.
     AmbiguousCarrier,
@@ -35,6 +40,7 @@ impl ExtractError {
         match self {
             ExtractError::SeveralTokens => "more than one token in request",
             ExtractError::MalformedAuthorization => "malformed authorization header",
+            ExtractError::SeveralProofs => "more than one DPoP proof in request",
             ExtractError::AmbiguousCarrier => "ambiguous token cookie or query parameter",
         }
     }
@@ -71,6 +77,8 @@ pub fn extract(
             .map_err(|_| ExtractError::MalformedAuthorization)?;
         if let Some(token) = bearer(value)? {
             take(token.to_string(), Source::Header)?;
+        } else if let Some(token) = credential(value, "dpop")? {
+            take(token.to_string(), Source::Dpop)?;
         }
     }
     if headers.get_all(header::AUTHORIZATION).iter().count() > 1 {
@@ -101,15 +109,33 @@ pub fn is_bearer(value: &http::HeaderValue) -> bool {
         .map_or(true, |v| !matches!(bearer(v), Ok(None)))
 }
 
+/// Does this `Authorization` value present an access token (`Bearer` or `DPoP`), well-formed
+/// or not? A value that is not text counts as one (fail closed).
+pub fn is_access_token(value: &http::HeaderValue) -> bool {
+    is_bearer(value)
+        || value
+            .to_str()
+            .map_or(true, |v| !matches!(credential(v, "dpop"), Ok(None)))
+}
+
 /// The token of a `Bearer` credential; `None` for another scheme (no bearer token presented).
 fn bearer(value: &str) -> Result<Option<&str>, ExtractError> {
+    credential(value, "bearer")
+}
+
+/// The token68 of a credential of `scheme` (lower case); `None` for another scheme.
+fn credential<'a>(value: &'a str, scheme_wanted: &str) -> Result<Option<&'a str>, ExtractError> {
     let (scheme, rest) = match value.split_once(' ') {
         Some(parts) => parts,
         None => (value, ""),
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        if scheme.len() >= 6 && scheme[..6].eq_ignore_ascii_case("bearer") {
-            // `Bearer\tx`, `Bearer:x`: looks like ours, but malformed.
+    if !scheme.eq_ignore_ascii_case(scheme_wanted) {
+        let n = scheme_wanted.len();
+        if scheme.len() >= n
+            && scheme.is_char_boundary(n)
+            && scheme[..n].eq_ignore_ascii_case(scheme_wanted)
+        {
+            // `Bearer\tx`, `DPoP:x`: looks like ours, but malformed.
             return Err(ExtractError::MalformedAuthorization);
         }
         return Ok(None);
@@ -417,6 +443,28 @@ mod tests {
                 None
             ),
             Ok(None)
+        );
+    }
+
+    #[test]
+    fn the_dpop_scheme_is_a_token_of_its_own_source() {
+        for v in ["DPoP abc.def.ghi", "dpop abc.def.ghi", "DPOP  abc.def.ghi"] {
+            let f = run(Method::GET, &[("authorization", v)], None)
+                .unwrap()
+                .unwrap();
+            assert_eq!((f.token.as_str(), f.source), ("abc.def.ghi", Source::Dpop));
+        }
+        assert_eq!(
+            run(Method::GET, &[("authorization", "DPoP")], None),
+            Err(ExtractError::MalformedAuthorization)
+        );
+        assert_eq!(
+            run(
+                Method::GET,
+                &[("authorization", "DPoP a"), ("cookie", "session=b")],
+                None
+            ),
+            Err(ExtractError::SeveralTokens)
         );
     }
 

@@ -2,6 +2,7 @@
 //! (`claims`). `Authenticator` ties them to the live key sets and the verified-token cache.
 
 mod cache;
+pub mod dpop;
 pub mod extract;
 pub mod verify;
 
@@ -54,7 +55,7 @@ pub const MAX_KIDLESS_KEYS: usize = 3;
 pub const REFETCH_WAIT: Duration = Duration::from_secs(3);
 
 /// A verified token, as cached and as the rest of the pipeline uses it. Kept small: 100,000
-/// cached tokens are 100,000 of these (112 bytes, plus the rendered header values when there
+/// cached tokens are 100,000 of these (120 bytes, plus the rendered header values when there
 /// are any; the scope set is shared with other tokens of the same scopes).
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -76,6 +77,42 @@ pub struct Identity {
     /// `identity` plan).
     pub headers: Result<IdentityHeaders, UnsafeClaim>,
     pub subject: Option<Box<str>>,
+    /// What the token is bound to (`cnf`), if anything.
+    pub binding: Option<Box<Binding>>,
+}
+
+/// A sender-constrained token's confirmation (`cnf`): the SHA-256 thumbprints it is bound to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    /// `cnf.jkt`: the RFC 7638 thumbprint of the client's DPoP key (RFC 9449).
+    pub jkt: Option<[u8; 32]>,
+    /// `cnf."x5t#S256"`: the SHA-256 of the client certificate's DER (RFC 8705).
+    pub x5t: Option<[u8; 32]>,
+}
+
+/// The binding of verified `claims`: `None` without `cnf` or with a `cnf` naming neither
+/// `jkt` nor `x5t#S256`; a `cnf` that is not an object, or a thumbprint that is not a
+/// base64url SHA-256, is refused (a binding the gateway cannot read is never ignored).
+pub fn binding(claims: &Value) -> Result<Option<Box<Binding>>, VerifyError> {
+    let Some(cnf) = claims.get("cnf") else {
+        return Ok(None);
+    };
+    let cnf = cnf.as_object().ok_or(VerifyError::BadConfirmation)?;
+    let thumb = |name: &str| -> Result<Option<[u8; 32]>, VerifyError> {
+        match cnf.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .as_str()
+                .and_then(dpop::decode_sha256)
+                .map(Some)
+                .ok_or(VerifyError::BadConfirmation),
+        }
+    };
+    let binding = Binding {
+        jkt: thumb("jkt")?,
+        x5t: thumb("x5t#S256")?,
+    };
+    Ok((binding.jkt.is_some() || binding.x5t.is_some()).then(|| Box::new(binding)))
 }
 
 impl Identity {
@@ -120,7 +157,8 @@ pub struct Authenticator {
     scopes: ScopeInterner,
 }
 
-fn unix_now() -> f64 {
+/// Now, in Unix seconds.
+pub fn unix_now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -235,9 +273,11 @@ impl Authenticator {
 
         let now = unix_now();
         let exp = verify::check_claims(&parsed.claims, rules, now)?;
+        let bound = binding(&parsed.claims)?;
         let scopes = self.scopes.from_claims(&parsed.claims, &rules.scope_claims);
         Ok(identity(
             parsed.claims,
+            bound,
             scopes,
             index,
             keys.issuer(index).id(),
@@ -251,8 +291,10 @@ impl Authenticator {
 /// The identity of claims that passed `check_claims` (issuer `index`, expiring in `lifetime`
 /// seconds):
 /// the scope set, the identity headers, and the claims route rules read.
+#[allow(clippy::too_many_arguments)]
 fn identity(
     claims: Value,
+    binding: Option<Box<Binding>>,
     scopes: ScopeSet,
     index: usize,
     issuer_id: u64,
@@ -278,6 +320,7 @@ fn identity(
         scopes,
         headers,
         subject,
+        binding,
     }
 }
 
@@ -301,9 +344,11 @@ pub fn dangerous_unsigned_identity(
     let now = unix_now();
     let exp = verify::check_claims(&claims, &policy.issuers[index], now)?;
     // Never cached, so no key state to tie it to: issuer id 0; no interning either.
+    let bound = binding(&claims)?;
     let scopes = ScopeSet::from_claims(&claims, &policy.issuers[index].scope_claims);
     Ok(identity(
         claims,
+        bound,
         scopes,
         index,
         0,

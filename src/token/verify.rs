@@ -32,6 +32,17 @@ pub enum VerifyError {
     LifetimeTooLong,
     WrongAudience,
     UnsafeClaim,
+    /// `cnf` that is not an object, or a thumbprint in it that is not a base64url SHA-256.
+    BadConfirmation,
+    /// A DPoP-bound token (`cnf.jkt`) presented as `Bearer`.
+    BoundTokenAsBearer,
+    /// The `DPoP` scheme with a token that is not DPoP-bound.
+    NotDpopBound,
+    /// A certificate-bound token (`cnf."x5t#S256"`) on a connection without that client
+    /// certificate.
+    CertificateMismatch,
+    /// A route with `sender_constraint: required` and a token bound to nothing.
+    Unbound,
 }
 
 impl VerifyError {
@@ -57,6 +68,11 @@ impl VerifyError {
             LifetimeTooLong => "lifetime_too_long",
             WrongAudience => "wrong_audience",
             UnsafeClaim => "unsafe_claim",
+            BadConfirmation => "bad_confirmation",
+            BoundTokenAsBearer => "bound_token_as_bearer",
+            NotDpopBound => "not_dpop_bound",
+            CertificateMismatch => "certificate_mismatch",
+            Unbound => "unbound_token",
         }
     }
 
@@ -81,6 +97,11 @@ impl VerifyError {
             LifetimeTooLong => "token lifetime too long",
             WrongAudience => "audience not allowed",
             UnsafeClaim => "claim cannot be sent as a header",
+            BadConfirmation => "unreadable token binding",
+            BoundTokenAsBearer => "DPoP-bound token must use the DPoP scheme",
+            NotDpopBound => "token is not DPoP-bound",
+            CertificateMismatch => "token is bound to another client certificate",
+            Unbound => "sender-constrained token required",
         }
     }
 }
@@ -167,7 +188,7 @@ pub fn parse(token: &str) -> Result<Parsed<'_>, VerifyError> {
     })
 }
 
-fn decode_object(segment: &str) -> Result<Map<String, Value>, VerifyError> {
+pub(crate) fn decode_object(segment: &str) -> Result<Map<String, Value>, VerifyError> {
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(segment)
         .map_err(|_| VerifyError::Malformed)?;

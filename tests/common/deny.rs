@@ -8,7 +8,8 @@ pub const REALM: &str = "portcullis";
 /// Is `r` the gateway's own refusal with this status and `error` code? Checks, besides those two:
 /// a JSON body with a non-empty `error_description`, `Content-Type: application/json`,
 /// `Cache-Control: no-store`; for 401 a `WWW-Authenticate: Bearer realm="portcullis"` challenge,
-/// bare for `missing_token` and with `error="invalid_token"` otherwise; for 403
+/// bare for `missing_token` and with `error="invalid_token"` otherwise (a `DPoP algs="…"`
+/// challenge with the error for `invalid_dpop_proof` and `use_dpop_nonce`); for 403
 /// `Bearer realm="portcullis", error="insufficient_scope"…`; no challenge on any other status;
 /// and a `Retry-After` of at least one second on a 503. `Err` says what differs (with the
 /// request that got `r`, when known).
@@ -46,6 +47,10 @@ fn denial_problem(r: &Response, status: u16, error: &str) -> Option<String> {
     let bare = format!("Bearer realm=\"{REALM}\"");
     let fits = match (status, challenge) {
         (401, Some(c)) if error == "missing_token" => c == bare,
+        // RFC 9449 section 7.1: a DPoP challenge naming the accepted algorithms.
+        (401, Some(c)) if error == "invalid_dpop_proof" || error == "use_dpop_nonce" => {
+            c.starts_with("DPoP algs=\"") && c.contains(&format!("error=\"{error}\""))
+        }
         (401, Some(c)) => {
             c.starts_with(&format!("{bare}, ")) && c.contains("error=\"invalid_token\"")
         }

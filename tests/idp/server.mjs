@@ -1,7 +1,8 @@
 // A real OpenID provider (oidc-provider, a certified implementation) on loopback for
 // tests/idp_interop.rs. It serves discovery and JWKS, and issues JWT access tokens to one
 // client_credentials client through resource indicators (RFC 8707): each resource below is an
-// API whose tokens are signed with its own algorithm.
+// API whose tokens are signed with its own algorithm. With DPoP on, a token request that carries
+// a DPoP proof (dpop_client.mjs) gets a DPoP-bound token.
 //
 // Started as `node server.mjs`; listens on 127.0.0.1 on a free port and prints one JSON line,
 // {"issuer", "token_endpoint", "client_id", "client_secret", "resources": {alg: resource}}, then
@@ -47,6 +48,9 @@ const provider = new Provider(issuer, {
   scopes: SCOPES.split(' '),
   features: {
     clientCredentials: { enabled: true },
+    // DPoP (RFC 9449): a token request with a DPoP proof gets a DPoP-bound token (cnf.jkt);
+    // one without stays a Bearer token.
+    dPoP: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => 'https://rs256.api.example',

@@ -1,9 +1,10 @@
 //! Validate the raw config and compile it into the runtime `Policy`. Everything a request needs
 //! is decided here, once; a config that compiles is a config that works, and `portcullis check`
 //! runs this. One file per part of the config: `upstreams`, `issuers` (rules and key plans),
-//! `routes`, `identity`, `tls` (the listener's) and `limits` (with `server:`); this file holds the `Policy`, the
+//! `routes`, `identity`, `tls` (the listener's), `limits` (with `server:`) and `dpop`; this file holds the `Policy`, the
 //! listeners, token sources and trusted proxies, and the order the parts compile in.
 
+mod dpop;
 mod identity;
 mod issuers;
 mod limits;
@@ -18,6 +19,7 @@ pub use upstreams::{Protocol, Upstream, UpstreamTls};
 use super::raw::RawConfig;
 use crate::identity::IdentityPlan;
 use crate::route::RouteTable;
+use crate::token::dpop::{DpopRules, Guard};
 use crate::token::extract::TokenSources;
 use crate::token::verify::IssuerRules;
 use http::HeaderName;
@@ -25,6 +27,7 @@ use ipnet::IpNet;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 
 /// Something an offline compile did not check, before it is given a line.
 #[derive(Debug)]
@@ -136,6 +139,12 @@ pub struct Policy {
     /// Top-level claims that some route's `claims:` rule reads: the only claims a cached
     /// token keeps (identity headers are rendered at verification).
     pub authz_claims: Vec<String>,
+    /// `dpop:`.
+    pub dpop: DpopRules,
+    /// The DPoP replay cache and nonce key: the one piece of request-path state in a policy,
+    /// handed from generation to generation by a reload while `dpop` keeps its cache size and
+    /// nonce secret (`reload`), so that a reload never forgets a `jti`.
+    pub dpop_guard: Arc<Guard>,
     /// The client subject header a reloaded file asked for while the listener keeps the one it
     /// started with (`live`): never set until the restart, but stripped from every request
     /// meanwhile, so that an upstream already told to trust it never sees a client's. `None`
@@ -186,6 +195,8 @@ pub fn compile_with(
     let keep_override_headers = keep_override_headers(&raw.keep_override_headers)?;
     let limits = limits::limits(&raw.limits)?;
     let server = limits::server(&raw.server)?;
+    let (dpop, secret) = dpop::compile(&raw.dpop, &mut ctx)?;
+    let dpop_guard = Arc::new(Guard::new(dpop.replay_cache_entries, secret.as_deref()));
     let policy = Policy {
         listen,
         admin_listen,
@@ -203,6 +214,8 @@ pub fn compile_with(
         server,
         log_subject: raw.log_subject,
         authz_claims,
+        dpop,
+        dpop_guard,
         pending_subject_header: None,
     };
     Ok((policy, ctx.skipped))

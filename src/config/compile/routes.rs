@@ -6,7 +6,9 @@ use super::upstreams::Upstreams;
 use super::{err, CompileError};
 use crate::authz::{ClaimRule, Expect, ScopeRule};
 use crate::claims::ClaimRef;
-use crate::config::raw::{RawAuth, RawClaimRule, RawMode, RawRoute, RawScopes};
+use crate::config::raw::{
+    RawAuth, RawClaimRule, RawMode, RawRoute, RawScopes, RawSenderConstraint,
+};
 use crate::route::{Auth, HostMatch, Mode, PathPattern, Route};
 use http::Method;
 use std::collections::{BTreeMap, HashMap};
@@ -81,6 +83,12 @@ fn route(
         RawMode::Enforce => Mode::Enforce,
         RawMode::Shadow => Mode::Shadow,
     };
+    if auth == Auth::None && r.sender_constraint == Some(RawSenderConstraint::Required) {
+        return err(
+            format!("{at}.sender_constraint"),
+            "a route with auth: none reads no token: sender_constraint: required needs auth: required or optional",
+        );
+    }
     if auth == Auth::None && mode == Mode::Shadow {
         return err(
             format!("{at}.mode"),
@@ -170,6 +178,7 @@ fn route(
         claims,
         upstream,
         mode,
+        sender_constrained: r.sender_constraint == Some(RawSenderConstraint::Required),
     })
 }
 

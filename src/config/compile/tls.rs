@@ -2,7 +2,7 @@
 //! loads is one whose files serve), and the client subject header.
 
 use super::{err, identity, CompileError};
-use crate::config::raw::RawTls;
+use crate::config::raw::{RawClientAuth, RawTls};
 use crate::tls::{pem, ListenerTls};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub(super) fn compile(
                 path: "tls.client_ca_file".into(),
                 message,
             })?;
-            pem::client_verifier(&roots).map_err(|message| CompileError {
+            pem::client_verifier(&roots, false).map_err(|message| CompileError {
                 path: "tls.client_ca_file".into(),
                 message,
             })?;
@@ -44,6 +44,15 @@ pub(super) fn compile(
         }
         None => (None, None),
     };
+    let client_auth_optional =
+        match t.client_auth {
+            Some(RawClientAuth::Optional) if client_cas.is_none() => return err(
+                "tls.client_auth",
+                "optional needs tls.client_ca_file: without client CAs no certificate is asked for",
+            ),
+            Some(RawClientAuth::Optional) => true,
+            Some(RawClientAuth::Required) | None => false,
+        };
     let client_subject_header =
         match &t.client_subject_header {
             Some(_) if client_cas.is_none() => return err(
@@ -59,6 +68,7 @@ pub(super) fn compile(
         client_ca_file,
         pair: Arc::new(pair),
         client_cas,
+        client_auth_optional,
         client_subject_header,
     }))
 }

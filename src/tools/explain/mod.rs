@@ -15,6 +15,7 @@ mod output;
 
 use crate::authz::ScopeRule;
 use crate::config::{self, Compiled, ConfigError, Options, Policy, Skipped};
+use crate::demo::keys::SigningKey;
 use crate::engine::{self, Decision, RequestHead};
 use crate::keys::KeySource;
 use crate::live::Generation;
@@ -39,6 +40,16 @@ pub enum TokenInput {
     Claims(Value),
 }
 
+/// The DPoP proof of a request whose token is sent with the `DPoP` scheme.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DpopInput {
+    /// A proof as given (`explain --dpop-proof`).
+    Proof(String),
+    /// A valid proof made now for the request's method and URL and the token, signed with the
+    /// PKCS#8 PEM private key in this file (`explain --dpop-key`).
+    Key(std::path::PathBuf),
+}
+
 /// One request to explain.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -50,6 +61,8 @@ pub struct Request {
     /// The client's address; default 127.0.0.1.
     pub peer: Option<IpAddr>,
     pub token: TokenInput,
+    /// With a token: send it as `Authorization: DPoP` with this proof.
+    pub dpop: Option<DpopInput>,
     /// The request came over TLS; default: whether the config's listener is TLS (`tls:`).
     pub tls: Option<bool>,
     /// HTTP/2's `:authority` (`None`: HTTP/1.1, or HTTP/2 without one).
@@ -195,11 +208,15 @@ impl Explainer {
                     "an Authorization header and a token or claims: give one".into(),
                 ));
             }
-            let value = HeaderValue::from_str(&format!("Bearer {token}"))
+            let scheme = if req.dpop.is_some() { "DPoP" } else { "Bearer" };
+            let value = HeaderValue::from_str(&format!("{scheme} {token}"))
                 .map_err(|_| InputError("the token is not a header value".into()))?;
             headers.insert(http::header::AUTHORIZATION, value);
         }
-        let tls = req.tls.unwrap_or(policy.tls.is_some());
+        // An https:// URL is a request to a TLS listener (DPoP proofs name the scheme).
+        let tls = req
+            .tls
+            .unwrap_or_else(|| req.url.starts_with("https://") || policy.tls.is_some());
         if req.client_subject.is_some() {
             if !tls {
                 return Err(InputError(
@@ -218,6 +235,49 @@ impl Explainer {
                 ));
             }
         }
+        let mut dpop_notes = Vec::new();
+        match (&req.dpop, given) {
+            (None, _) => {}
+            (Some(_), None) => {
+                return Err(InputError(
+                    "a DPoP proof or key needs a token or claims".into(),
+                ))
+            }
+            (Some(dpop), Some(token)) => {
+                let proof = match dpop {
+                    DpopInput::Proof(p) => {
+                        dpop_notes.push("DPoP proof given".to_string());
+                        p.clone()
+                    }
+                    DpopInput::Key(path) => {
+                        let pem = std::fs::read(path)
+                            .map_err(|e| InputError(format!("DPoP key {}: {e}", path.display())))?;
+                        let key = SigningKey::from_pkcs8_pem("dpop", &pem)
+                            .map_err(|e| InputError(format!("DPoP key {}: {e}", path.display())))?;
+                        let host = req.authority.as_deref().unwrap_or_else(|| {
+                            headers
+                                .get(http::header::HOST)
+                                .and_then(|h| h.to_str().ok())
+                                .unwrap_or_default()
+                        });
+                        let scheme = if tls { "https" } else { "http" };
+                        let path_only = target.split(['?', '#']).next().unwrap_or_default();
+                        let htu = format!("{scheme}://{host}{path_only}");
+                        dpop_notes.push(format!(
+                            "DPoP proof made now with the {:?} key in {} (cnf.jkt {}) for {} {htu}",
+                            key.alg,
+                            path.display(),
+                            key.jkt(),
+                            req.method
+                        ));
+                        key.dpop_proof(&req.method, &htu, Some(token), &json!({}))
+                    }
+                };
+                let value = HeaderValue::from_str(&proof)
+                    .map_err(|_| InputError("the DPoP proof is not a header value".into()))?;
+                headers.insert(HeaderName::from_static("dpop"), value);
+            }
+        }
         let head = RequestHead {
             method: &method,
             target: target.as_bytes(),
@@ -226,6 +286,7 @@ impl Explainer {
             peer: Some(req.peer.unwrap_or(IpAddr::from([127, 0, 0, 1]))),
             tls,
             client_subject: req.client_subject.as_deref(),
+            client_cert: None,
         };
         let mut out = Explanation {
             method: req.method.clone(),
@@ -246,6 +307,7 @@ impl Explainer {
             upstream: None,
             upstream_headers: BTreeMap::new(),
         };
+        out.token.extend(dpop_notes);
         let request_id = engine::request_id(&headers);
 
         let decision = match engine::route(policy, &head) {

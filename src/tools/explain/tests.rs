@@ -53,6 +53,7 @@ fn req(method: &str, url: &str, token: TokenInput) -> Request {
         headers: Vec::new(),
         peer: None,
         token,
+        dpop: None,
         tls: None,
         authority: None,
         client_subject: None,
@@ -168,4 +169,58 @@ fn a_shadow_route_forwards_and_says_what_it_would_have_denied() {
     assert_eq!(x.shadow, Some((403, "insufficient_scope".to_string())));
     assert_eq!(x.json()["shadow_denial"]["reason"], "insufficient_scope");
     assert!(x.human().contains("it would be 403 insufficient_scope"));
+}
+
+#[test]
+fn dpop_cases_give_a_proof_or_ask_for_one_made_from_a_key() {
+    use crate::demo::keys::SigningKey;
+    let e = explainer();
+    let key = SigningKey::generate("client", jsonwebtoken::Algorithm::ES256);
+    let dir = tempfile::tempdir().unwrap();
+    let pem = dir.path().join("client.pem");
+    std::fs::write(&pem, key.pkcs8_pem().unwrap()).unwrap();
+    let claims = json!({"sub": "u1", "scope": "a", "cnf": {"jkt": key.jkt()}});
+    let url = "https://api.example.com/api/x";
+    let with = |dpop: Option<DpopInput>| {
+        let mut r = req("GET", url, TokenInput::Claims(claims.clone()));
+        r.dpop = dpop;
+        e.explain(&r).unwrap()
+    };
+
+    // A valid proof made from the key: allowed, and the notes say how it was made.
+    let x = with(Some(DpopInput::Key(pem.clone())));
+    assert_eq!((x.status, x.reason.as_str()), (200, "allowed"), "{x:?}");
+    assert!(
+        x.token.iter().any(|n| n.contains(&key.jkt())),
+        "{:?}",
+        x.token
+    );
+    // A given proof shows which check fails.
+    let other_url = key.dpop_proof(
+        "GET",
+        "https://api.example.com/api/y",
+        Some("claims.not.signed"),
+        &json!({}),
+    );
+    let x = with(Some(DpopInput::Proof(other_url)));
+    assert_eq!((x.status, x.reason.as_str()), (401, "dpop_wrong_uri"));
+    let other_key = SigningKey::generate("other", jsonwebtoken::Algorithm::ES256);
+    let other_dir = dir.path().join("other.pem");
+    std::fs::write(&other_dir, other_key.pkcs8_pem().unwrap()).unwrap();
+    let x = with(Some(DpopInput::Key(other_dir)));
+    assert_eq!(
+        (x.status, x.reason.as_str()),
+        (401, "dpop_thumbprint_mismatch")
+    );
+    // The bound token without the DPoP scheme.
+    let x = with(None);
+    assert_eq!(
+        (x.status, x.reason.as_str()),
+        (401, "bound_token_as_bearer")
+    );
+    // A key that is not one.
+    std::fs::write(&pem, "not a key").unwrap();
+    let mut r = req("GET", url, TokenInput::Claims(claims.clone()));
+    r.dpop = Some(DpopInput::Key(pem));
+    assert!(e.explain(&r).is_err());
 }

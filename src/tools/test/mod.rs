@@ -38,6 +38,13 @@ pub struct Case {
     /// A compact JWT, or `none` for no token (also the default).
     #[serde(default)]
     pub token: Option<String>,
+    /// Send the token (or claims) with the DPoP scheme and this `DPoP` proof.
+    #[serde(default)]
+    pub dpop_proof: Option<String>,
+    /// Send the token (or claims) with the DPoP scheme and a valid proof made for the request,
+    /// signed with the PKCS#8 PEM private key in this file (relative to the case file).
+    #[serde(default)]
+    pub dpop_key: Option<std::path::PathBuf>,
     pub expect: Expect,
 }
 
@@ -113,7 +120,7 @@ pub fn read_cases(path: &Path) -> Result<CaseFile, CaseFileError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CaseFileError(format!("{file}: cannot read: {e}")))?;
     let de = serde_yaml_ng::Deserializer::from_str(&text);
-    let cases: CaseFile = serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut cases: CaseFile = serde_path_to_error::deserialize(de).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
         let (line, column) = crate::config::locate::locate_value(&text, &key)
@@ -126,12 +133,22 @@ pub fn read_cases(path: &Path) -> Result<CaseFile, CaseFileError> {
     if cases.cases.is_empty() {
         return Err(CaseFileError(format!("{file}: no cases")));
     }
-    for (i, case) in cases.cases.iter().enumerate() {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    for (i, case) in cases.cases.iter_mut().enumerate() {
         if case.claims.is_some() && case.token.as_deref().is_some_and(|t| t != "none") {
             return Err(CaseFileError(format!(
                 "{file}: cases[{i}] ({:?}): give claims or token, not both",
                 case.name
             )));
+        }
+        if case.dpop_proof.is_some() && case.dpop_key.is_some() {
+            return Err(CaseFileError(format!(
+                "{file}: cases[{i}] ({:?}): give dpop_proof or dpop_key, not both",
+                case.name
+            )));
+        }
+        if let Some(key) = &mut case.dpop_key {
+            *key = dir.join(&*key);
         }
     }
     Ok(cases)
@@ -168,6 +185,11 @@ fn run_case(explainer: &Explainer, case: &Case) -> Outcome {
             .collect(),
         peer: case.request.peer,
         token,
+        dpop: match (&case.dpop_proof, &case.dpop_key) {
+            (Some(p), _) => Some(crate::tools::explain::DpopInput::Proof(p.clone())),
+            (None, Some(k)) => Some(crate::tools::explain::DpopInput::Key(k.clone())),
+            (None, None) => None,
+        },
         tls: case.request.tls,
         authority: case.request.authority.clone(),
         client_subject: case.request.client_subject.clone(),
