@@ -10,8 +10,8 @@
 
 use crate::authz;
 use crate::config::{Limits, Policy};
-use crate::forwarding::{CLIENT_HEADERS, GATEWAY_HEADERS, OVERRIDE_HEADERS};
-use crate::identity;
+pub use crate::forwarding::Edit;
+use crate::forwarding::DPOP;
 use crate::path;
 use crate::response::{BadRequest, Deny, Limit, ProofDenial};
 use crate::route::{self, Auth, Mode};
@@ -19,7 +19,7 @@ use crate::token::dpop::{self, Expected, ProofError, Target};
 use crate::token::extract::{self, ExtractError, Found, Source};
 use crate::token::verify::VerifyError;
 use crate::token::{AuthError, Identity, TokenRules};
-use http::{header, HeaderMap, HeaderName, HeaderValue, Method};
+use http::{header, HeaderMap, HeaderValue, Method};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -70,9 +70,6 @@ impl Routed {
     }
 }
 
-/// The DPoP proof header (RFC 9449).
-const DPOP: &str = "dpop";
-
 /// How an allowed request got through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -96,14 +93,6 @@ impl Access {
             Access::Shadow => "shadow_denied",
         }
     }
-}
-
-/// One change to the request's headers before it goes upstream. Applied in order; `Set`
-/// replaces every value of the header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Edit {
-    Remove(HeaderName),
-    Set(HeaderName, HeaderValue),
 }
 
 /// A request to forward.
@@ -313,14 +302,16 @@ pub fn decide(
     let verified_source = routed.token.as_ref().map(|f| f.source);
     let carriers = match (route.auth, verified_source) {
         // Never verified: no bearer token of it goes upstream, whatever forward_token.
-        (Auth::None, _) => Carriers::RemoveBearer,
+        (Auth::None, _) => edits::Carriers::RemoveBearer,
         // Only the carrier of the token that verified: a cookie ignored on a cross-site POST
         // goes, whatever forward_token.
         (_, Some(source)) if policy.identity.forward_token && identity.is_some() => {
-            Carriers::Keep(source)
+            edits::Carriers::Keep(source)
         }
-        (_, None) if policy.identity.forward_token && shadow.is_none() => Carriers::RemoveBearer,
-        _ => Carriers::RemoveAll,
+        (_, None) if policy.identity.forward_token && shadow.is_none() => {
+            edits::Carriers::RemoveBearer
+        }
+        _ => edits::Carriers::RemoveAll,
     };
     let query = match (&policy.token_sources.query, &routed.query) {
         (Some(name), Some(q)) if !carriers.keeps(extract::Source::Query) => {
@@ -332,7 +323,7 @@ pub fn decide(
         Some(q) => format!("{}?{q}", routed.path),
         None => routed.path.clone(),
     };
-    let edits = edits(
+    let edits = edits::edits(
         policy,
         head,
         carriers,
@@ -350,26 +341,6 @@ pub fn decide(
         edits,
         shadow,
     })
-}
-
-/// What happens to the places a token can come in (Authorization, the token cookie, the token
-/// query parameter) before forwarding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Carriers {
-    /// `forward_token: true` on a route that verified the token: the carrier it came in is
-    /// kept (with its `DPoP` proof, for a DPoP token); the others go as with `RemoveBearer`.
-    Keep(extract::Source),
-    /// The token cookie and parameter, the `DPoP` proof, and `Authorization` only if it is a
-    /// Bearer or DPoP credential (`auth: none`: other schemes are the upstream's own business).
-    RemoveBearer,
-    /// The token cookie and parameter, and `Authorization` whatever its scheme.
-    RemoveAll,
-}
-
-impl Carriers {
-    fn keeps(self, source: extract::Source) -> bool {
-        self == Carriers::Keep(source)
-    }
 }
 
 /// Both steps, with a synchronous verifier: for offline tools and tests.
@@ -606,168 +577,7 @@ pub fn request_host(headers: &HeaderMap, authority: Option<&str>) -> Result<Opti
     }
 }
 
-/// Every header change of an allowed request, in the order they apply: incoming identity
-/// headers (and the client subject header) removed, token carriers removed (unless
-/// `forward_token`), identity headers and the verified client subject set,
-/// `X-Forwarded-*` replaced or extended, `X-Request-Id` set.
-fn edits(
-    policy: &Policy,
-    head: &RequestHead,
-    carriers: Carriers,
-    identity: Option<&Identity>,
-    authority: Option<&str>,
-    request_id: &HeaderValue,
-) -> Vec<Edit> {
-    let incoming = head.headers;
-    let trusted = head
-        .peer
-        .is_some_and(|ip| policy.trusted_proxies.iter().any(|n| n.contains(&ip)));
-    let subject_header = policy
-        .tls
-        .as_ref()
-        .and_then(|t| t.client_subject_header.as_ref());
-    let mut out: Vec<Edit> = incoming
-        .keys()
-        .filter(|name| {
-            policy.identity.strips(name)
-                || foreign(name, trusted, policy)
-                || subject_header
-                    .into_iter()
-                    .chain(&policy.pending_subject_header)
-                    .any(|h| identity::dashed(name) == h.as_str())
-        })
-        .map(|name| Edit::Remove(name.clone()))
-        .collect();
-
-    let bearer_only = carriers != Carriers::RemoveAll;
-    if !carriers.keeps(extract::Source::Dpop) && incoming.contains_key(DPOP) {
-        // A proof is the client's credential for this request, not the upstream's business.
-        out.push(Edit::Remove(HeaderName::from_static(DPOP)));
-    }
-    if !carriers.keeps(extract::Source::Header) && !carriers.keeps(extract::Source::Dpop) {
-        let authorization = incoming.get_all(header::AUTHORIZATION).iter();
-        if !bearer_only || authorization.into_iter().any(extract::is_access_token) {
-            out.push(Edit::Remove(header::AUTHORIZATION));
-        }
-    }
-    if let Some(name) = &policy.token_sources.cookie {
-        if !carriers.keeps(extract::Source::Cookie) && incoming.contains_key(header::COOKIE) {
-            // As bytes: a cookie header need not be ASCII, and other cookies stay as sent.
-            let kept: Vec<Vec<u8>> = incoming
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| extract::cookie_without(v.as_bytes(), name))
-                .collect();
-            out.push(Edit::Remove(header::COOKIE));
-            if !kept.is_empty() {
-                out.extend(
-                    HeaderValue::from_bytes(&kept.join(&b"; "[..]))
-                        .ok()
-                        .map(|v| Edit::Set(header::COOKIE, v)),
-                );
-            }
-        }
-    }
-    if let Some(identity) = identity {
-        if let Ok(headers) = &identity.headers {
-            out.extend(
-                headers
-                    .iter(&policy.identity, &identity.scopes)
-                    .map(|(n, v)| Edit::Set(n.clone(), v)),
-            );
-        }
-    }
-    if let (Some(name), Some(subject)) = (subject_header, head.client_subject) {
-        out.extend(header_value(subject.to_string()).map(|v| Edit::Set(name.clone(), v)));
-    }
-
-    // The host the request was routed by goes upstream: an absolute-form request without a
-    // `Host` header gets its authority as `Host`.
-    let host = match (incoming.get(header::HOST), authority) {
-        (Some(h), _) => Some(h.clone()),
-        (None, Some(a)) => {
-            let v = HeaderValue::from_str(a).ok();
-            if let Some(v) = &v {
-                out.push(Edit::Set(header::HOST, v.clone()));
-            }
-            v
-        }
-        (None, None) => None,
-    };
-
-    // X-Forwarded-*: replaced unless the peer is a trusted proxy.
-    let peer = head.peer.map(|ip| ip.to_string()).unwrap_or_default();
-    let proto = if head.tls { "https" } else { "http" };
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    let xfh = HeaderName::from_static("x-forwarded-host");
-    if trusted {
-        let prior: Vec<&str> = incoming
-            .get_all(&xff)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        let mut chain = prior.join(", ");
-        if !chain.is_empty() {
-            chain.push_str(", ");
-        }
-        chain.push_str(&peer);
-        out.extend(header_value(chain).map(|v| Edit::Set(xff, v)));
-        if !incoming.contains_key(&xfp) {
-            out.push(Edit::Set(xfp, HeaderValue::from_static(proto)));
-        }
-    } else {
-        out.extend(header_value(peer).map(|v| Edit::Set(xff, v)));
-        out.push(Edit::Set(xfp, HeaderValue::from_static(proto)));
-        out.push(Edit::Remove(xfh.clone()));
-    }
-    if !trusted || !incoming.contains_key(&xfh) {
-        if let Some(host) = host {
-            out.push(Edit::Set(xfh, host));
-        }
-    }
-    out.push(Edit::Set(
-        HeaderName::from_static("x-request-id"),
-        request_id.clone(),
-    ));
-    out
-}
-
-/// Must this incoming header go, besides the identity headers? An override header not kept by
-/// the config, `Forwarded` and `X-Real-IP` from an untrusted peer, and `_` spellings of all of
-/// these and of the headers the gateway sets.
-fn foreign(name: &HeaderName, trusted: bool, policy: &Policy) -> bool {
-    let n = identity::dashed(name);
-    let underscored = matches!(n, std::borrow::Cow::Owned(_));
-    let n = n.as_ref();
-    if OVERRIDE_HEADERS.contains(&n) {
-        return underscored || !policy.keep_override_headers.iter().any(|k| k == n);
-    }
-    if CLIENT_HEADERS.contains(&n) {
-        return underscored || !trusted;
-    }
-    underscored && GATEWAY_HEADERS.contains(&n)
-}
-
-/// A header value built by the gateway from values it already checked; `None` if it is not
-/// one (then the header is left out rather than sent wrong).
-fn header_value(text: String) -> Option<HeaderValue> {
-    HeaderValue::try_from(text).ok()
-}
-
-/// Apply `edits` to a header map: what the upstream request's headers become.
-pub fn apply(headers: &mut HeaderMap, edits: &[Edit]) {
-    for edit in edits {
-        match edit {
-            Edit::Remove(name) => {
-                headers.remove(name);
-            }
-            Edit::Set(name, value) => {
-                headers.insert(name.clone(), value.clone());
-            }
-        }
-    }
-}
+mod edits;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,53 @@
 //! Forwarding policy: the header lists that decide what of an incoming request the upstream
-//! may see besides what the gateway itself sets. Pure data, read by the engine's header edits
-//! and by `config` (which refuses to keep what must always go).
+//! may see besides what the gateway itself sets (read by the engine's header edits, and by
+//! `config`, which refuses to keep what must always go), the edit a decision makes to a header,
+//! and the one function that carries edits out, on the upstream request in the server and on a
+//! header map in `explain`.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+/// One change to the request's headers before it goes upstream. Applied in order; `Set`
+/// replaces every value of the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    Remove(HeaderName),
+    Set(HeaderName, HeaderValue),
+}
+
+/// Headers a request's edits can be carried out on.
+pub trait Headers {
+    type Error;
+    fn remove(&mut self, name: &HeaderName);
+    fn set(&mut self, name: HeaderName, value: HeaderValue) -> Result<(), Self::Error>;
+}
+
+impl Headers for HeaderMap {
+    type Error = std::convert::Infallible;
+
+    fn remove(&mut self, name: &HeaderName) {
+        HeaderMap::remove(self, name);
+    }
+
+    fn set(&mut self, name: HeaderName, value: HeaderValue) -> Result<(), Self::Error> {
+        self.insert(name, value);
+        Ok(())
+    }
+}
+
+/// Carry out `edits`, in order: what the upstream request's headers become.
+pub fn apply<H: Headers>(headers: &mut H, edits: &[Edit]) -> Result<(), H::Error> {
+    for edit in edits {
+        match edit {
+            Edit::Remove(name) => headers.remove(name),
+            Edit::Set(name, value) => headers.set(name.clone(), value.clone())?,
+        }
+    }
+    Ok(())
+}
+
+/// The header of a DPoP proof (RFC 9449): the client's credential for one request, never
+/// forwarded unless its token is (`forward_token`).
+pub const DPOP: &str = "dpop";
 
 /// Headers that make some frameworks run another method or path than the request line's:
 /// removed from every request unless `keep_override_headers` names them.

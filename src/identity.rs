@@ -46,8 +46,11 @@ impl IdentityPlan {
     /// `X_Auth_Subject` counts as `x-auth-subject`: CGI-style upstreams (PHP, WSGI) read
     /// `_` and `-` alike.
     pub fn strips(&self, name: &HeaderName) -> bool {
-        let n = dashed(name);
-        let n = n.as_ref();
+        self.strips_dashed(&dashed(name))
+    }
+
+    /// `strips` for a name already spelled with `-` for `_` (`dashed`).
+    pub fn strips_dashed(&self, n: &str) -> bool {
         (!self.strip_prefix.is_empty() && n.starts_with(&self.strip_prefix))
             || self.headers.iter().any(|(h, _)| h.as_str() == n)
             || self.claims_header.as_ref().is_some_and(|h| h.as_str() == n)

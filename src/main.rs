@@ -33,6 +33,8 @@ enum Format {
     Json,
 }
 
+// Parsed once per process: the size of its largest variant (`explain`'s options) costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve with a config file.

@@ -5,7 +5,8 @@
 
 use crate::access::{Outcome, Record};
 use crate::config::{Policy, Protocol};
-use crate::engine::{self, Allow, Decision, Denial, Edit, RequestHead};
+use crate::engine::{self, Allow, Decision, Denial, RequestHead};
+use crate::forwarding::{self, Headers};
 use crate::live::{Generation, Shared};
 use crate::metrics::Metrics;
 use crate::response::{self, Deny};
@@ -137,6 +138,22 @@ async fn write_denial(session: &mut Session, deny: &Deny, request_id: &HeaderVal
     Ok(())
 }
 
+/// The upstream request's headers, as `forwarding::apply` edits them: through pingora's own
+/// calls, which keep its record of how each name was written in step.
+struct UpstreamHeaders<'a>(&'a mut RequestHeader);
+
+impl Headers for UpstreamHeaders<'_> {
+    type Error = Box<Error>;
+
+    fn remove(&mut self, name: &http::HeaderName) {
+        self.0.remove_header(name);
+    }
+
+    fn set(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()> {
+        self.0.insert_header(name, value)
+    }
+}
+
 /// HTTP/2 may split `Cookie` into one field per cookie; before HTTP/1.1 they are joined into
 /// one with `; ` (RFC 9113 section 8.2.3): an HTTP/1.1 server may read only the first line.
 fn join_cookie_crumbs(req: &mut RequestHeader) -> Result<()> {
@@ -256,14 +273,7 @@ impl ProxyHttp for Gateway {
             })?;
             upstream.set_uri(uri);
         }
-        for edit in &allow.edits {
-            match edit {
-                Edit::Remove(name) => {
-                    upstream.remove_header(name);
-                }
-                Edit::Set(name, value) => upstream.insert_header(name.clone(), value.clone())?,
-            }
-        }
+        forwarding::apply(&mut UpstreamHeaders(upstream), &allow.edits)?;
         if upstream.version != Version::HTTP_2 {
             join_cookie_crumbs(upstream)?;
         }

@@ -1,6 +1,6 @@
 //! `portcullis explain` (and each case of `portcullis test`): what the gateway would do with one
 //! request, step by step, offline. The decision is the engine's own (`engine::route`, the
-//! token check, `engine::decide`, `engine::apply`) over the policy `config` compiles; this
+//! token check, `engine::decide`, `forwarding::apply`) over the policy `config` compiles; this
 //! module only feeds it a request built from the command line and describes each step.
 //!
 //! Tokens, offline: a `--token` is verified by the real `token::Authenticator` when its
@@ -363,7 +363,7 @@ impl Explainer {
                     .map(|d| (d.status(), d.reason().to_string()));
                 out.upstream = Some(policy.upstreams[allow.upstream].name.clone());
                 let mut sent = headers.clone();
-                engine::apply(&mut sent, &allow.edits);
+                let Ok(()) = crate::forwarding::apply(&mut sent, &allow.edits);
                 for name in sent.keys() {
                     let values: Vec<&str> = sent
                         .get_all(name)

@@ -1,0 +1,184 @@
+//! The header edits of an allowed request: what of the incoming headers goes (identity headers
+//! in any spelling, token carriers, headers only a trusted proxy may send) and what the gateway
+//! sets (identity, the client subject, `X-Forwarded-*`, `X-Request-Id`). The lists it reads are
+//! `forwarding`'s; `forwarding::apply` carries the edits out, in the server and in `explain`
+//! alike.
+
+use super::RequestHead;
+use crate::config::Policy;
+use crate::forwarding::{Edit, CLIENT_HEADERS, DPOP, GATEWAY_HEADERS, OVERRIDE_HEADERS};
+use crate::identity;
+use crate::token::extract;
+use crate::token::Identity;
+use http::{header, HeaderName, HeaderValue};
+
+/// What happens to the places a token can come in (Authorization, the token cookie, the token
+/// query parameter) before forwarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Carriers {
+    /// `forward_token: true` on a route that verified the token: the carrier it came in is
+    /// kept (with its `DPoP` proof, for a DPoP token); the others go as with `RemoveBearer`.
+    Keep(extract::Source),
+    /// The token cookie and parameter, the `DPoP` proof, and `Authorization` only if it is a
+    /// Bearer or DPoP credential (`auth: none`: other schemes are the upstream's own business).
+    RemoveBearer,
+    /// The token cookie and parameter, and `Authorization` whatever its scheme.
+    RemoveAll,
+}
+
+impl Carriers {
+    pub(super) fn keeps(self, source: extract::Source) -> bool {
+        self == Carriers::Keep(source)
+    }
+}
+
+/// Every header change of an allowed request, in the order they apply: incoming identity
+/// headers (and the client subject header) removed, token carriers removed (unless
+/// `forward_token`), identity headers and the verified client subject set,
+/// `X-Forwarded-*` replaced or extended, `X-Request-Id` set.
+pub(super) fn edits(
+    policy: &Policy,
+    head: &RequestHead,
+    carriers: Carriers,
+    identity: Option<&Identity>,
+    authority: Option<&str>,
+    request_id: &HeaderValue,
+) -> Vec<Edit> {
+    let incoming = head.headers;
+    let trusted = head
+        .peer
+        .is_some_and(|ip| policy.trusted_proxies.iter().any(|n| n.contains(&ip)));
+    let subject_header = policy
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_subject_header.as_ref());
+    let mut out: Vec<Edit> = incoming
+        .keys()
+        .filter(|name| {
+            // One spelling per header for every list: `_` read as `-`, as CGI-style upstreams do.
+            let spelled = identity::dashed(name);
+            let underscored = matches!(spelled, std::borrow::Cow::Owned(_));
+            let n = spelled.as_ref();
+            policy.identity.strips_dashed(n)
+                || foreign(n, underscored, trusted, policy)
+                || subject_header
+                    .into_iter()
+                    .chain(&policy.pending_subject_header)
+                    .any(|h| n == h.as_str())
+        })
+        .map(|name| Edit::Remove(name.clone()))
+        .collect();
+
+    let bearer_only = carriers != Carriers::RemoveAll;
+    if !carriers.keeps(extract::Source::Dpop) && incoming.contains_key(DPOP) {
+        // A proof is the client's credential for this request, not the upstream's business.
+        out.push(Edit::Remove(HeaderName::from_static(DPOP)));
+    }
+    if !carriers.keeps(extract::Source::Header) && !carriers.keeps(extract::Source::Dpop) {
+        let authorization = incoming.get_all(header::AUTHORIZATION).iter();
+        if !bearer_only || authorization.into_iter().any(extract::is_access_token) {
+            out.push(Edit::Remove(header::AUTHORIZATION));
+        }
+    }
+    if let Some(name) = &policy.token_sources.cookie {
+        if !carriers.keeps(extract::Source::Cookie) && incoming.contains_key(header::COOKIE) {
+            // As bytes: a cookie header need not be ASCII, and other cookies stay as sent.
+            let kept: Vec<Vec<u8>> = incoming
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| extract::cookie_without(v.as_bytes(), name))
+                .collect();
+            out.push(Edit::Remove(header::COOKIE));
+            if !kept.is_empty() {
+                out.extend(
+                    HeaderValue::from_bytes(&kept.join(&b"; "[..]))
+                        .ok()
+                        .map(|v| Edit::Set(header::COOKIE, v)),
+                );
+            }
+        }
+    }
+    if let Some(identity) = identity {
+        if let Ok(headers) = &identity.headers {
+            out.extend(
+                headers
+                    .iter(&policy.identity, &identity.scopes)
+                    .map(|(n, v)| Edit::Set(n.clone(), v)),
+            );
+        }
+    }
+    if let (Some(name), Some(subject)) = (subject_header, head.client_subject) {
+        out.extend(header_value(subject.to_string()).map(|v| Edit::Set(name.clone(), v)));
+    }
+
+    // The host the request was routed by goes upstream: an absolute-form request without a
+    // `Host` header gets its authority as `Host`.
+    let host = match (incoming.get(header::HOST), authority) {
+        (Some(h), _) => Some(h.clone()),
+        (None, Some(a)) => {
+            let v = HeaderValue::from_str(a).ok();
+            if let Some(v) = &v {
+                out.push(Edit::Set(header::HOST, v.clone()));
+            }
+            v
+        }
+        (None, None) => None,
+    };
+
+    // X-Forwarded-*: replaced unless the peer is a trusted proxy.
+    let peer = head.peer.map(|ip| ip.to_string()).unwrap_or_default();
+    let proto = if head.tls { "https" } else { "http" };
+    let xff = HeaderName::from_static("x-forwarded-for");
+    let xfp = HeaderName::from_static("x-forwarded-proto");
+    let xfh = HeaderName::from_static("x-forwarded-host");
+    if trusted {
+        let prior: Vec<&str> = incoming
+            .get_all(&xff)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let mut chain = prior.join(", ");
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(&peer);
+        out.extend(header_value(chain).map(|v| Edit::Set(xff, v)));
+        if !incoming.contains_key(&xfp) {
+            out.push(Edit::Set(xfp, HeaderValue::from_static(proto)));
+        }
+    } else {
+        out.extend(header_value(peer).map(|v| Edit::Set(xff, v)));
+        out.push(Edit::Set(xfp, HeaderValue::from_static(proto)));
+        out.push(Edit::Remove(xfh.clone()));
+    }
+    if !trusted || !incoming.contains_key(&xfh) {
+        if let Some(host) = host {
+            out.push(Edit::Set(xfh, host));
+        }
+    }
+    out.push(Edit::Set(
+        HeaderName::from_static("x-request-id"),
+        request_id.clone(),
+    ));
+    out
+}
+
+/// Must this incoming header go, besides the identity headers? An override header not kept by
+/// the config, `Forwarded` and `X-Real-IP` from an untrusted peer, and `_` spellings of all of
+/// these and of the headers the gateway sets.
+/// `n` is the name with `_` read as `-`; `underscored` says it was spelled with one.
+fn foreign(n: &str, underscored: bool, trusted: bool, policy: &Policy) -> bool {
+    if OVERRIDE_HEADERS.contains(&n) {
+        return underscored || !policy.keep_override_headers.iter().any(|k| k == n);
+    }
+    if CLIENT_HEADERS.contains(&n) {
+        return underscored || !trusted;
+    }
+    underscored && GATEWAY_HEADERS.contains(&n)
+}
+
+/// A header value built by the gateway from values it already checked; `None` if it is not
+/// one (then the header is left out rather than sent wrong).
+fn header_value(text: String) -> Option<HeaderValue> {
+    HeaderValue::try_from(text).ok()
+}
