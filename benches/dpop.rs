@@ -53,7 +53,7 @@ fn fixture() -> Fixture {
         jwks(&[&issuer])
     );
     let policy = portcullis::config::from_str(&yaml, "bench", Path::new(".")).expect("policy");
-    let keys = portcullis::server::key_store(&policy);
+    let keys = portcullis::live::key_store(&policy);
     Fixture {
         policy,
         keys,
