@@ -1,6 +1,7 @@
 //! The serving generation: one compiled policy together with the live state built for it (the
-//! key store and its refresh tasks, the verified-token cache, each route's metric children) and
-//! the settings pinned at start. A generation is made in exactly three ways:
+//! key store and its refresh tasks, the verified-token cache, each route's metric children, how
+//! to reach each upstream) and the settings pinned at start. A generation is made in exactly
+//! three ways:
 //!
 //! - `Generation::start`: when `run` or `demo` starts; the generation that serves first.
 //! - `Generation::next`: a reload; built next to the serving one, swapped in atomically, and the
@@ -15,12 +16,13 @@
 //! everything derived from it, `server.*`, the HTTP/2 SETTINGS); they stay as they were at start
 //! until the process restarts.
 
-use crate::config::Policy;
+use crate::config::{Policy, Protocol, Upstream};
 use crate::engine;
 use crate::keys::{IssuerKeyConfig, KeySet, KeySettings, KeySource, KeyStore};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::token::{AuthError, Authenticator, Identity};
 use arc_swap::ArcSwap;
+use pingora::upstreams::peer::HttpPeer;
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -38,6 +40,8 @@ pub struct Generation {
     pub number: u64,
     /// Each route's metric children, indexed like `policy.routes`.
     pub route_metrics: Vec<RouteMetrics>,
+    /// How to reach each upstream, indexed like `policy.upstreams`.
+    pub peers: Vec<HttpPeer>,
     metrics: Arc<Metrics>,
 }
 
@@ -148,12 +152,14 @@ impl Generation {
     ) -> Generation {
         let route_metrics =
             metrics.for_routes(policy.routes.routes().iter().map(|r| r.name.as_str()));
+        let peers = policy.upstreams.iter().map(peer).collect();
         Generation {
             policy: Arc::new(policy),
             keys,
             auth,
             number,
             route_metrics,
+            peers,
             metrics,
         }
     }
@@ -252,6 +258,37 @@ impl<'a> Pinned<'a> {
         }
         Ok(policy)
     }
+}
+
+/// Most requests sent at once on one HTTP/2 connection to an upstream (fewer when the
+/// upstream's SETTINGS say so); more open another connection.
+const UPSTREAM_H2_STREAMS: usize = 100;
+
+/// How pingora reaches `upstream`: address, TLS and its verification, protocol, timeouts.
+fn peer(upstream: &Upstream) -> HttpPeer {
+    let mut peer = match &upstream.tls {
+        Some(tls) => {
+            let mut peer = HttpPeer::new(upstream.address, true, tls.sni.clone());
+            peer.options.verify_cert = tls.verify;
+            peer.options.verify_hostname = tls.verify;
+            peer.options.ca.clone_from(&tls.ca);
+            peer.group_key = tls.pool_key;
+            peer
+        }
+        None => HttpPeer::new(upstream.address, false, String::new()),
+    };
+    match upstream.protocol {
+        Protocol::H1 => {}
+        // HTTP/2 only: through ALPN over TLS (h2), with prior knowledge without (h2c).
+        Protocol::H2c | Protocol::H2 => {
+            peer.options.set_http_version(2, 2);
+            peer.options.max_h2_streams = UPSTREAM_H2_STREAMS;
+        }
+    }
+    peer.options.connection_timeout = Some(upstream.connect_timeout);
+    peer.options.read_timeout = Some(upstream.read_timeout);
+    peer.options.write_timeout = Some(upstream.read_timeout);
+    peer
 }
 
 /// One warning per upstream whose certificate is not verified: at start and at every reload.

@@ -4,7 +4,7 @@
 //! peer, map pingora's errors, log.
 
 use crate::access::{Outcome, Record};
-use crate::config::{Policy, Protocol};
+use crate::config::Policy;
 use crate::engine::{self, Allow, Decision, Denial, RequestHead};
 use crate::forwarding::{self, Headers};
 use crate::live::{Generation, Shared};
@@ -19,10 +19,6 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Most requests sent at once on one HTTP/2 connection to an upstream (fewer when the
-/// upstream's SETTINGS say so); more open another connection.
-const UPSTREAM_H2_STREAMS: usize = 100;
 
 /// Shared state of the gateway: the serving generation (compiled policy, live keys, the
 /// verified-token cache), swapped whole by a reload.
@@ -233,30 +229,8 @@ impl ProxyHttp for Gateway {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let upstream = &ctx.policy.upstreams[ctx.forward()?.upstream];
-        let mut peer = match &upstream.tls {
-            Some(tls) => {
-                let mut peer = HttpPeer::new(upstream.address, true, tls.sni.clone());
-                peer.options.verify_cert = tls.verify;
-                peer.options.verify_hostname = tls.verify;
-                peer.options.ca.clone_from(&tls.ca);
-                peer.group_key = tls.pool_key;
-                peer
-            }
-            None => HttpPeer::new(upstream.address, false, String::new()),
-        };
-        match upstream.protocol {
-            Protocol::H1 => {}
-            // HTTP/2 only: through ALPN over TLS (h2), with prior knowledge without (h2c).
-            Protocol::H2c | Protocol::H2 => {
-                peer.options.set_http_version(2, 2);
-                peer.options.max_h2_streams = UPSTREAM_H2_STREAMS;
-            }
-        }
-        peer.options.connection_timeout = Some(upstream.connect_timeout);
-        peer.options.read_timeout = Some(upstream.read_timeout);
-        peer.options.write_timeout = Some(upstream.read_timeout);
-        Ok(Box::new(peer))
+        // Built once per generation (`live`): a clone, not a rebuild.
+        Ok(Box::new(ctx.live.peers[ctx.forward()?.upstream].clone()))
     }
 
     async fn upstream_request_filter(

@@ -3,12 +3,12 @@
 //! check through the running gateway is checked here too.
 
 use super::*;
-use crate::forwarding::{apply, OVERRIDE_HEADERS};
-use http::HeaderName;
 use crate::demo::keys::{jwks, now, SigningKey};
+use crate::forwarding::{apply, OVERRIDE_HEADERS};
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::token::Authenticator;
+use http::HeaderName;
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::path::Path;
