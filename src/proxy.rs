@@ -8,7 +8,7 @@ use crate::config::{Policy, Protocol};
 use crate::engine::{self, Allow, Decision, Denial, Edit, RequestHead};
 use crate::metrics::Metrics;
 use crate::reload::{Live, Shared};
-use crate::response::{self, Deny};
+use crate::response::{self, Deny, Limit};
 use crate::server::InFlight;
 use async_trait::async_trait;
 use http::{header, HeaderValue, Version};
@@ -18,7 +18,13 @@ use pingora::protocols::http::HttpTask;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// After the gateway's own answer to a request whose body is still arriving, at most this much
+/// of the rest is read and thrown away (see `discard_unread_body`).
+const DISCARD_BYTES: u64 = 1 << 20;
+/// ... and for at most this long.
+const DISCARD_TIME: Duration = Duration::from_secs(2);
 
 /// Most requests sent at once on one HTTP/2 connection to an upstream (fewer when the
 /// upstream's SETTINGS say so); more open another connection.
@@ -127,6 +133,53 @@ async fn write_denial(session: &mut Session, deny: &Deny, request_id: &HeaderVal
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(reply.body), true).await?;
     Ok(())
+}
+
+/// After the gateway has answered a request whose body is still arriving (a denial read from the
+/// head, a 413 part way through), read and throw away what follows, within `DISCARD_BYTES` and
+/// `DISCARD_TIME`, so that a client which is still sending meets the end of its own request
+/// rather than a reset or a closed connection.
+///
+/// HTTP/2: ending the stream with RST_STREAM(NO_ERROR) right after the answer is correct (RFC
+/// 9113 section 8.1), but a client that has not finished sending may then fail the call while
+/// it writes, with the complete answer already received (curl 7.88: "(92) Stream error in the
+/// HTTP/2 framing layer"). Read to the client's END_STREAM instead, and only reset a stream
+/// whose body goes past the bounds, so that a client cannot hold a stream open by trickling.
+///
+/// HTTP/1.1: the connection stays open for the next request when the rest of the body was read
+/// within the bounds, and is closed otherwise (never left with unread bytes that the next
+/// request would be parsed from).
+///
+/// A request that asked for `100-continue` was answered without one: its client sends no body
+/// (RFC 9110 section 10.1.1), so there is nothing to wait for; an HTTP/1.1 connection closes.
+/// A body that already stalled (408) is not waited for again.
+async fn discard_unread_body(session: &mut Session, deny: &Deny) {
+    if session.as_mut().is_body_done() {
+        return;
+    }
+    let expects_continue = session
+        .req_header()
+        .headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let finished = !expects_continue
+        && !matches!(deny, Deny::Limit(Limit::BodyTimeout))
+        && tokio::time::timeout(DISCARD_TIME, async {
+            let mut read = 0u64;
+            while read <= DISCARD_BYTES {
+                match session.read_request_body().await {
+                    Ok(Some(chunk)) => read += chunk.len() as u64,
+                    Ok(None) => return true,
+                    Err(_) => return false,
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+    if !finished {
+        session.set_keepalive(None);
+    }
 }
 
 /// HTTP/2 may split `Cookie` into one field per cookie; before HTTP/1.1 they are joined into
@@ -320,5 +373,10 @@ impl ProxyHttp for Gateway {
             latency: ctx.started.elapsed(),
         }
         .emit(&self.metrics);
+        if let Outcome::Denied(deny) = &ctx.outcome {
+            if session.response_written().is_some() {
+                discard_unread_body(session, deny).await;
+            }
+        }
     }
 }
