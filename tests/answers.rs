@@ -538,7 +538,7 @@ async fn every_stream_refused_as_overloaded_gets_its_503_whatever_its_body() {
     let issuer = TestIssuer::start().await;
     let silent = start_silent().await;
     let config = standard_config(&issuer.url(), start_echo().await)
-        .upstream_with("silent", &format!("http://{silent}"), "read_timeout: 30s")
+        .upstream_with("silent", &format!("http://{silent}"), "read_timeout: 300s")
         .route_first(
             Route::new("silent", "/silent/**")
                 .auth("none")
@@ -554,7 +554,7 @@ async fn every_stream_refused_as_overloaded_gets_its_503_whatever_its_body() {
         "/healthz",
         Want::Denied(503, "overloaded"),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while gw.get("/healthz", &[]).await.status != 503 {
         assert!(std::time::Instant::now() < deadline, "never overloaded");
         tokio::time::sleep(Duration::from_millis(20)).await;
