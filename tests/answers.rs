@@ -175,6 +175,21 @@ async fn bench(tls: Option<&str>) -> Bench {
     }
 }
 
+/// `bench` with its listener over TLS, a certificate for `gateway.test` from a new test CA;
+/// the CA, and the directory of the certificate files.
+async fn tls_bench() -> (Bench, common::pki::Ca, tempfile::TempDir) {
+    let ca = common::pki::Ca::new("answers CA");
+    let leaf = ca.server("gateway.test", &["gateway.test"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = leaf.write(dir.path(), "server");
+    let tls = format!(
+        "{{ cert_file: {:?}, key_file: {:?} }}",
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    (bench(Some(&tls)).await, ca, dir)
+}
+
 /// Every answer the gateway writes itself, in JSON and (where a gRPC client can ask) as a gRPC
 /// status, and allowed requests.
 fn cases(b: &Bench) -> Vec<Case> {
@@ -496,16 +511,7 @@ async fn every_h2c_stream_gets_its_one_complete_answer_whatever_its_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_h2_stream_over_tls_gets_its_one_complete_answer_whatever_its_body() {
-    let ca = common::pki::Ca::new("answers CA");
-    let leaf = ca.server("gateway.test", &["gateway.test"]);
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = leaf.write(dir.path(), "server");
-    let tls = format!(
-        "{{ cert_file: {:?}, key_file: {:?} }}",
-        cert.display().to_string(),
-        key.display().to_string()
-    );
-    let b = bench(Some(&tls)).await;
+    let (b, ca, _dir) = tls_bench().await;
     let addr = b.gw.addr;
     let ca = Arc::new(ca);
     let connect = move || {
@@ -662,17 +668,8 @@ async fn curl_http2_post_with_a_body_to_a_protected_route_always_gets_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_over_tls_gets_every_denial_of_a_post_with_a_body() {
-    let ca = common::pki::Ca::new("answers CA");
-    let leaf = ca.server("gateway.test", &["gateway.test"]);
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = leaf.write(dir.path(), "server");
+    let (b, ca, dir) = tls_bench().await;
     let ca_file = ca.write(&dir.path().join("ca.pem"));
-    let tls = format!(
-        "{{ cert_file: {:?}, key_file: {:?} }}",
-        cert.display().to_string(),
-        key.display().to_string()
-    );
-    let b = bench(Some(&tls)).await;
     let resolve = format!("gateway.test:{}:127.0.0.1", b.gw.addr.port());
     let ca_arg = ca_file.display().to_string();
     let tls_args = ["--http2", "--cacert", &ca_arg, "--resolve", &resolve];
