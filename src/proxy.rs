@@ -9,7 +9,7 @@ use crate::engine::{self, Allow, Decision, Denial, RequestHead};
 use crate::forwarding::{self, Headers};
 use crate::live::{Generation, Shared};
 use crate::metrics::Metrics;
-use crate::response::{self, Deny};
+use crate::response::{self, Deny, Limit};
 use async_trait::async_trait;
 use http::{header, HeaderValue, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -18,7 +18,13 @@ use pingora::protocols::http::HttpTask;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// After the gateway's own answer to a request whose body is still arriving, at most this much
+/// of the rest is read and thrown away (see `discard_unread_body`).
+const DISCARD_BYTES: u64 = 1 << 20;
+/// ... and for at most this long.
+const DISCARD_TIME: Duration = Duration::from_secs(2);
 
 /// Shared state of the gateway: the serving generation (compiled policy, live keys, the
 /// verified-token cache), swapped whole by a reload.
@@ -41,6 +47,8 @@ pub struct Ctx {
     outcome: Outcome,
     /// Request body bytes seen so far, against `limits.max_body_bytes`.
     body_bytes: u64,
+    /// An HTTP/2 answer left open while the request body arrives (`write_denial`).
+    ending: Option<Ending>,
     _in_flight: InFlight,
 }
 
@@ -107,31 +115,142 @@ impl Drop for InFlight {
     }
 }
 
-/// Write the gateway's own answer to `deny`.
-async fn write_denial(session: &mut Session, deny: &Deny, request_id: &HeaderValue) -> Result<()> {
+/// How an HTTP/2 answer written while the request body is still arriving is ended, once the
+/// rest of that body has been read (`discard_unread_body`).
+enum Ending {
+    /// An empty DATA frame with END_STREAM after the JSON body.
+    Empty,
+    /// gRPC's status in trailers (`grpc-status`, `grpc-message`).
+    Trailers(Box<http::HeaderMap>),
+}
+
+/// Write the gateway's own answer to `deny`. Over HTTP/2, while the request body is still
+/// arriving, the stream is left open: the returned `Ending` ends it after the body (see
+/// `discard_unread_body` for why).
+async fn write_denial(
+    session: &mut Session,
+    deny: &Deny,
+    request_id: &HeaderValue,
+) -> Result<Option<Ending>> {
     let req = session.req_header();
     let reply = response::reply(deny, response::wants_grpc(&req.headers));
-    // gRPC's Trailers-Only form exists in HTTP/2 only: over HTTP/1.1 the same head comes with
-    // an empty body.
-    let head_only = reply.trailers_only && req.version == Version::HTTP_2;
+    let h2 = req.version == Version::HTTP_2;
+    let hold = h2 && waits_for_body(req, deny) && !session.as_mut().is_body_done();
     let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
     for (name, value) in reply.headers {
         resp.insert_header(name, value)?;
     }
     resp.insert_header("x-request-id", request_id.clone())?;
-    if head_only {
+    // gRPC's Trailers-Only form exists in HTTP/2 only: over HTTP/1.1 the same head comes with
+    // an empty body.
+    if reply.trailers_only && h2 {
+        let mut trailers = None;
+        if hold {
+            // The head now, the status in trailers after the body: gRPC's other form.
+            let mut status = http::HeaderMap::new();
+            for name in ["grpc-status", "grpc-message"] {
+                if let Some(value) = resp.remove_header(name) {
+                    status.insert(name, value);
+                }
+            }
+            trailers = Some(Ending::Trailers(Box::new(status)));
+        }
         // The downstream session itself: `Session::write_response_header` never ends an
         // HTTP/2 stream on the HEADERS frame, whatever its `end_of_stream`.
         session
             .as_mut()
-            .response_duplex_vec(vec![HttpTask::Header(Box::new(resp), true)])
+            .response_duplex_vec(vec![HttpTask::Header(Box::new(resp), !hold)])
             .await?;
-        return Ok(());
+        return Ok(trailers);
     }
     resp.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
     session.write_response_header(Box::new(resp), false).await?;
-    session.write_response_body(Some(reply.body), true).await?;
-    Ok(())
+    session.write_response_body(Some(reply.body), !hold).await?;
+    Ok(hold.then_some(Ending::Empty))
+}
+
+/// End an HTTP/2 answer `write_denial` left open.
+async fn end_answer(session: &mut Session, ending: Ending) {
+    let last = match ending {
+        Ending::Empty => HttpTask::Body(Some(bytes::Bytes::new()), true),
+        Ending::Trailers(trailers) => HttpTask::Trailer(Some(trailers)),
+    };
+    // A client gone by now has its answer's head and nobody to tell.
+    let _ = session.as_mut().response_duplex_vec(vec![last]).await;
+}
+
+/// Is the rest of a denied request's body worth waiting for? Not when the client waits for a
+/// `100 Continue` it will not get (it sends no body, RFC 9110 section 10.1.1), nor when the
+/// body already stalled (408).
+fn waits_for_body(req: &RequestHeader, deny: &Deny) -> bool {
+    !expects_continue(req) && !matches!(deny, Deny::Limit(Limit::BodyTimeout))
+}
+
+/// After the gateway has answered a request whose body is still arriving (a denial read from the
+/// head, a 413 part way through), read and throw away what follows, within `DISCARD_BYTES` and
+/// `DISCARD_TIME`, so that a client which is still sending meets the end of its own request
+/// rather than a reset or a closed connection.
+///
+/// HTTP/2: ending the stream right after the answer, and resetting it with NO_ERROR, is what
+/// RFC 9113 section 8.1 allows; but a client that has not finished sending may then fail the
+/// call while it writes, with the complete answer already received (curl 7.88: "(92) Stream
+/// error in the HTTP/2 framing layer"), or, when the answer's END_STREAM came before it sent
+/// its last DATA frame, wait for the connection to close. So the answer's END_STREAM (its empty
+/// last DATA frame, or gRPC's trailers) is sent once the client's END_STREAM has been read, and
+/// a body past the bounds gets it then, followed by RST_STREAM(NO_ERROR): a client cannot hold
+/// a stream open by trickling.
+///
+/// HTTP/1.1: the connection stays open for the next request when the rest of the body was read
+/// within the bounds (`keep_alive_if_discardable`), and is closed otherwise, never left with
+/// unread bytes that the next request would be parsed from.
+async fn discard_unread_body(session: &mut Session, deny: &Deny) {
+    if session.as_mut().is_body_done() {
+        return;
+    }
+    let finished = waits_for_body(session.req_header(), deny)
+        && tokio::time::timeout(DISCARD_TIME, async {
+            let mut read = 0u64;
+            while read <= DISCARD_BYTES {
+                match session.read_request_body().await {
+                    Ok(Some(chunk)) => read += chunk.len() as u64,
+                    Ok(None) => return true,
+                    Err(_) => return false,
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+    if !finished {
+        session.set_keepalive(None);
+    }
+}
+
+/// An HTTP/1.1 connection whose request is answered before its body was read is closed after
+/// the answer (pingora's default, and the `Connection: close` the answer carries), unless the
+/// rest of the body can be discarded within `DISCARD_BYTES` (a `Content-Length` that says so,
+/// or chunks) and the client is sending it (no `Expect: 100-continue`): then the answer says
+/// `keep-alive` and `discard_unread_body` closes the connection only if the body does not end
+/// within the bounds.
+fn keep_alive_if_discardable(session: &mut Session) {
+    let req = session.req_header();
+    let declared = req
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if !expects_continue(req) && declared.is_none_or(|n| n <= DISCARD_BYTES) {
+        session
+            .as_mut()
+            .set_close_on_response_before_downstream_finish(false);
+    }
+}
+
+/// Did the client ask to be told before it sends the body (`Expect: 100-continue`)?
+fn expects_continue(req: &RequestHeader) -> bool {
+    req.headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 /// The upstream request's headers, as `forwarding::apply` edits them: through pingora's own
@@ -183,6 +302,7 @@ impl ProxyHttp for Gateway {
             decision: None,
             outcome: Outcome::Unread,
             body_bytes: 0,
+            ending: None,
             _in_flight: InFlight::enter(&self.in_flight),
         }
     }
@@ -201,8 +321,10 @@ impl ProxyHttp for Gateway {
             Decision::Deny(denial) => {
                 if matches!(denial.deny, Deny::BadRequest(_)) {
                     session.set_keepalive(None);
+                } else if !session.as_mut().is_body_done() {
+                    keep_alive_if_discardable(session);
                 }
-                write_denial(session, &denial.deny, &ctx.request_id).await?;
+                ctx.ending = write_denial(session, &denial.deny, &ctx.request_id).await?;
                 ctx.outcome = Outcome::Denied(denial.deny.clone());
                 true
             }
@@ -275,7 +397,10 @@ impl ProxyHttp for Gateway {
         let mut error_code = 0;
         match response::deny_for_proxy_error(e.esource(), e.etype()) {
             Some(deny) if session.response_written().is_none() => {
-                if write_denial(session, &deny, &ctx.request_id).await.is_ok() {
+                // The connection is not reused after a failed proxy attempt: say so.
+                session.set_keepalive(None);
+                if let Ok(ending) = write_denial(session, &deny, &ctx.request_id).await {
+                    ctx.ending = ending;
                     error_code = deny.status();
                 }
                 ctx.outcome = Outcome::Denied(deny);
@@ -317,5 +442,13 @@ impl ProxyHttp for Gateway {
             latency: ctx.started.elapsed(),
         }
         .emit(&self.metrics);
+        if let Outcome::Denied(deny) = &ctx.outcome {
+            if session.response_written().is_some() {
+                discard_unread_body(session, deny).await;
+            }
+        }
+        if let Some(ending) = ctx.ending.take() {
+            end_answer(session, ending).await;
+        }
     }
 }

@@ -175,12 +175,24 @@ pub fn prepare(
     })
 }
 
+/// Small DATA frames (under 256 bytes: a small gRPC message, a slowly written body) that each
+/// open stream may have received and not yet had read, before the connection is refused.
+const SMALL_FRAMES_PER_STREAM: usize = 16;
+
 /// The SETTINGS of client HTTP/2 connections, from `limits:` as they are at start.
+///
+/// The `h2` crate closes a connection (GOAWAY `ENHANCE_YOUR_CALM`, every stream on it lost) once
+/// the small DATA frames it holds unread cost more than a budget, by default half the
+/// connection window: about 130 frames, which 100 streams sending their bodies in small pieces
+/// reach while their requests are judged. The budget here lets every stream the connection may
+/// have open hold `SMALL_FRAMES_PER_STREAM` of them (400 KiB of accounting at 100 streams).
 fn h2_options(limits: &Limits) -> H2Options {
     let mut options = pingora::protocols::http::v2::server::default_h2_options();
+    let streams = usize::try_from(limits.h2_max_concurrent_streams).unwrap_or(usize::MAX);
     options
         .max_concurrent_streams(limits.h2_max_concurrent_streams)
-        .max_header_list_size(limits.h2_max_header_list_size());
+        .max_header_list_size(limits.h2_max_header_list_size())
+        .data_frame_budget(streams.saturating_mul(SMALL_FRAMES_PER_STREAM * 256));
     options
 }
 
