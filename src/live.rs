@@ -216,6 +216,7 @@ impl<'a> Pinned<'a> {
             .and_then(|t| t.client_subject_header.clone());
         policy.listen = start.listen;
         policy.admin_listen = start.admin_listen;
+        policy.decision_listen = start.decision_listen;
         policy.tls.clone_from(&start.tls);
         let pinned = policy
             .tls

@@ -149,6 +149,8 @@ pub const TABLE: &[Documented] = &[
     d("server.shutdown_grace", "25s", "25 s"),
     d("server.shutdown_delay", "0s", "0 s"),
     d("log_subject", "false", "false"),
+    d("cors_preflight", "authenticate", "authenticate"),
+    d("decision_listen", "null", "off"),
 ];
 
 #[cfg(test)]
