@@ -5,7 +5,7 @@
 
 use crate::access::{Outcome, Record};
 use crate::config::{Policy, Protocol};
-use crate::engine::{self, Allow, Decision, Denial, Edit, RequestHead};
+use crate::engine::{self, Allow, Decision, Edit, RequestHead};
 use crate::live::{Generation, Shared};
 use crate::metrics::Metrics;
 use crate::response::{self, Deny};
@@ -60,7 +60,7 @@ impl Ctx {
 impl Gateway {
     /// Run the engine over the request head, verifying the token it finds.
     async fn decide(&self, session: &Session, ctx: &Ctx) -> Decision {
-        let (policy, req) = (&ctx.policy, session.req_header());
+        let req = session.req_header();
         let tls = session.digest().and_then(|d| d.ssl_digest.as_deref());
         let head = RequestHead {
             method: &req.method,
@@ -78,18 +78,7 @@ impl Gateway {
             client_subject: tls.and_then(crate::tls::client_subject),
         };
         let in_flight = self.in_flight.load(Ordering::Acquire);
-        let routed = match engine::admit(&policy.limits, in_flight)
-            .map_err(Denial::from)
-            .and_then(|()| engine::route(policy, &head))
-        {
-            Ok(routed) => routed,
-            Err(denial) => return Decision::Deny(denial),
-        };
-        let verified = match routed.token() {
-            Some(token) => Some(ctx.live.authenticate(token).await),
-            None => None,
-        };
-        engine::decide(policy, &head, routed, verified, &ctx.request_id)
+        ctx.live.decide(&head, in_flight, &ctx.request_id).await
     }
 }
 

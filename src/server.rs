@@ -5,6 +5,7 @@
 
 use crate::admin::{self, AdminState};
 use crate::config::{Limits, Policy};
+use crate::decision::{self, DecisionState};
 use crate::live::Generation;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
@@ -43,6 +44,8 @@ pub struct Prepared {
     pub listen: SocketAddr,
     /// The admin listener's bound address.
     pub admin: Option<SocketAddr>,
+    /// The decision listener's bound address.
+    pub decision: Option<SocketAddr>,
     server: Server,
     drain: Drain,
     control: tokio::runtime::Runtime,
@@ -59,6 +62,10 @@ pub fn prepare(
     let main_listener = bind(policy.listen, "listen")?;
     let admin_listener = match policy.admin_listen {
         Some(addr) => Some(bind(addr, "admin_listen")?),
+        None => None,
+    };
+    let decision_listener = match policy.decision_listen {
+        Some(addr) => Some(bind(addr, "decision_listen")?),
         None => None,
     };
     let listen = main_listener.local_addr()?;
@@ -83,6 +90,23 @@ pub fn prepare(
                 Arc::clone(&draining),
             ));
             control.spawn(admin::serve(listener, state));
+            Some(bound)
+        }
+        None => None,
+    };
+    let decision_addr = match decision_listener {
+        Some(listener) => {
+            let listener = {
+                let _entered = control.enter();
+                tokio::net::TcpListener::from_std(listener)?
+            };
+            let bound = listener.local_addr()?;
+            let state = Arc::new(DecisionState {
+                live: Arc::clone(&live),
+                metrics: Arc::clone(&metrics),
+                in_flight: Arc::clone(&in_flight),
+            });
+            control.spawn(decision::serve(listener, state));
             Some(bound)
         }
         None => None,
@@ -156,6 +180,7 @@ pub fn prepare(
         listen = %listen,
         tls = listener_tls.is_some(),
         admin = %admin_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+        decision = %decision_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
         routes = policy.routes.routes().len(),
         issuers = policy.issuers.len(),
         "listening"
@@ -163,6 +188,7 @@ pub fn prepare(
     Ok(Prepared {
         listen,
         admin: admin_addr,
+        decision: decision_addr,
         server,
         drain: Drain {
             in_flight,

@@ -1,0 +1,463 @@
+//! The decision listener (README: "Use it with your ingress"): forward-auth questions in both
+//! conventions are judged by the proxy's own engine and answered with its own denials; only
+//! `trusted_proxies` are believed; and, with a real nginx (`auth_request`) and a real Caddy
+//! (`forward_auth`) started here from the configurations the README gives, one table of
+//! requests gets the same statuses and the same upstream-visible identity through each
+//! ingress as through the portcullis proxy itself, and a client's `X-Auth-Subject` never
+//! reaches the upstream.
+mod common;
+use common::*;
+
+use serde_json::json;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The standard policy with a public area, an admin area and the decision listener, which
+/// believes loopback.
+async fn forward_auth() -> Setup {
+    setup_with(|c, _| {
+        c.set("decision_listen", "127.0.0.1:0")
+            .set("trusted_proxies", "[127.0.0.1/32]")
+            .route_first(Route::new("public", "/public/**").auth("none"))
+            .route(Route::new("admin", "/admin/**").scopes("[admin]"))
+    })
+    .await
+}
+
+/// The decision listener's address, from the `listening` line.
+async fn decision_addr(gw: &Gateway) -> SocketAddr {
+    let log = gw.wait_log("\"message\":\"listening\"").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"message\":\"listening\""))
+        .expect("listening line");
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["decision"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .expect("decision address")
+}
+
+/// A forward-auth question in the Traefik / Caddy convention.
+fn traefik(method: &'static str, uri: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Host", "portcullis.internal:8181"),
+        ("X-Forwarded-Method", method),
+        ("X-Forwarded-Uri", uri),
+        ("X-Forwarded-Host", "gateway.test"),
+        ("X-Forwarded-Proto", "http"),
+    ]
+}
+
+/// A forward-auth question in the nginx `auth_request` convention.
+fn nginx(method: &'static str, uri: &'static str) -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Host", "gateway.test"),
+        ("X-Original-Method", method),
+        ("X-Original-URI", uri),
+    ]
+}
+
+async fn ask(addr: SocketAddr, mut headers: Vec<(&str, &str)>, bearer: Option<&str>) -> Response {
+    let auth = bearer.map(|t| format!("Bearer {t}"));
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a));
+    }
+    request_at(addr, "GET", "/", &headers, "").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_request_is_200_with_the_identity_headers_and_nothing_else() {
+    let s = forward_auth().await;
+    let decision = decision_addr(&s.gw).await;
+    let reader = s
+        .issuer
+        .token(json!({"scope": "read:orders", "email": "a@example.com"}));
+    for question in [
+        traefik("GET", "/api/orders/7"),
+        nginx("GET", "/api/orders/7"),
+    ] {
+        let mut q = question.clone();
+        q.push(("X-Auth-Subject", "admin"));
+        let r = ask(decision, q, Some(&reader)).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(r.header_all("x-auth-subject"), ["user-1"]);
+        assert_eq!(r.header("x-auth-scopes"), Some("read:orders"));
+        assert_eq!(r.header("x-auth-email"), Some("a@example.com"));
+        assert!(r.header("authorization").is_none());
+        assert!(r.header("x-forwarded-for").is_none());
+    }
+    // ingress-nginx: the absolute URL, the decision request's Host naming the listener.
+    let q = vec![
+        ("Host", "portcullis.auth.svc"),
+        ("X-Original-Method", "GET"),
+        ("X-Original-URL", "http://gateway.test/api/orders/7"),
+    ];
+    let r = ask(decision, q, Some(&reader)).await;
+    assert_eq!(r.header("x-auth-subject"), Some("user-1"));
+    // Anonymous on an optional route: allowed, and no identity header at all.
+    let r = ask(decision, traefik("GET", "/opt/x"), None).await;
+    assert_eq!(r.status, 200);
+    assert!(!r.headers.iter().any(|(k, _)| k.starts_with("x-auth")));
+    s.gw.wait_metric(
+        "portcullis_decision_requests_total{decision=\"allowed\",route=\"orders-read\"}",
+        3.0,
+    )
+    .await;
+    s.gw.wait_log("\"listener\":\"decision\"").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denial_is_the_proxys_own_status_body_and_challenge() {
+    let s = forward_auth().await;
+    let decision = decision_addr(&s.gw).await;
+    let other = s.issuer.token(json!({"scope": "other"}));
+    let expired = s
+        .issuer
+        .token(json!({"exp": now() - 3600, "iat": now() - 7200}));
+    let cases: [(&'static str, &'static str, Option<&str>, u16, &str); 6] = [
+        ("GET", "/api/orders/7", None, 401, "missing_token"),
+        (
+            "GET",
+            "/api/orders/7",
+            Some(&other),
+            403,
+            "insufficient_scope",
+        ),
+        ("GET", "/api/orders/7", Some(&expired), 401, "invalid_token"),
+        ("GET", "/public/../admin/x", None, 401, "missing_token"),
+        ("GET", "/api/%2e%2e%2fadmin", None, 400, "bad_request"),
+        ("get", "/api/orders/7", None, 400, "bad_request"),
+    ];
+    for (method, uri, token, status, error) in cases {
+        let proxy = match token {
+            Some(t) => {
+                s.gw.request(
+                    method,
+                    uri,
+                    &[("Authorization", &format!("Bearer {t}"))],
+                    "",
+                )
+                .await
+            }
+            None => s.gw.request(method, uri, &[], "").await,
+        };
+        assert_denied(&proxy, status, error);
+        for question in [traefik(method, uri), nginx(method, uri)] {
+            let r = ask(decision, question, token).await;
+            assert_denied(&r, status, error);
+            assert_eq!(r.body, proxy.body, "{method} {uri}");
+            assert_eq!(
+                r.header("www-authenticate"),
+                proxy.header("www-authenticate")
+            );
+        }
+    }
+    // A route the described request does not have: 404, as from the proxy.
+    let r = ask(decision, traefik("GET", "/nowhere"), None).await;
+    assert_denied(&r, 404, "no_route");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_description_is_400() {
+    let s = forward_auth().await;
+    let decision = decision_addr(&s.gw).await;
+    let reader = s.issuer.token(json!({"scope": "read:orders"}));
+    let r = ask(decision, vec![("Host", "gateway.test")], Some(&reader)).await;
+    assert_denied(&r, 400, "bad_request");
+    let r = ask(decision, vec![("X-Original-Method", "GET")], Some(&reader)).await;
+    assert_denied(&r, 400, "bad_request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_description_from_outside_trusted_proxies_is_400() {
+    let s = setup_with(|c, _| {
+        c.set("decision_listen", "127.0.0.1:0")
+            .set("trusted_proxies", "[10.0.0.0/8]")
+    })
+    .await;
+    let reader = s.issuer.token(json!({"scope": "read:orders"}));
+    let r = ask(
+        decision_addr(&s.gw).await,
+        traefik("GET", "/api/orders/7"),
+        Some(&reader),
+    )
+    .await;
+    assert_denied(&r, 400, "bad_request");
+    assert!(r.header("x-auth-subject").is_none());
+}
+
+#[test]
+fn a_decision_listener_without_trusted_proxies_does_not_load() {
+    let yaml = Config::new()
+        .upstream("app", "http://127.0.0.1:1")
+        .route(Route::new("all", "/**").auth("none"))
+        .set("decision_listen", "127.0.0.1:8181")
+        .yaml();
+    let (ok, text) = check_config(&yaml);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("decision_listen") && text.contains("trusted_proxies"),
+        "{text}"
+    );
+}
+
+// ---- Real ingresses ------------------------------------------------------------------------
+
+/// The README's nginx configuration, between its markers (the doc is the test's input).
+fn readme_block(marker: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = format!("<!-- {marker} -->");
+    let from = readme
+        .find(&start)
+        .unwrap_or_else(|| panic!("no {start} in README.md"));
+    let rest = &readme[from + start.len()..];
+    let fence = rest.find("```").expect("a code block after the marker");
+    let body = &rest[fence..];
+    let body = &body[body.find('\n').unwrap() + 1..];
+    body[..body.find("```").expect("closing fence")].to_string()
+}
+
+/// A process the test started; stopped when dropped.
+struct Ingress {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Ingress {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn binary(name: &str) -> String {
+    for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
+        let p = format!("{dir}/{name}");
+        if Path::new(&p).exists() {
+            return p;
+        }
+    }
+    panic!("{name} is not installed (Debian: apt-get install {name}); .ci/run installs it")
+}
+
+fn wait_listening(child: &mut Child, addr: SocketAddr, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(addr).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "{what} never listened on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// nginx with the README's `auth_request` server block in front of `echo`, asking `decision`.
+fn start_nginx(echo: SocketAddr, decision: SocketAddr) -> Ingress {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let port = free_port();
+    let server = readme_block("nginx")
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
+        .replace("127.0.0.1:8181", &decision.to_string())
+        .replace("http://app:8080", &format!("http://{echo}"));
+    let conf = format!(
+        "daemon off;\nmaster_process off;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+         events {{ worker_connections 64; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
+         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+         {server}\n}}\n"
+    );
+    let path = dir.path().join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let mut child = Command::new(binary("nginx"))
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-e")
+        .arg(dir.path().join("error.log"))
+        .arg("-c")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nginx");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(&mut child, addr, "nginx", &dir.path().join("error.log"));
+    Ingress {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// Caddy with the README's `forward_auth` site in front of `echo`, asking `decision`.
+fn start_caddy(echo: SocketAddr, decision: SocketAddr) -> Ingress {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let site = readme_block("caddy")
+        .replace(
+            "http://:80 {",
+            &format!("http://:{port} {{\n\tbind 127.0.0.1"),
+        )
+        .replace("127.0.0.1:8181", &decision.to_string())
+        .replace("app:8080", &echo.to_string());
+    let conf = format!("{{\n  admin off\n  auto_https off\n}}\n{site}");
+    let path = dir.path().join("Caddyfile");
+    std::fs::write(&path, conf).unwrap();
+    let log = dir.path().join("caddy.log");
+    let mut child = Command::new(binary("caddy"))
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&path)
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start caddy");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(&mut child, addr, "caddy", &log);
+    Ingress {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// What one request came to: the status, and for a forwarded one the identity the upstream
+/// saw (`x-auth-subject`, `x-auth-scopes`).
+#[derive(Debug, PartialEq)]
+struct Seen {
+    status: u16,
+    subject: Option<String>,
+    scopes: Option<String>,
+}
+
+async fn through(addr: SocketAddr, target: &str, headers: &[(&str, &str)]) -> Seen {
+    let r = request_at(addr, "GET", target, headers, "").await;
+    if r.status != 200 {
+        return Seen {
+            status: r.status,
+            subject: None,
+            scopes: None,
+        };
+    }
+    assert!(!r.body.is_empty(), "{addr} {target}: {r:?}");
+    let echo = r.echo();
+    Seen {
+        status: 200,
+        subject: echo
+            .header_all("x-auth-subject")
+            .first()
+            .map(|s| s.to_string()),
+        scopes: echo
+            .header_all("x-auth-scopes")
+            .first()
+            .map(|s| s.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_and_caddy_in_front_give_the_proxys_answers() {
+    let s = forward_auth().await;
+    let decision = decision_addr(&s.gw).await;
+    let nginx = start_nginx(s.echo, decision);
+    let caddy = start_caddy(s.echo, decision);
+
+    let reader = format!("Bearer {}", s.issuer.token(json!({"scope": "read:orders"})));
+    let other = format!("Bearer {}", s.issuer.token(json!({"scope": "other"})));
+    let expired = format!(
+        "Bearer {}",
+        s.issuer
+            .token(json!({"exp": now() - 3600, "iat": now() - 7200}))
+    );
+    let table: Vec<(&str, &str, Vec<(&str, &str)>, u16)> = vec![
+        (
+            "valid token",
+            "/api/orders/7",
+            vec![("Authorization", &reader)],
+            200,
+        ),
+        ("no token", "/api/orders/7", vec![], 401),
+        (
+            "missing scope",
+            "/api/orders/7",
+            vec![("Authorization", &other)],
+            403,
+        ),
+        (
+            "expired",
+            "/api/orders/7",
+            vec![("Authorization", &expired)],
+            401,
+        ),
+        (
+            "spoofed identity with a token",
+            "/api/orders/7",
+            vec![("Authorization", &reader), ("X-Auth-Subject", "admin")],
+            200,
+        ),
+        (
+            "spoofed identity on a public route",
+            "/public/x",
+            vec![("X-Auth-Subject", "admin"), ("X-Auth-Scopes", "admin")],
+            200,
+        ),
+        (
+            "climbing out of the public area",
+            "/public/../admin/x",
+            vec![],
+            401,
+        ),
+    ];
+    for (what, target, headers, status) in &table {
+        let proxy = through(s.gw.addr, target, headers).await;
+        assert_eq!(proxy.status, *status, "{what}: the proxy");
+        if *status == 200 && !target.starts_with("/public") {
+            assert_eq!(proxy.subject.as_deref(), Some("user-1"), "{what}");
+        }
+        for (name, ingress) in [("nginx", &nginx), ("caddy", &caddy)] {
+            let seen = through(ingress.addr, target, headers).await;
+            assert_eq!(seen, proxy, "{what}: {name} + portcullis against the proxy");
+            assert_ne!(seen.subject.as_deref(), Some("admin"), "{what}: {name}");
+        }
+    }
+    // A client that writes a description of its own (another convention's headers, a URL)
+    // for a request to the admin area is never let through.
+    let spoofs: [&[(&str, &str)]; 3] = [
+        &[
+            ("X-Original-Method", "GET"),
+            ("X-Original-URI", "/public/x"),
+        ],
+        &[
+            ("X-Forwarded-Method", "GET"),
+            ("X-Forwarded-Uri", "/public/x"),
+        ],
+        &[("X-Original-URL", "http://gateway.test/public/x")],
+    ];
+    for spoof in spoofs {
+        for (name, ingress) in [("nginx", &nginx), ("caddy", &caddy)] {
+            let seen = through(ingress.addr, "/admin/x", spoof).await;
+            assert!(
+                seen.status == 401 || seen.status == 400 || seen.status == 500,
+                "{spoof:?} through {name}: {seen:?}"
+            );
+        }
+    }
+}
