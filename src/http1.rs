@@ -10,7 +10,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 
 /// Accept connections on `listener` forever, answering each request with `handler`.
 /// Connections may be upgraded (the echo upstream answers WebSocket handshakes).
@@ -19,24 +18,15 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    serve_with_peer(listener, move |req, _| handler(req)).await
-}
-
-/// `serve`, with the peer's address handed to `handler` beside each request.
-pub async fn serve_with_peer<F, Fut>(listener: tokio::net::TcpListener, handler: F)
-where
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
-{
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
         let handler = handler.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let handler = handler.clone();
-                async move { Ok::<_, Infallible>(handler(req, peer).await) }
+                async move { Ok::<_, Infallible>(handler(req).await) }
             });
             let _ = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)

@@ -41,6 +41,9 @@ async fn decision_addr(gw: &Gateway) -> SocketAddr {
         .expect("decision address")
 }
 
+/// Request headers, name and value.
+type Headers<'a> = Vec<(&'a str, &'a str)>;
+
 /// A forward-auth question in the Traefik / Caddy convention.
 fn traefik(method: &'static str, uri: &'static str) -> Vec<(&'static str, &'static str)> {
     vec![
@@ -387,7 +390,7 @@ async fn nginx_and_caddy_in_front_give_the_proxys_answers() {
         s.issuer
             .token(json!({"exp": now() - 3600, "iat": now() - 7200}))
     );
-    let table: Vec<(&str, &str, Vec<(&str, &str)>, u16)> = vec![
+    let table: Vec<(&str, &str, Headers, u16)> = vec![
         (
             "valid token",
             "/api/orders/7",
@@ -459,5 +462,183 @@ async fn nginx_and_caddy_in_front_give_the_proxys_answers() {
                 "{spoof:?} through {name}: {seen:?}"
             );
         }
+    }
+}
+
+// ---- Envoy ext_authz ---------------------------------------------------------------------
+
+mod ext_authz {
+    use super::*;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+    use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
+    use envoy_types::pb::envoy::service::auth::v3::{
+        AttributeContext, CheckRequest, CheckResponse, DeniedHttpResponse, OkHttpResponse,
+    };
+
+    /// What Envoy sends about a client's request.
+    fn check_request(method: &str, path: &str, headers: &[(&str, &str)]) -> CheckRequest {
+        let mut map: std::collections::HashMap<String, String> = headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            .collect();
+        map.insert(":authority".into(), "gateway.test".into());
+        map.insert(":path".into(), path.into());
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        method: method.into(),
+                        path: path.into(),
+                        host: "gateway.test".into(),
+                        scheme: "http".into(),
+                        headers: map,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+
+    async fn check(addr: SocketAddr, request: CheckRequest) -> CheckResponse {
+        let mut client = AuthorizationClient::connect(format!("http://{addr}"))
+            .await
+            .expect("h2c connection to the decision listener");
+        client
+            .check(request)
+            .await
+            .expect("a CheckResponse")
+            .into_inner()
+    }
+
+    fn ok(r: &CheckResponse) -> &OkHttpResponse {
+        assert_eq!(r.status.as_ref().unwrap().code, 0, "{r:?}");
+        match r.http_response.as_ref() {
+            Some(HttpResponse::OkResponse(ok)) => ok,
+            other => panic!("not an OK response: {other:?}"),
+        }
+    }
+
+    fn denied(r: &CheckResponse) -> &DeniedHttpResponse {
+        match r.http_response.as_ref() {
+            Some(HttpResponse::DeniedResponse(d)) => d,
+            other => panic!("not a denied response: {other:?}"),
+        }
+    }
+
+    fn set(ok: &OkHttpResponse) -> Vec<(String, String, i32)> {
+        ok.headers
+            .iter()
+            .map(|h| {
+                let hv = h.header.as_ref().unwrap();
+                (hv.key.clone(), hv.value.clone(), h.append_action)
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_allowed_check_sets_the_identity_and_removes_what_the_proxy_strips() {
+        use envoy_types::ext_authz::v3::pb::HeaderAppendAction;
+        let s = forward_auth().await;
+        let decision = decision_addr(&s.gw).await;
+        let reader = format!("Bearer {}", s.issuer.token(json!({"scope": "read:orders"})));
+        let r = check(
+            decision,
+            check_request(
+                "GET",
+                "/api/orders/7?x=1",
+                &[("authorization", &reader), ("x-auth-roles", "admin")],
+            ),
+        )
+        .await;
+        let allowed = ok(&r);
+        let overwrite = HeaderAppendAction::OverwriteIfExistsOrAdd as i32;
+        let set = set(allowed);
+        assert!(
+            set.contains(&("x-auth-subject".into(), "user-1".into(), overwrite)),
+            "{set:?}"
+        );
+        assert!(
+            set.contains(&("x-auth-scopes".into(), "read:orders".into(), overwrite)),
+            "{set:?}"
+        );
+        let removed = &allowed.headers_to_remove;
+        assert!(
+            removed.contains(&"authorization".to_string()),
+            "{removed:?}"
+        );
+        assert!(removed.contains(&"x-auth-roles".to_string()), "{removed:?}");
+        assert!(
+            !removed.contains(&"x-auth-subject".to_string()),
+            "{removed:?}"
+        );
+
+        // Anonymous: nothing set, the client's identity header removed.
+        let r = check(
+            decision,
+            check_request("GET", "/opt/x", &[("x-auth-subject", "admin")]),
+        )
+        .await;
+        let anonymous = ok(&r);
+        assert!(anonymous.headers.is_empty(), "{:?}", anonymous.headers);
+        let removed = &anonymous.headers_to_remove;
+        assert!(
+            removed.contains(&"x-auth-subject".to_string()),
+            "{removed:?}"
+        );
+        assert!(
+            removed
+                .iter()
+                .all(|h| h == "x-auth-subject" || h == "authorization"),
+            "{removed:?}"
+        );
+        s.gw.wait_metric(
+            "portcullis_decision_requests_total{decision=\"anonymous\",route=\"optional\"}",
+            1.0,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_denied_check_carries_the_proxys_status_body_and_challenge() {
+        let s = forward_auth().await;
+        let decision = decision_addr(&s.gw).await;
+        let other = format!("Bearer {}", s.issuer.token(json!({"scope": "other"})));
+        let cases: [(&str, Headers, u16, i32); 3] = [
+            ("/api/orders/7", vec![], 401, 16),
+            (
+                "/api/orders/7",
+                vec![("authorization", other.as_str())],
+                403,
+                7,
+            ),
+            ("/nowhere", vec![], 404, 7),
+        ];
+        for (path, headers, status, grpc) in cases {
+            let proxy = s.gw.request("GET", path, &headers, "").await;
+            assert_eq!(proxy.status, status);
+            let r = check(decision, check_request("GET", path, &headers)).await;
+            assert_eq!(r.status.as_ref().unwrap().code, grpc, "{path}: {r:?}");
+            let d = denied(&r);
+            assert_eq!(d.status.as_ref().unwrap().code, i32::from(status), "{path}");
+            assert_eq!(d.body.as_bytes(), proxy.body.as_slice(), "{path}");
+            let header = |name: &str| {
+                d.headers
+                    .iter()
+                    .filter_map(|h| h.header.as_ref())
+                    .find(|h| h.key == name)
+                    .map(|h| h.value.clone())
+            };
+            assert_eq!(
+                header("www-authenticate").as_deref(),
+                proxy.header("www-authenticate")
+            );
+            assert_eq!(header("content-type").as_deref(), Some("application/json"));
+        }
+        // No HTTP attributes at all: a denial, never an error Envoy might fail open on.
+        let r = check(decision, CheckRequest::default()).await;
+        assert_eq!(denied(&r).status.as_ref().unwrap().code, 400);
     }
 }
