@@ -1,6 +1,6 @@
 //! Assemble and run the gateway: the control runtime (key refresh, admin listener), then the
-//! pingora server, with a SIGTERM drain that exits as soon as nothing is in flight. Both
-//! listeners are bound before anything else starts, and config reload (`reload`) and, on a TLS
+//! pingora server, with a SIGTERM drain that exits as soon as nothing is in flight. Every
+//! listener (main, admin, decision) is bound before anything else starts, and config reload (`reload`) and, on a TLS
 //! listener, certificate reload (`tls`) are set up before the `listening` line.
 
 use crate::admin::{self, AdminState};
@@ -38,6 +38,15 @@ fn bind(addr: SocketAddr, setting: &str) -> std::io::Result<std::net::TcpListene
     Ok(listener)
 }
 
+/// A listener bound in `prepare`, handed to `control`'s reactor.
+fn on_runtime(
+    control: &tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let _entered = control.enter();
+    tokio::net::TcpListener::from_std(listener)
+}
+
 /// A gateway with its listeners bound, ready to serve.
 pub struct Prepared {
     /// The main listener's address (port 0 already resolved).
@@ -51,9 +60,9 @@ pub struct Prepared {
     control: tokio::runtime::Runtime,
 }
 
-/// Bind both listeners, start key refresh and the admin listener on `control`, and set up
-/// pingora for `policy`. A config file, when given, is watched and reloaded on change and on
-/// SIGHUP.
+/// Bind the listeners, start key refresh and the admin and decision listeners on `control`,
+/// and set up pingora for `policy`. A config file, when given, is watched and reloaded on
+/// change and on SIGHUP.
 pub fn prepare(
     policy: Policy,
     file: Option<ConfigFile>,
@@ -79,10 +88,7 @@ pub fn prepare(
     let live = Generation::start(policy, Arc::clone(&metrics), control.handle());
     let admin_addr = match admin_listener {
         Some(listener) => {
-            let listener = {
-                let _entered = control.enter();
-                tokio::net::TcpListener::from_std(listener)?
-            };
+            let listener = on_runtime(&control, listener)?;
             let bound = listener.local_addr()?;
             let state = Arc::new(AdminState::new(
                 Arc::clone(&live),
@@ -96,10 +102,7 @@ pub fn prepare(
     };
     let decision_addr = match decision_listener {
         Some(listener) => {
-            let listener = {
-                let _entered = control.enter();
-                tokio::net::TcpListener::from_std(listener)?
-            };
+            let listener = on_runtime(&control, listener)?;
             let bound = listener.local_addr()?;
             let state = Arc::new(DecisionState {
                 live: Arc::clone(&live),

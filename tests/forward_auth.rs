@@ -239,14 +239,6 @@ impl Drop for Ingress {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn binary(name: &str) -> String {
     for dir in ["/usr/sbin", "/usr/bin", "/usr/local/bin", "/usr/local/sbin"] {
         let p = format!("{dir}/{name}");
@@ -275,7 +267,8 @@ fn wait_listening(child: &mut Child, addr: SocketAddr, what: &str, log: &Path) {
 fn start_nginx(echo: SocketAddr, decision: SocketAddr) -> Ingress {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().display();
-    let port = free_port();
+    // Nobody listens there now: the ingress binds it.
+    let port = dead_port().port();
     let server = readme_block("nginx")
         .replace("listen 80;", &format!("listen 127.0.0.1:{port};"))
         .replace("127.0.0.1:8181", &decision.to_string())
@@ -312,7 +305,8 @@ fn start_nginx(echo: SocketAddr, decision: SocketAddr) -> Ingress {
 /// Caddy with the README's `forward_auth` site in front of `echo`, asking `decision`.
 fn start_caddy(echo: SocketAddr, decision: SocketAddr) -> Ingress {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    // Nobody listens there now: the ingress binds it.
+    let port = dead_port().port();
     let site = readme_block("caddy")
         .replace(
             "http://:80 {",
