@@ -636,3 +636,31 @@ mod ext_authz {
         assert_eq!(denied(&r).status.as_ref().unwrap().code, 400);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_decision_listener_until_the_restart() {
+    let issuer = TestIssuer::start().await;
+    let echo = start_echo().await;
+    let yaml = |listen: &str, route: &str| {
+        standard_config(&issuer.url(), echo)
+            .set("decision_listen", listen)
+            .set("trusted_proxies", "[127.0.0.1/32]")
+            .route_first(Route::new("new", route).auth("none"))
+            .yaml()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("portcullis.yaml");
+    std::fs::write(&path, yaml("127.0.0.1:0", "/before")).unwrap();
+    let gw = start_gateway_at(&path, &[]);
+    gw.wait_ready().await;
+    let decision = decision_addr(&gw).await;
+    // A complete new file, renamed into place: another decision address and a new route.
+    let next = dir.path().join("next.yaml");
+    std::fs::write(&next, yaml("127.0.0.1:1", "/after")).unwrap();
+    std::fs::rename(&next, &path).unwrap();
+    gw.wait_metric("portcullis_config_generation", 2.0).await;
+    gw.wait_log("\"setting\":\"decision_listen\"").await;
+    // The new policy answers on the listener the server started with.
+    let r = ask(decision, traefik("GET", "/after"), None).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
