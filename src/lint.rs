@@ -10,6 +10,7 @@
 //! - an issuer that no reachable route accepts;
 //! - an `https` upstream whose certificate is not verified (`dangerous_skip_verify`);
 //! - a listener certificate (`tls.cert_file`) past its not-after;
+//! - a decision listener that believes any address (`trusted_proxies` holding a `/0`);
 //! - browsers' CORS preflights answered 401 (`cors_preflight: authenticate`) where the config
 //!   shows browsers call it: a token cookie, or a protected route that lists `OPTIONS`.
 //!
@@ -146,6 +147,24 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
                     "upstream {:?} is reached over TLS without verifying its certificate: \
                      anyone on the path can impersonate it (give it a ca_file instead)",
                     u.name
+                ),
+            ));
+        }
+    }
+    if policy.decision_listen.is_some() {
+        if let Some(i) = policy
+            .trusted_proxies
+            .iter()
+            .position(|n| n.prefix_len() == 0)
+        {
+            out.push(elsewhere(
+                text,
+                format!("trusted_proxies[{i}]"),
+                format!(
+                    "{} trusts every address: anyone who reaches decision_listen can describe \
+                     a request of their choosing and read the answer (list the ingresses' \
+                     addresses instead)",
+                    policy.trusted_proxies[i]
                 ),
             ));
         }
@@ -564,6 +583,28 @@ routes:
         let text = format!("{HEAD}{routes}");
         let policy = config::from_str(&text, "t.yaml", Path::new(".")).expect("compiles");
         lint(&policy, &text)
+    }
+
+    #[test]
+    fn a_decision_listener_that_trusts_everyone_is_named() {
+        let route = "  - name: api\n    match: { path: /api/** }\n";
+        let text = format!(
+            "{HEAD}{route}decision_listen: 127.0.0.1:8181\ntrusted_proxies: [10.0.0.0/8, 0.0.0.0/0]\n"
+        );
+        let policy = config::from_str(&text, "t.yaml", Path::new(".")).expect("compiles");
+        let f = lint(&policy, &text);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].path, "trusted_proxies[1]");
+        assert!(
+            f[0].message.contains("trusts every address"),
+            "{}",
+            f[0].message
+        );
+        let text = format!(
+            "{HEAD}{route}decision_listen: 127.0.0.1:8181\ntrusted_proxies: [10.0.0.0/8]\n"
+        );
+        let policy = config::from_str(&text, "t.yaml", Path::new(".")).expect("compiles");
+        assert!(lint(&policy, &text).is_empty());
     }
 
     #[test]
