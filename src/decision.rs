@@ -127,6 +127,8 @@ impl DecisionState {
         request_id: HeaderValue,
     ) -> Judged {
         let started = Instant::now();
+        // An IPv4 ingress reaching a `[::]` listener is `::ffff:a.b.c.d`: compared as IPv4.
+        let peer = peer.to_canonical();
         let _in_flight = InFlight::enter(&self.in_flight);
         let live = self.live.load_full();
         let trusted = live
