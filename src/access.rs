@@ -42,6 +42,26 @@ impl Outcome {
     }
 }
 
+/// Where a request came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// The proxy (`listen`).
+    Proxy,
+    /// The decision listener (`decision_listen`): a forward-auth question about a request an
+    /// ingress forwards itself.
+    Decision,
+}
+
+impl Listener {
+    /// The `listener` field of the log line.
+    pub fn label(self) -> &'static str {
+        match self {
+            Listener::Proxy => "proxy",
+            Listener::Decision => "decision",
+        }
+    }
+}
+
 /// One finished request.
 pub struct Record<'a> {
     pub request_id: &'a str,
@@ -63,12 +83,23 @@ pub struct Record<'a> {
 }
 
 impl Record<'_> {
-    /// Count the request and write its log line.
+    /// Count the proxy's request and write its log line.
     pub fn emit(&self, metrics: &Metrics) {
+        self.emit_from(metrics, Listener::Proxy)
+    }
+
+    /// Count a request that came in on `listener` and write its log line.
+    pub fn emit_from(&self, metrics: &Metrics, listener: Listener) {
         let (decision, reason) = self.outcome.labels();
         let shadow_reason = self.outcome.shadow_reason();
         let route = self.route.unwrap_or("-");
         metrics.requests.with_label_values(&[route, reason]).inc();
+        if listener == Listener::Decision {
+            metrics
+                .decision_requests
+                .with_label_values(&[route, reason])
+                .inc();
+        }
         let seconds = self.latency.as_secs_f64();
         match self.route_metrics {
             Some(m) => {
@@ -92,6 +123,7 @@ impl Record<'_> {
         }
         tracing::info!(
             target: "access",
+            listener = listener.label(),
             request_id = %self.request_id,
             route,
             method = self.method,

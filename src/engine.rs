@@ -61,6 +61,8 @@ pub struct Routed {
     /// Where to find the token was itself refused (two tokens…) on a `mode: shadow` route:
     /// judged with the rest, in `decide`.
     refused: Option<Deny>,
+    /// A CORS preflight under `cors_preflight: forward`, routed as the method it asks about.
+    preflight: bool,
 }
 
 impl Routed {
@@ -81,6 +83,8 @@ pub enum Access {
     Authenticated,
     /// A `mode: shadow` route that would have denied the request (`Allow::shadow` says why).
     Shadow,
+    /// A CORS preflight forwarded without a token (`cors_preflight: forward`).
+    Preflight,
 }
 
 impl Access {
@@ -91,6 +95,7 @@ impl Access {
             Access::Anonymous => "anonymous",
             Access::Authenticated => "allowed",
             Access::Shadow => "shadow_denied",
+            Access::Preflight => "cors_preflight",
         }
     }
 }
@@ -236,12 +241,21 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
     let host = request_authority(target.authority, head)
         .and_then(|authority| request_host(head.headers, authority))
         .map_err(|d| denial(None, Some(&path), d))?;
+    let preflight = if policy.forward_preflights {
+        preflight_method(head).map_err(|d| denial(None, Some(&path), d))?
+    } else {
+        None
+    };
     let index = policy
         .routes
-        .find(host.as_deref(), head.method, &path)
+        .find(
+            host.as_deref(),
+            preflight.as_ref().unwrap_or(head.method),
+            &path,
+        )
         .ok_or_else(|| denial(None, Some(&path), Deny::NoRoute))?;
     let route = &policy.routes.routes()[index];
-    let (token, refused) = if route.auth == Auth::None {
+    let (token, refused) = if route.auth == Auth::None || preflight.is_some() {
         (None, None)
     } else {
         match extract::extract(
@@ -270,7 +284,34 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
         path,
         token,
         refused,
+        preflight: preflight.is_some(),
     })
+}
+
+/// The method a CORS preflight asks about: `Some` for an `OPTIONS` request with `Origin` and
+/// one `Access-Control-Request-Method`; `None` for any other request (an `OPTIONS` without
+/// them is an ordinary request). A requested method that is not an upper-case method token is
+/// refused, like such a request method.
+fn preflight_method(head: &RequestHead) -> Result<Option<Method>, Deny> {
+    if head.method != Method::OPTIONS || !head.headers.contains_key(header::ORIGIN) {
+        return Ok(None);
+    }
+    let mut asked = head
+        .headers
+        .get_all(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .iter();
+    let bad = || Deny::BadRequest(BadRequest::Method);
+    match (asked.next(), asked.next()) {
+        (None, _) => Ok(None),
+        (Some(_), Some(_)) => Err(bad()),
+        (Some(m), None) => {
+            let m = m.as_bytes().trim_ascii();
+            if m.is_empty() || m.iter().any(u8::is_ascii_lowercase) {
+                return Err(bad());
+            }
+            Method::from_bytes(m).map(Some).map_err(|_| bad())
+        }
+    }
 }
 
 /// Step two: judge the verification result `verified` (of `routed.token()`; `None` when there
@@ -303,6 +344,8 @@ pub fn decide(
     let carriers = match (route.auth, verified_source) {
         // Never verified: no bearer token of it goes upstream, whatever forward_token.
         (Auth::None, _) => edits::Carriers::RemoveBearer,
+        // A CORS preflight: no token read, as on `auth: none`.
+        _ if routed.preflight => edits::Carriers::RemoveBearer,
         // Only the carrier of the token that verified: a cookie ignored on a cross-site POST
         // goes, whatever forward_token.
         (_, Some(source)) if policy.identity.forward_token && identity.is_some() => {
@@ -367,6 +410,9 @@ fn judge(
     verified: Option<Result<Arc<Identity>, AuthError>>,
 ) -> Result<(Access, Option<Arc<Identity>>), Deny> {
     let route = &policy.routes.routes()[routed.route];
+    if routed.preflight {
+        return Ok((Access::Preflight, None));
+    }
     if route.auth == Auth::None {
         return Ok((Access::Public, None));
     }

@@ -14,6 +14,7 @@ pub mod admin;
 pub mod authz;
 pub mod claims;
 pub mod config;
+pub mod decision;
 pub mod demo;
 pub mod engine;
 pub mod forwarding;

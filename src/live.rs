@@ -172,6 +172,30 @@ impl Generation {
             .await
     }
 
+    /// The whole judgement of one request under this generation: admission (`in_flight`
+    /// requests, this one included), route, the token verified, the decision. The proxy and
+    /// the decision listener both ask here.
+    pub async fn decide(
+        &self,
+        head: &engine::RequestHead<'_>,
+        in_flight: usize,
+        request_id: &http::HeaderValue,
+    ) -> engine::Decision {
+        let policy = &self.policy;
+        let routed = match engine::admit(&policy.limits, in_flight)
+            .map_err(engine::Denial::from)
+            .and_then(|()| engine::route(policy, head))
+        {
+            Ok(routed) => routed,
+            Err(denial) => return engine::Decision::Deny(denial),
+        };
+        let verified = match routed.token() {
+            Some(token) => Some(self.authenticate(token).await),
+            None => None,
+        };
+        engine::decide(policy, head, routed, verified, request_id)
+    }
+
     /// Whether this generation serves from the same token cache as `other`.
     pub fn shares_cache_with(&self, other: &Generation) -> bool {
         Arc::ptr_eq(&self.auth, &other.auth)
@@ -234,6 +258,7 @@ impl<'a> Pinned<'a> {
             .and_then(|t| t.client_subject_header.clone());
         policy.listen = start.listen;
         policy.admin_listen = start.admin_listen;
+        policy.decision_listen = start.decision_listen;
         policy.tls.clone_from(&start.tls);
         let pinned = policy
             .tls

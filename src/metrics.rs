@@ -24,6 +24,8 @@ pub struct Metrics {
     /// Requests by route (`-` when none matched) and precise reason (`allowed`, `expired`,
     /// `no_route`…: `access::Outcome::labels`).
     pub requests: IntCounterVec,
+    /// The decision listener's share of `requests` (forward-auth questions), by the same labels.
+    pub decision_requests: IntCounterVec,
     /// Requests that matched a route, by route: what finds dead routes.
     pub route_requests: IntCounterVec,
     /// Unix seconds of each route's last match.
@@ -166,6 +168,12 @@ impl Metrics {
             requests: counter(
                 "requests_total",
                 "Requests by route and precise decision reason",
+                &["route", "decision"],
+            ),
+            decision_requests: counter(
+                "decision_requests_total",
+                "Decision-listener (forward-auth) requests by route and precise decision reason, \
+                 also counted in requests_total",
                 &["route", "decision"],
             ),
             route_requests: counter(

@@ -5,7 +5,7 @@
 
 use crate::access::{Outcome, Record};
 use crate::config::Policy;
-use crate::engine::{self, Allow, Decision, Denial, RequestHead};
+use crate::engine::{self, Allow, Decision, RequestHead};
 use crate::forwarding::{self, Headers};
 use crate::live::{Generation, Shared};
 use crate::metrics::Metrics;
@@ -65,7 +65,7 @@ impl Ctx {
 impl Gateway {
     /// Run the engine over the request head, verifying the token it finds.
     async fn decide(&self, session: &Session, ctx: &Ctx) -> Decision {
-        let (policy, req) = (&ctx.policy, session.req_header());
+        let req = session.req_header();
         let tls = session.digest().and_then(|d| d.ssl_digest.as_deref());
         let head = RequestHead {
             method: &req.method,
@@ -84,18 +84,7 @@ impl Gateway {
             client_cert: tls.and_then(crate::tls::client_certificate_sha256),
         };
         let in_flight = self.in_flight.load(Ordering::Acquire);
-        let routed = match engine::admit(&policy.limits, in_flight)
-            .map_err(Denial::from)
-            .and_then(|()| engine::route(policy, &head))
-        {
-            Ok(routed) => routed,
-            Err(denial) => return Decision::Deny(denial),
-        };
-        let verified = match routed.token() {
-            Some(token) => Some(ctx.live.authenticate(token).await),
-            None => None,
-        };
-        engine::decide(policy, &head, routed, verified, &ctx.request_id)
+        ctx.live.decide(&head, in_flight, &ctx.request_id).await
     }
 }
 

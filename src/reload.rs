@@ -387,7 +387,12 @@ impl Changes {
             .filter(|k| {
                 !matches!(
                     k.as_str(),
-                    "routes" | "issuers" | "upstreams" | "listen" | "admin_listen"
+                    "routes"
+                        | "issuers"
+                        | "upstreams"
+                        | "listen"
+                        | "admin_listen"
+                        | "decision_listen"
                 )
             })
             .collect();
@@ -413,6 +418,7 @@ impl Changes {
 struct RestartOnly {
     listen: std::net::SocketAddr,
     admin_listen: Option<std::net::SocketAddr>,
+    decision_listen: Option<std::net::SocketAddr>,
     threads: usize,
     shutdown_grace: std::time::Duration,
     shutdown_delay: std::time::Duration,
@@ -427,6 +433,7 @@ impl RestartOnly {
         RestartOnly {
             listen: policy.listen,
             admin_listen: policy.admin_listen,
+            decision_listen: policy.decision_listen,
             threads: policy.server.threads,
             shutdown_grace: policy.server.shutdown_grace,
             shutdown_delay: policy.server.shutdown_delay,
@@ -447,6 +454,10 @@ impl RestartOnly {
         [
             ("listen", self.listen != new.listen),
             ("admin_listen", self.admin_listen != new.admin_listen),
+            (
+                "decision_listen",
+                self.decision_listen != new.decision_listen,
+            ),
             ("server.threads", self.threads != new.threads),
             (
                 "server.shutdown_grace",

@@ -73,6 +73,9 @@ pub enum BadRequest {
     Token(ExtractError),
     /// A request pingora refused to read (malformed framing, a body that broke off).
     Malformed,
+    /// A decision-listener request that describes no request, describes it twice, or comes
+    /// from outside `trusted_proxies`.
+    Description,
 }
 
 impl BadRequest {
@@ -83,6 +86,7 @@ impl BadRequest {
             BadRequest::Method => "method must be upper-case",
             BadRequest::Token(e) => e.description(),
             BadRequest::Malformed => "bad request",
+            BadRequest::Description => "no request description from a trusted proxy",
         }
     }
 }

@@ -1,10 +1,11 @@
 //! Assemble and run the gateway: the control runtime (key refresh, admin listener), then the
-//! pingora server, with a SIGTERM drain that exits as soon as nothing is in flight. Both
-//! listeners are bound before anything else starts, and config reload (`reload`) and, on a TLS
+//! pingora server, with a SIGTERM drain that exits as soon as nothing is in flight. Every
+//! listener (main, admin, decision) is bound before anything else starts, and config reload (`reload`) and, on a TLS
 //! listener, certificate reload (`tls`) are set up before the `listening` line.
 
 use crate::admin::{self, AdminState};
 use crate::config::{Limits, Policy};
+use crate::decision::{self, DecisionState};
 use crate::live::Generation;
 use crate::metrics::Metrics;
 use crate::proxy::Gateway;
@@ -37,20 +38,31 @@ fn bind(addr: SocketAddr, setting: &str) -> std::io::Result<std::net::TcpListene
     Ok(listener)
 }
 
+/// A listener bound in `prepare`, handed to `control`'s reactor.
+fn on_runtime(
+    control: &tokio::runtime::Runtime,
+    listener: std::net::TcpListener,
+) -> std::io::Result<tokio::net::TcpListener> {
+    let _entered = control.enter();
+    tokio::net::TcpListener::from_std(listener)
+}
+
 /// A gateway with its listeners bound, ready to serve.
 pub struct Prepared {
     /// The main listener's address (port 0 already resolved).
     pub listen: SocketAddr,
     /// The admin listener's bound address.
     pub admin: Option<SocketAddr>,
+    /// The decision listener's bound address.
+    pub decision: Option<SocketAddr>,
     server: Server,
     drain: Drain,
     control: tokio::runtime::Runtime,
 }
 
-/// Bind both listeners, start key refresh and the admin listener on `control`, and set up
-/// pingora for `policy`. A config file, when given, is watched and reloaded on change and on
-/// SIGHUP.
+/// Bind the listeners, start key refresh and the admin and decision listeners on `control`,
+/// and set up pingora for `policy`. A config file, when given, is watched and reloaded on
+/// change and on SIGHUP.
 pub fn prepare(
     policy: Policy,
     file: Option<ConfigFile>,
@@ -59,6 +71,10 @@ pub fn prepare(
     let main_listener = bind(policy.listen, "listen")?;
     let admin_listener = match policy.admin_listen {
         Some(addr) => Some(bind(addr, "admin_listen")?),
+        None => None,
+    };
+    let decision_listener = match policy.decision_listen {
+        Some(addr) => Some(bind(addr, "decision_listen")?),
         None => None,
     };
     let listen = main_listener.local_addr()?;
@@ -72,10 +88,7 @@ pub fn prepare(
     let live = Generation::start(policy, Arc::clone(&metrics), control.handle());
     let admin_addr = match admin_listener {
         Some(listener) => {
-            let listener = {
-                let _entered = control.enter();
-                tokio::net::TcpListener::from_std(listener)?
-            };
+            let listener = on_runtime(&control, listener)?;
             let bound = listener.local_addr()?;
             let state = Arc::new(AdminState::new(
                 Arc::clone(&live),
@@ -83,6 +96,20 @@ pub fn prepare(
                 Arc::clone(&draining),
             ));
             control.spawn(admin::serve(listener, state));
+            Some(bound)
+        }
+        None => None,
+    };
+    let decision_addr = match decision_listener {
+        Some(listener) => {
+            let listener = on_runtime(&control, listener)?;
+            let bound = listener.local_addr()?;
+            let state = Arc::new(DecisionState {
+                live: Arc::clone(&live),
+                metrics: Arc::clone(&metrics),
+                in_flight: Arc::clone(&in_flight),
+            });
+            control.spawn(decision::serve(listener, state));
             Some(bound)
         }
         None => None,
@@ -156,6 +183,7 @@ pub fn prepare(
         listen = %listen,
         tls = listener_tls.is_some(),
         admin = %admin_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
+        decision = %decision_addr.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
         routes = policy.routes.routes().len(),
         issuers = policy.issuers.len(),
         "listening"
@@ -163,6 +191,7 @@ pub fn prepare(
     Ok(Prepared {
         listen,
         admin: admin_addr,
+        decision: decision_addr,
         server,
         drain: Drain {
             in_flight,

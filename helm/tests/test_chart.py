@@ -414,6 +414,35 @@ def test_the_proxy_service_targets_the_proxy_port_only():
         assert [p["targetPort"] for p in svc["spec"]["ports"]] == ["portcullis"]
 
 
+def test_the_decision_port_is_off_by_default_and_exposed_apart_from_the_proxy_when_set(tmp_path):
+    assert "decision_listen" not in gateway_config(case("defaults"), gateway_pod(case("defaults")))[0]
+    assert not [s for s in of_kind(case("defaults"), "Service") if s["metadata"]["name"].endswith("-decision")]
+    values = example_policy()
+    values["config"]["trusted_proxies"] = ["10.0.0.0/8"]
+    ingress = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}]
+    values.update({"ports": {"proxy": 8080, "admin": 9901, "decision": 8181},
+                   "networkPolicy": {"enabled": True, "decisionFrom": ingress}})
+    docs = render(CHART, values)
+    pod = gateway_pod(docs)
+    config, _ = gateway_config(docs, pod)
+    assert config["decision_listen"] == "0.0.0.0:8181"
+    ports = {p["name"]: p["containerPort"] for p in gateway_container(pod)["ports"]}
+    assert ports["portcullis-dec"] == 8181
+    svc = one(docs, "Service", f"{RELEASE}-portcullis-decision")
+    assert svc["spec"]["type"] == "ClusterIP"
+    assert [(p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [(8181, "portcullis-dec")]
+    main = one(docs, "Service", f"{RELEASE}-portcullis")
+    assert [p["targetPort"] for p in main["spec"]["ports"]] == ["portcullis"]
+    rules = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    decision = [r for r in rules if r["ports"][0]["port"] == 8181]
+    assert decision == [{"ports": [{"port": 8181, "protocol": "TCP"}], "from": ingress}], rules
+    portcullis_check(docs, tmp_path)
+    # Without decisionFrom, no peer may reach the decision port.
+    values["networkPolicy"] = {"enabled": True}
+    rules = one(render(CHART, values), "NetworkPolicy")["spec"]["ingress"]
+    assert not [r for r in rules if r["ports"][0]["port"] == 8181], rules
+
+
 def test_the_grafana_dashboard_configmap_carries_every_dashboard_file(tmp_path):
     real = sorted(p.name for p in (CHART / "dashboards").glob("*.json")) if (CHART / "dashboards").is_dir() else []
     dashboards = [d for d in case("standalone-full") if d["metadata"]["name"].endswith("-dashboards")]
@@ -592,6 +621,8 @@ def test_the_sidecar_gets_the_tls_mounts_in_the_including_charts_pod(tmp_path):
                      "routes": [{"name": "r", "match": {"path": "/"}}]}}, "config.listen is set by the chart"),
         ({"config": {"server": {"shutdown_grace": "5s"}, "upstreams": {"a": {"url": "http://127.0.0.1:1"}},
                      "routes": [{"name": "r", "match": {"path": "/"}}]}}, "use shutdownGraceSeconds"),
+        ({"config": {"decision_listen": "0.0.0.0:1", "upstreams": {"a": {"url": "http://127.0.0.1:1"}},
+                     "routes": [{"name": "r", "match": {"path": "/"}}]}}, "config.decision_listen is set by the chart"),
         ({"mode": "daemonset"}, "mode"),
         # TLS: the schema and the templates refuse what would not start or would mean nothing.
         ({"tls": {"enabled": True}}, "/tls/secretName"),

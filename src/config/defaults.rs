@@ -167,6 +167,8 @@ pub const TABLE: &[Documented] = &[
     d("dpop.nonce", "false", "false"),
     d("dpop.replay_cache_entries", "100000", "100,000"),
     d("dpop.nonce_secret_env", "null", "none"),
+    d("cors_preflight", "authenticate", "authenticate"),
+    d("decision_listen", "null", "off"),
 ];
 
 #[cfg(test)]

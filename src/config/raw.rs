@@ -51,6 +51,15 @@ pub struct RawConfig {
     /// Add the token's `sub` to the access log line. Default false.
     #[serde(default)]
     pub log_subject: bool,
+    /// `authenticate`: a CORS preflight is judged like any request. `forward`: an `OPTIONS`
+    /// with `Origin` and `Access-Control-Request-Method` is routed as the method it asks
+    /// about and forwarded without a token. Default `authenticate`.
+    #[serde(default)]
+    pub cors_preflight: RawCorsPreflight,
+    /// The forward-auth listener (nginx `auth_request`, Traefik and Caddy `forward_auth`).
+    /// Default null: off. Needs `trusted_proxies`: only their descriptions are believed.
+    #[serde(default)]
+    pub decision_listen: Option<String>,
     /// DPoP proofs (RFC 9449), checked whenever a token is DPoP-bound.
     #[serde(default)]
     pub dpop: RawDpop,
@@ -77,6 +86,15 @@ pub struct RawDpop {
     /// process (a nonce is then accepted only by the process that issued it).
     #[serde(default)]
     pub nonce_secret_env: Option<String>,
+}
+
+/// `cors_preflight`; the default is `authenticate`.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RawCorsPreflight {
+    #[default]
+    Authenticate,
+    Forward,
 }
 
 fn default_listen() -> String {

@@ -67,7 +67,7 @@ config.yaml: the policy from values with the listeners and the shutdown grace th
 {{- fail "config is empty: set the gateway's policy (upstreams, issuers, routes) in config:; the chart's examples/policy.yaml is one to start from" -}}
 {{- end -}}
 {{- $cfg := deepCopy (.values.config | default dict) -}}
-{{- range $key := list "listen" "admin_listen" -}}
+{{- range $key := list "listen" "admin_listen" "decision_listen" -}}
 {{- if hasKey $cfg $key -}}
 {{- fail (printf "config.%s is set by the chart from ports.*: remove it from config" $key) -}}
 {{- end -}}
@@ -88,6 +88,9 @@ config.yaml: the policy from values with the listeners and the shutdown grace th
 {{- $_ := set $cfg "server" $server -}}
 {{- $_ := set $cfg "listen" (printf "0.0.0.0:%d" (int .values.ports.proxy)) -}}
 {{- $_ := set $cfg "admin_listen" (printf "0.0.0.0:%d" (int .values.ports.admin)) -}}
+{{- if .values.ports.decision -}}
+{{- $_ := set $cfg "decision_listen" (printf "0.0.0.0:%d" (int .values.ports.decision)) -}}
+{{- end -}}
 {{- if hasKey $cfg "tls" -}}
 {{- fail "config.tls is set by the chart: use tls.enabled, tls.secretName, tls.clientCa and tls.clientSubjectHeader" -}}
 {{- end -}}

@@ -33,6 +33,11 @@ with tls.enabled / upstreamCa, the TLS mounts. */}}
     - name: portcullis-adm
       containerPort: {{ .values.ports.admin }}
       protocol: TCP
+    {{- if .values.ports.decision }}
+    - name: portcullis-dec
+      containerPort: {{ .values.ports.decision }}
+      protocol: TCP
+    {{- end }}
   {{- if or .values.logLevel .values.extraEnv }}
   env:
     {{- if .values.logLevel }}

@@ -119,6 +119,11 @@ fn err<T>(path: impl Into<String>, message: impl Into<String>) -> Result<T, Comp
 pub struct Policy {
     pub listen: SocketAddr,
     pub admin_listen: Option<SocketAddr>,
+    /// The forward-auth listener; `None`: off.
+    pub decision_listen: Option<SocketAddr>,
+    /// `cors_preflight: forward`: preflights are routed as the method they ask about and
+    /// forwarded without a token.
+    pub forward_preflights: bool,
     /// TLS on `listen`; `None`: plain HTTP.
     pub tls: Option<crate::tls::ListenerTls>,
     pub routes: RouteTable,
@@ -168,6 +173,17 @@ pub fn compile_with(
         Some(a) => Some(parse_addr("admin_listen", a)?),
         None => None,
     };
+    let decision_listen = match &raw.decision_listen {
+        Some(a) => Some(parse_addr("decision_listen", a)?),
+        None => None,
+    };
+    if decision_listen.is_some() && raw.trusted_proxies.is_empty() {
+        return err(
+            "decision_listen",
+            "needs trusted_proxies: the addresses of the ingresses whose descriptions of a \
+             request are believed (every other caller is answered 400)",
+        );
+    }
     let tls = tls::compile(&raw.tls, base)?;
     let upstreams = upstreams::compile(&raw, base, &mut ctx)?;
     let issuers = issuers::compile(&raw.issuers, base, &mut ctx)?;
@@ -200,6 +216,8 @@ pub fn compile_with(
     let policy = Policy {
         listen,
         admin_listen,
+        decision_listen,
+        forward_preflights: raw.cors_preflight == super::raw::RawCorsPreflight::Forward,
         tls,
         routes: RouteTable::new(routes),
         upstreams: upstreams.list,

@@ -9,7 +9,10 @@
 //!   needs a token: those requests are served without one;
 //! - an issuer that no reachable route accepts;
 //! - an `https` upstream whose certificate is not verified (`dangerous_skip_verify`);
-//! - a listener certificate (`tls.cert_file`) past its not-after.
+//! - a listener certificate (`tls.cert_file`) past its not-after;
+//! - a decision listener that believes any address (`trusted_proxies` holding a `/0`);
+//! - browsers' CORS preflights answered 401 (`cors_preflight: authenticate`) where the config
+//!   shows browsers call it: a token cookie, or a protected route that lists `OPTIONS`.
 //!
 //! A route that never matches, and a public route that reaches past the protected route it
 //! overlaps (or swallows it), fail `check` by default: the config loads, but does not do what
@@ -153,6 +156,27 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
             ));
         }
     }
+    if policy.decision_listen.is_some() {
+        if let Some(i) = policy
+            .trusted_proxies
+            .iter()
+            .position(|n| n.prefix_len() == 0)
+        {
+            out.push(elsewhere(
+                text,
+                format!("trusted_proxies[{i}]"),
+                format!(
+                    "{} trusts every address: anyone who reaches decision_listen can describe \
+                     a request of their choosing and read the answer (list the ingresses' \
+                     addresses instead)",
+                    policy.trusted_proxies[i]
+                ),
+            ));
+        }
+    }
+    if let Some(finding) = preflights_refused(policy, &dead, &route_line) {
+        out.push(finding);
+    }
     if let Some(tls) = &policy.tls {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -170,6 +194,56 @@ pub fn lint(policy: &Policy, text: &str) -> Vec<Finding> {
     }
     out.sort_by_key(|f| f.line);
     out
+}
+
+/// With `cors_preflight: authenticate`, a preflight (an `OPTIONS` without credentials) to a
+/// route that needs a token is answered 401, and the browser never sends the real request.
+/// Said only where the config shows browsers call it (a token cookie, or a protected route
+/// that lists `OPTIONS` itself): an API that no browser calls needs no preflight.
+fn preflights_refused(
+    policy: &Policy,
+    dead: &[Option<Vec<usize>>],
+    line: &impl Fn(usize) -> usize,
+) -> Option<Finding> {
+    if policy.forward_preflights {
+        return None;
+    }
+    let cookie = policy.token_sources.cookie.is_some();
+    let refused: Vec<usize> = policy
+        .routes
+        .routes()
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| dead[*i].is_none() && r.auth == Auth::Required && r.mode == Mode::Enforce)
+        .filter(|(_, r)| {
+            let lists_options = r
+                .methods
+                .as_ref()
+                .is_some_and(|m| m.contains(&Method::OPTIONS));
+            lists_options || (cookie && allows_method(r.methods.as_deref(), &Method::OPTIONS))
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let first = *refused.first()?;
+    let routes = policy.routes.routes();
+    Some(Finding {
+        fails: false,
+        route: Some(routes[first].name.clone()),
+        path: format!("routes[{first}]"),
+        line: line(first),
+        message: format!(
+            "browsers send a CORS preflight (OPTIONS, without credentials) before a \
+             cross-origin call; with cors_preflight: authenticate, {} {} it 401 and the \
+             browser never sends the real request (cors_preflight: forward sends preflights \
+             to the route's upstream without a token)",
+            names(routes, &refused, line),
+            if refused.len() == 1 {
+                "answers"
+            } else {
+                "answer"
+            },
+        ),
+    })
 }
 
 /// A finding about something else than a route (an issuer, an upstream, the certificate),
@@ -417,6 +491,57 @@ routes:
         let text = format!("{HEAD}{routes}");
         let policy = config::from_str(&text, "t.yaml", Path::new(".")).expect("compiles");
         lint(&policy, &text)
+    }
+
+    #[test]
+    fn a_decision_listener_that_trusts_everyone_is_named() {
+        let route = "  - name: api\n    match: { path: /api/** }\n";
+        let text = format!(
+            "{HEAD}{route}decision_listen: 127.0.0.1:8181\ntrusted_proxies: [10.0.0.0/8, 0.0.0.0/0]\n"
+        );
+        let policy = config::from_str(&text, "t.yaml", Path::new(".")).expect("compiles");
+        let f = lint(&policy, &text);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].path, "trusted_proxies[1]");
+        assert!(
+            f[0].message.contains("trusts every address"),
+            "{}",
+            f[0].message
+        );
+        let text = format!(
+            "{HEAD}{route}decision_listen: 127.0.0.1:8181\ntrusted_proxies: [10.0.0.0/8]\n"
+        );
+        let policy = config::from_str(&text, "t.yaml", Path::new(".")).expect("compiles");
+        assert!(lint(&policy, &text).is_empty());
+    }
+
+    #[test]
+    fn preflights_answered_401_are_named_only_where_browsers_call() {
+        let lists_options =
+            "  - name: spa-api\n    match: { path: /api/**, methods: [GET, OPTIONS] }\n";
+        let f = findings(lists_options);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].route.as_deref(), Some("spa-api"));
+        assert!(!f[0].fails);
+        assert!(f[0].message.contains("CORS preflight"), "{}", f[0].message);
+        // A token API that no browser shows signs of calling: no warning.
+        assert!(findings("  - name: api\n    match: { path: /api/** }\n").is_empty());
+        // Forwarding preflights answers it.
+        let text = format!("{HEAD}{lists_options}cors_preflight: forward\n");
+        let policy = config::from_str(&text, "t.yaml", Path::new(".")).expect("compiles");
+        assert!(lint(&policy, &text).is_empty());
+        // A token cookie means browsers: any protected route that takes OPTIONS is named.
+        let text =
+            format!("{HEAD}  - name: api\n    match: {{ path: /api/** }}\ntoken_sources: {{ cookie: at }}\n");
+        let policy = config::from_str(&text, "t.yaml", Path::new(".")).expect("compiles");
+        let f = lint(&policy, &text);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(
+            f[0].message
+                .contains("route \"api\" (line 10) answers it 401"),
+            "{}",
+            f[0].message
+        );
     }
 
     #[test]
