@@ -2,7 +2,7 @@
 //! metrics. Never the token, the Authorization header, cookies or the query string: the path
 //! logged is the canonical path alone.
 
-use crate::engine::Access;
+use crate::engine::Grant;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::response::{BadRequest, Deny};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,7 +13,7 @@ pub enum Outcome {
     /// Nothing decided: pingora refused the request before the engine ran.
     Unread,
     /// Forwarded; with the denial a `mode: shadow` route would have made, if any.
-    Allowed(Access, Option<Deny>),
+    Allowed(Grant, Option<Deny>),
     Denied(Deny),
     /// Allowed, then the upstream failed after the response had started.
     UpstreamFailed,

@@ -12,7 +12,7 @@
 
 use crate::access::{Listener, Outcome, Record};
 use crate::config::Policy;
-use crate::engine::{self, Decision, Denial, Edit, RequestHead};
+use crate::engine::{self, Decision, Edit, Refusal, RequestHead};
 use crate::live::{Generation, Shared};
 use crate::metrics::Metrics;
 use crate::proxy::InFlight;
@@ -158,7 +158,7 @@ impl DecisionState {
                 let in_flight = self.in_flight.load(Ordering::Acquire);
                 live.decide(&head, in_flight, &request_id).await
             }
-            Err(deny) => Decision::Deny(Denial::from(deny.clone())),
+            Err(deny) => Decision::Deny(Refusal::from(deny.clone())),
         };
         Judged {
             live,
@@ -174,7 +174,7 @@ impl DecisionState {
         let (live, decision) = (&judged.live, &judged.decision);
         let policy = &live.policy;
         let outcome = match decision {
-            Decision::Allow(allow) => Outcome::Allowed(allow.access, allow.shadow.clone()),
+            Decision::Allow(allow) => Outcome::Allowed(allow.grant, allow.shadow.clone()),
             Decision::Deny(denial) => Outcome::Denied(denial.deny.clone()),
         };
         let identity = decision.identity();

@@ -74,7 +74,7 @@ impl Routed {
 
 /// How an allowed request got through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub enum Grant {
     /// An `auth: none` route: no token read.
     Public,
     /// An `auth: optional` route without a token.
@@ -87,15 +87,15 @@ pub enum Access {
     Preflight,
 }
 
-impl Access {
+impl Grant {
     /// The decision label of metrics and logs.
     pub fn label(self) -> &'static str {
         match self {
-            Access::Public => "public",
-            Access::Anonymous => "anonymous",
-            Access::Authenticated => "allowed",
-            Access::Shadow => "shadow_denied",
-            Access::Preflight => "cors_preflight",
+            Grant::Public => "public",
+            Grant::Anonymous => "anonymous",
+            Grant::Authenticated => "allowed",
+            Grant::Shadow => "shadow_denied",
+            Grant::Preflight => "cors_preflight",
         }
     }
 }
@@ -107,7 +107,7 @@ pub struct Allow {
     pub route: usize,
     /// Index into `Policy::upstreams`.
     pub upstream: usize,
-    pub access: Access,
+    pub grant: Grant,
     /// Canonical path and query (a token parameter removed) to send upstream.
     pub target: String,
     /// Canonical path alone, for logs.
@@ -121,7 +121,7 @@ pub struct Allow {
 
 /// A request the gateway answers itself.
 #[derive(Debug, Clone)]
-pub struct Denial {
+pub struct Refusal {
     /// The route matched before the denial, if any.
     pub route: Option<usize>,
     /// Canonical path, when the target had one.
@@ -135,7 +135,7 @@ pub struct Denial {
 #[derive(Debug)]
 pub enum Decision {
     Allow(Allow),
-    Deny(Denial),
+    Deny(Refusal),
 }
 
 impl Decision {
@@ -164,10 +164,10 @@ impl Decision {
     }
 }
 
-impl From<Deny> for Denial {
+impl From<Deny> for Refusal {
     /// A denial made before the target was read (limits, admission).
     fn from(deny: Deny) -> Self {
-        Denial {
+        Refusal {
             route: None,
             path: None,
             identity: None,
@@ -224,8 +224,8 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
 }
 
 /// Step one: limits, canonical target, host, route, token extraction.
-pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Denial> {
-    let denial = |route, path: Option<&str>, deny| Denial {
+pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Refusal> {
+    let denial = |route, path: Option<&str>, deny| Refusal {
         route,
         path: path.map(str::to_string),
         identity: None,
@@ -326,13 +326,13 @@ pub fn decide(
     let index = routed.route;
     let route = &policy.routes.routes()[index];
     let verified_identity = verified.as_ref().and_then(|v| v.as_ref().ok()).cloned();
-    let (access, identity, shadow) = match judge(policy, head, &routed, verified) {
-        Ok((access, identity)) => (access, identity, None),
+    let (grant, identity, shadow) = match judge(policy, head, &routed, verified) {
+        Ok((grant, identity)) => (grant, identity, None),
         // A shadow route forwards what it would have denied, with the identity of a token
         // that verified (and none of one that did not).
-        Err(deny) if route.mode == Mode::Shadow => (Access::Shadow, verified_identity, Some(deny)),
+        Err(deny) if route.mode == Mode::Shadow => (Grant::Shadow, verified_identity, Some(deny)),
         Err(deny) => {
-            return Decision::Deny(Denial {
+            return Decision::Deny(Refusal {
                 route: Some(index),
                 path: Some(routed.path),
                 identity: verified_identity,
@@ -377,7 +377,7 @@ pub fn decide(
     Decision::Allow(Allow {
         route: index,
         upstream: route.upstream,
-        access,
+        grant,
         target,
         path: routed.path,
         identity,
@@ -408,20 +408,20 @@ fn judge(
     head: &RequestHead,
     routed: &Routed,
     verified: Option<Result<Arc<Identity>, AuthError>>,
-) -> Result<(Access, Option<Arc<Identity>>), Deny> {
+) -> Result<(Grant, Option<Arc<Identity>>), Deny> {
     let route = &policy.routes.routes()[routed.route];
     if routed.preflight {
-        return Ok((Access::Preflight, None));
+        return Ok((Grant::Preflight, None));
     }
     if route.auth == Auth::None {
-        return Ok((Access::Public, None));
+        return Ok((Grant::Public, None));
     }
     if let Some(deny) = &routed.refused {
         return Err(deny.clone());
     }
     let Some(verified) = verified else {
         return match route.auth {
-            Auth::Optional => Ok((Access::Anonymous, None)),
+            Auth::Optional => Ok((Grant::Anonymous, None)),
             _ => Err(Deny::MissingToken),
         };
     };
@@ -439,7 +439,7 @@ fn judge(
         identity.claims(),
         &identity.scopes,
     )?;
-    Ok((Access::Authenticated, Some(identity)))
+    Ok((Grant::Authenticated, Some(identity)))
 }
 
 /// Sender constraints: a DPoP-bound token (`cnf.jkt`) only with the `DPoP` scheme and a valid

@@ -183,7 +183,7 @@ impl Generation {
     ) -> engine::Decision {
         let policy = &self.policy;
         let routed = match engine::admit(&policy.limits, in_flight)
-            .map_err(engine::Denial::from)
+            .map_err(engine::Refusal::from)
             .and_then(|()| engine::route(policy, head))
         {
             Ok(routed) => routed,

@@ -47,6 +47,9 @@ pub struct Ctx {
     outcome: Outcome,
     /// Request body bytes seen so far, against `limits.max_body_bytes`.
     body_bytes: u64,
+    /// The gateway's own refusal of a body it was reading (over `limits.max_body_bytes`):
+    /// answered by `fail_to_proxy` as it is, not rebuilt from pingora's error.
+    body_refused: Option<Deny>,
     /// An HTTP/2 answer left open while the request body arrives (`write_denial`).
     ending: Option<Ending>,
     _in_flight: InFlight,
@@ -291,6 +294,7 @@ impl ProxyHttp for Gateway {
             decision: None,
             outcome: Outcome::Unread,
             body_bytes: 0,
+            body_refused: None,
             ending: None,
             _in_flight: InFlight::enter(&self.in_flight),
         }
@@ -304,7 +308,7 @@ impl ProxyHttp for Gateway {
         let decision = self.decide(session, ctx).await;
         let answered = match &decision {
             Decision::Allow(allow) => {
-                ctx.outcome = Outcome::Allowed(allow.access, allow.shadow.clone());
+                ctx.outcome = Outcome::Allowed(allow.grant, allow.shadow.clone());
                 false
             }
             Decision::Deny(denial) => {
@@ -330,9 +334,11 @@ impl ProxyHttp for Gateway {
         ctx: &mut Ctx,
     ) -> Result<()> {
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
-        if engine::body_within(&ctx.policy.limits, ctx.body_bytes).is_err() {
+        if let Err(deny) = engine::body_within(&ctx.policy.limits, ctx.body_bytes) {
+            let status = deny.status();
+            ctx.body_refused = Some(deny);
             return Error::e_explain(
-                ErrorType::HTTPStatus(413),
+                ErrorType::HTTPStatus(status),
                 "request body over max_body_bytes",
             );
         }
@@ -384,7 +390,11 @@ impl ProxyHttp for Gateway {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let mut error_code = 0;
-        match response::deny_for_proxy_error(e.esource(), e.etype()) {
+        let deny = ctx
+            .body_refused
+            .take()
+            .or_else(|| response::deny_for_proxy_error(e.esource(), e.etype()));
+        match deny {
             Some(deny) if session.response_written().is_none() => {
                 // The connection is not reused after a failed proxy attempt: say so.
                 session.set_keepalive(None);

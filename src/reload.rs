@@ -107,7 +107,7 @@ fn read_stable(path: &Path) -> Result<String, ConfigError> {
 
 /// What a reload did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Reloaded {
     /// The new policy serves, as this generation.
     Applied(u64),
     /// The file holds what already serves.
@@ -144,7 +144,7 @@ impl Reloader {
     }
 
     /// Read the file and apply it if it changed and compiles.
-    pub fn reload(&self, trigger: Trigger) -> Outcome {
+    pub fn reload(&self, trigger: Trigger) -> Reloaded {
         let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
         let file = self.path.display().to_string();
         let outcome = match read_stable(&self.path).and_then(|text| {
@@ -165,31 +165,31 @@ impl Reloader {
                     tracing::debug!(event = "config_reload", result = "unchanged", trigger = trigger.label(),
                         file = %file, "config unchanged; nothing to reload");
                 }
-                Outcome::Unchanged
+                Reloaded::Unchanged
             }
             Ok(Some((policy, snapshot))) => {
                 match self.apply(policy, &snapshot, &applied, trigger) {
                     Ok(generation) => {
                         *applied = snapshot;
-                        Outcome::Applied(generation)
+                        Reloaded::Applied(generation)
                     }
                     Err(message) => {
                         tracing::error!(event = "config_reload", result = "invalid",
                             trigger = trigger.label(), file = %file, error = %message,
                             "config refused; the current policy keeps serving");
-                        Outcome::Invalid
+                        Reloaded::Invalid
                     }
                 }
             }
             Err(e) => {
                 log_invalid(&e, trigger);
-                Outcome::Invalid
+                Reloaded::Invalid
             }
         };
         let label = match outcome {
-            Outcome::Applied(_) => "ok",
-            Outcome::Unchanged => "unchanged",
-            Outcome::Invalid => "invalid",
+            Reloaded::Applied(_) => "ok",
+            Reloaded::Unchanged => "unchanged",
+            Reloaded::Invalid => "invalid",
         };
         self.metrics
             .config_reloads

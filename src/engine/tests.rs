@@ -502,18 +502,18 @@ fn allowed_requests_say_how_they_got_through() {
     let f = fixture();
     let public = f.allowed(&req("GET", "/healthz", &[]));
     assert_eq!(
-        (public.access, public.identity.is_none()),
-        (Access::Public, true)
+        (public.grant, public.identity.is_none()),
+        (Grant::Public, true)
     );
     let anonymous = f.allowed(&req("GET", "/opt/x", &[]));
-    assert_eq!(anonymous.access, Access::Anonymous);
+    assert_eq!(anonymous.grant, Grant::Anonymous);
     let token = f.token(json!({"scope": "read:orders"}));
     let authed = f.allowed(&req(
         "GET",
         "/api/orders/7",
         &[("authorization", &bearer(&token))],
     ));
-    assert_eq!(authed.access, Access::Authenticated);
+    assert_eq!(authed.grant, Grant::Authenticated);
     assert_eq!(f.route_name(authed.route), "orders-read");
     // An invalid token on an optional route is refused, not ignored.
     let deny = f.denied(&req(
@@ -599,7 +599,7 @@ fn the_token_cookie_is_removed_and_other_cookies_kept() {
     // A cross-site unsafe request's cookie is not a token, yet it is still removed.
     let r = req("POST", "/opt/x", &[("cookie", &cookie)]);
     let a = f.allowed(&r);
-    assert_eq!(a.access, Access::Anonymous);
+    assert_eq!(a.grant, Grant::Anonymous);
     assert_eq!(values(&upstream_headers(&r, &a), "cookie"), ["a=1; b=2"]);
     // Only the token cookie: nothing left, no Cookie header at all.
     let only = format!("session={token}");
@@ -965,7 +965,7 @@ fn an_unverified_bearer_token_never_goes_upstream_from_a_public_route() {
         &[("authorization", &bearer(&token)), ("cookie", &cookie)],
     );
     let a = f.allowed(&r);
-    assert_eq!(a.access, Access::Public);
+    assert_eq!(a.grant, Grant::Public);
     assert_eq!(a.target, "/healthz?x=1");
     let h = upstream_headers(&r, &a);
     assert!(!h.contains_key("authorization"));
@@ -1109,7 +1109,7 @@ fn a_shadow_route_forwards_what_it_would_deny_and_says_why() {
     );
     let a = f.allowed(&r);
     assert_eq!(f.route_name(a.route), "orders-read");
-    assert_eq!(a.access, Access::Shadow);
+    assert_eq!(a.grant, Grant::Shadow);
     assert_eq!(
         a.shadow,
         Some(Deny::InsufficientScope(Some("read:orders".into())))
@@ -1156,7 +1156,7 @@ fn a_shadow_route_forwards_what_it_would_deny_and_says_why() {
         "/api/orders/1",
         &[("authorization", &bearer(&good))],
     ));
-    assert_eq!((a.access, a.shadow), (Access::Authenticated, None));
+    assert_eq!((a.grant, a.shadow), (Grant::Authenticated, None));
 }
 
 #[test]

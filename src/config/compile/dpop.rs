@@ -1,7 +1,7 @@
 //! `dpop:`: the proof algorithms (asymmetric only), the `iat` window, nonces and their shared
 //! secret, the replay cache size.
 
-use super::{err, CompileError, Ctx};
+use super::{err, CompileError, Compiling};
 use crate::config::defaults;
 use crate::config::raw::RawDpop;
 use crate::token::dpop::DpopRules;
@@ -14,7 +14,7 @@ const MIN_SECRET_BYTES: usize = 32;
 /// now: a config that loads is one whose secret is there).
 pub(super) fn compile(
     raw: &RawDpop,
-    ctx: &mut Ctx,
+    ctx: &mut Compiling,
 ) -> Result<(DpopRules, Option<Vec<u8>>), CompileError> {
     let names: Vec<&str> = match &raw.algorithms {
         Some(list) => list.iter().map(String::as_str).collect(),

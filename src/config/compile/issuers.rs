@@ -1,7 +1,7 @@
 //! `issuers:`: each block's verification rules (audiences, algorithms, HMAC secret, scope
 //! claims, clock leeway) and its key plan (where keys come from, an inline set already parsed).
 
-use super::{err, CompileError, Ctx};
+use super::{err, CompileError, Compiling};
 use crate::claims::ClaimRef;
 use crate::config::defaults;
 use crate::config::raw::RawIssuer;
@@ -39,7 +39,7 @@ pub(super) struct Issuers {
 pub(super) fn compile(
     raw: &BTreeMap<String, RawIssuer>,
     base: &Path,
-    ctx: &mut Ctx,
+    ctx: &mut Compiling,
 ) -> Result<Issuers, CompileError> {
     let mut out = Issuers {
         rules: Vec::new(),
@@ -74,7 +74,7 @@ fn issuer(
     name: &str,
     i: &RawIssuer,
     base: &Path,
-    ctx: &mut Ctx,
+    ctx: &mut Compiling,
 ) -> Result<(IssuerRules, KeyPlan), CompileError> {
     let at = format!("issuers.{name}");
     if i.issuer.trim().is_empty() {
@@ -190,7 +190,7 @@ fn key_plan(
     i: &RawIssuer,
     base: &Path,
     wants_keys: bool,
-    ctx: &mut Ctx,
+    ctx: &mut Compiling,
 ) -> Result<KeyPlan, CompileError> {
     let sources = [
         i.discovery,

@@ -39,12 +39,12 @@ pub struct Skip {
 /// What the parts of the compile share: whether it runs offline (`super::Options`), and what
 /// it skipped because of it.
 #[derive(Debug, Default)]
-pub(super) struct Ctx {
+pub(super) struct Compiling {
     pub offline: bool,
     pub skipped: Vec<Skip>,
 }
 
-impl Ctx {
+impl Compiling {
     pub fn skip(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.skipped.push(Skip {
             path: path.into(),
@@ -164,7 +164,7 @@ pub fn compile_with(
     base: &Path,
     options: super::Options,
 ) -> Result<(Policy, Vec<Skip>), CompileError> {
-    let mut ctx = Ctx {
+    let mut ctx = Compiling {
         offline: options.offline,
         skipped: Vec::new(),
     };

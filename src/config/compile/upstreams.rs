@@ -1,7 +1,7 @@
 //! `upstreams:` and the top-level `upstream:`: each URL checked and its host resolved once, at
 //! load; an `https` upstream's server name, CA bundle (read now) and verification.
 
-use super::{err, CompileError, Ctx};
+use super::{err, CompileError, Compiling};
 use crate::config::defaults;
 use crate::config::raw::{RawConfig, RawUpstream};
 use pingora::protocols::tls::CaType;
@@ -57,7 +57,7 @@ pub(super) struct Upstreams {
 pub(super) fn compile(
     raw: &RawConfig,
     base: &Path,
-    ctx: &mut Ctx,
+    ctx: &mut Compiling,
 ) -> Result<Upstreams, CompileError> {
     if raw.upstreams.is_empty() {
         return err("upstreams", "at least one upstream is needed");
@@ -87,7 +87,7 @@ fn upstream(
     name: &str,
     u: &RawUpstream,
     base: &Path,
-    ctx: &mut Ctx,
+    ctx: &mut Compiling,
 ) -> Result<Upstream, CompileError> {
     let at = format!("upstreams.{name}");
     let uri: http::Uri = u

@@ -356,7 +356,7 @@ impl Explainer {
         match decision {
             Decision::Allow(allow) => {
                 out.status = 200;
-                out.reason = allow.access.label().into();
+                out.reason = allow.grant.label().into();
                 out.shadow = allow
                     .shadow
                     .as_ref()
