@@ -464,19 +464,8 @@ async fn client_with(gw: &Gateway, ca: &Ca, presented: Option<&Leaf>, alpn: &[u8
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_cannot_unpin_the_client_subject_header_the_listener_started_with() {
-    let ca = Ca::new("Test CA");
-    let leaf = ca.server("gateway-1", &["gateway.test"]);
-    let clients = Ca::new("Client CA");
-    let dir_ca = tempfile::tempdir().unwrap();
-    let ca_file = clients.write(&dir_ca.path().join("clients.pem"));
-    let t = tls_gateway(
-        &leaf,
-        &format!(
-            ", client_ca_file: {:?}, client_subject_header: x-client-subject",
-            ca_file.display().to_string()
-        ),
-    )
-    .await;
+    let (ca, clients, t, dir_ca) = mtls_gateway(", client_subject_header: x-client-subject").await;
+    let ca_file = dir_ca.path().join("clients.pem");
     let alice = clients.client("alice");
     let echo_of = |headers: &'static [(&'static str, &'static str)]| {
         let (gw, ca, alice) = (&t.gw, &ca, &alice);
