@@ -33,11 +33,19 @@
 #            grpc_direct    h2load -> nginx h2c upstream
 #            grpc_one       h2load -> portcullis -> nginx h2c upstream
 #
+# And one more, the decision listener (PARTS="decision"), wrk with one token, HTTP/1.1:
+#   proxy_one       wrk -> portcullis proxy -> nginx upstream (the same as portcullis_one)
+#   decision_one    wrk -> the decision listener, a Traefik-style forward-auth request
+#                   (X-Forwarded-Method/-Proto/-Host/-Uri and the token): 200 and identity
+#   nginx_auth_one  wrk -> nginx with auth_request (README's snippet as written, addresses
+#                   replaced) -> the decision listener, then -> nginx upstream
+#   nginx_proxy     wrk -> nginx pass-through proxy (for scale)
+#
 # Usage: benches/load.sh            (from the repository root; Debian 12, root for apt-get)
 #        PARTS="h2c grpc" DURATION=2 ROUNDS=1 benches/load.sh   (the HTTP/2 parts alone)
 # Knobs: PARTS="throughput latency memory" (also: h2c grpc; HALF_RPS=n sets the latency test's rate when
 #        throughput is not run) ROUNDS=3 DURATION=4 CONNS=32 STREAMS=10 TOKENS=100000 SOAK=600
-#        BASE_PORT=28080 (six ports)
+#        BASE_PORT=28080 (eight ports)
 #        WORK=/tmp/dir (minted tokens are kept there and reused)
 #        PORTCULLIS=path (default: build target/release/portcullis)
 #        BARE_PINGORA=path (default: build the bare_pingora bench target)
@@ -62,9 +70,10 @@ AUD="api://load"
 BASE_PORT=${BASE_PORT:-28080}
 P_UP=$BASE_PORT P_NGINX=$((BASE_PORT + 1)) P_HAPROXY=$((BASE_PORT + 2))
 P_PORTCULLIS=$((BASE_PORT + 3)) P_ADMIN=$((BASE_PORT + 4)) P_UP_H2C=$((BASE_PORT + 5))
-for p in $P_UP $P_NGINX $P_HAPROXY $P_PORTCULLIS $P_ADMIN $P_UP_H2C; do
+P_DECISION=$((BASE_PORT + 6)) P_NGINX_AUTH=$((BASE_PORT + 7))
+for p in $P_UP $P_NGINX $P_HAPROXY $P_PORTCULLIS $P_ADMIN $P_UP_H2C $P_DECISION $P_NGINX_AUTH; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "port $p is already in use: set BASE_PORT to a free range of six ports" >&2
+    echo "port $p is already in use: set BASE_PORT to a free range of eight ports" >&2
     exit 1
   fi
 done
@@ -197,6 +206,13 @@ sed 's/token_cache_entries: .*/token_cache_entries: 0/' "$WORK/portcullis.yaml" 
 awk '/^  nginx_h2c:/ {next} /^  - name: grpc$/ {skip=1; next} skip && /^    / {next} {skip=0; print}' \
   "$WORK/portcullis.yaml" >"$WORK/portcullis-alt.yaml"
 sed 's/token_cache_entries: .*/token_cache_entries: 0/' "$WORK/portcullis-alt.yaml" >"$WORK/portcullis-alt-nocache.yaml"
+# The decision part: the same policy with the decision listener on, believing loopback.
+{ cat "$WORK/portcullis.yaml"; printf 'decision_listen: 127.0.0.1:%s\ntrusted_proxies: [127.0.0.1/32]\n' "$P_DECISION"; } \
+  >"$WORK/portcullis-decision.yaml"
+# nginx in front of it: the README's auth_request snippet as written, its addresses replaced.
+nginx_conf auth < <(awk '/^<!-- nginx -->$/ {on=1; next} on && /^```nginx$/ {next} on && /^```$/ {exit} on' README.md \
+  | sed -e "s|listen 80;|listen 127.0.0.1:$P_NGINX_AUTH;|" -e "s|http://app:8080|http://127.0.0.1:$P_UP|" \
+        -e "s|http://127.0.0.1:8181|http://127.0.0.1:$P_DECISION|")
 # The grpc part's request body: a length-prefixed HealthCheckRequest{service: "load"}.
 printf '\x00\x00\x00\x00\x06\x0a\x04load' >"$WORK/grpc.bin"
 
@@ -238,6 +254,14 @@ EOF
 for s in common one; do
   { cat "$WORK/$s.lua"; echo 'function delay() return 1 end'; } >"$WORK/$s-paced.lua"
 done
+# A forward-auth request as Traefik sends it, with the token.
+{ cat "$WORK/one.lua"; cat <<EOF
+wrk.headers["X-Forwarded-Method"] = "GET"
+wrk.headers["X-Forwarded-Proto"] = "http"
+wrk.headers["X-Forwarded-Host"] = "127.0.0.1"
+wrk.headers["X-Forwarded-Uri"] = "/api/orders/7"
+EOF
+} >"$WORK/forward-auth.lua"
 
 # --- processes ---------------------------------------------------------------------------
 PIDS=()
@@ -245,6 +269,7 @@ cleanup() {
   for p in "${PIDS[@]}" ${PORTCULLIS_PID:-}; do kill "$p" 2>/dev/null || true; done
   [ -f "$WORK/up/nginx.pid" ] && kill "$(cat "$WORK/up/nginx.pid")" 2>/dev/null || true
   [ -f "$WORK/proxy/nginx.pid" ] && kill "$(cat "$WORK/proxy/nginx.pid")" 2>/dev/null || true
+  [ -f "$WORK/auth/nginx.pid" ] && kill "$(cat "$WORK/auth/nginx.pid")" 2>/dev/null || true
 }
 trap cleanup EXIT
 
@@ -520,6 +545,24 @@ if has grpc; then
   done
   echo "median req/s over $ROUNDS rounds:"
   h2_medians grpc_direct grpc_one
+fi
+
+if has decision; then
+  echo
+  echo "The decision listener, one token (wrk -c$CONNS):"
+  start_nginx auth
+  wait_port $P_NGINX_AUTH
+  for r in $(seq "$ROUNDS"); do
+    start_portcullis warn "$PORTCULLIS" "$WORK/portcullis-decision.yaml"
+    wait_port $P_DECISION
+    h2_report proxy_one "$(run_wrk one.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7")"
+    h2_report decision_one "$(run_wrk forward-auth.lua "http://127.0.0.1:$P_DECISION/")"
+    h2_report nginx_auth_one "$(run_wrk one.lua "http://127.0.0.1:$P_NGINX_AUTH/api/orders/7")"
+    stop_portcullis
+    h2_report nginx_proxy "$(run_wrk common.lua "http://127.0.0.1:$P_NGINX/api/orders/7")"
+  done
+  echo "median req/s over $ROUNDS rounds:"
+  h2_medians proxy_one decision_one nginx_auth_one nginx_proxy
 fi
 
 if has memory; then

@@ -179,8 +179,13 @@ async fn the_binary_serves_as_65532_from_a_read_only_root_without_tmp() {
     for (_, path) in resolved() {
         copy_into(&root, &path, 0o755);
     }
-    copy_into(&root, Path::new(BIN), 0o755);
-    let bin_in_root = format!("/{}", Path::new(BIN).strip_prefix("/").unwrap().display());
+    // Where the Dockerfile puts it, whatever the checkout's path (a checkout under /tmp must not
+    // bring a /tmp into the tree).
+    let bin_in_root = "/usr/local/bin/portcullis";
+    let dest = root.join(bin_in_root.trim_start_matches('/'));
+    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+    std::fs::copy(BIN, &dest).unwrap();
+    std::fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     write_into(
         &root,
         "/etc/passwd",
@@ -220,7 +225,7 @@ async fn the_binary_serves_as_65532_from_a_read_only_root_without_tmp() {
             script,
         ])
         .arg(&root)
-        .arg(&bin_in_root)
+        .arg(bin_in_root)
         .env_clear()
         .env("RUST_LOG", "info")
         .stdout(Stdio::null())
