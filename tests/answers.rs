@@ -541,10 +541,23 @@ async fn every_h2_stream_over_tls_gets_its_one_complete_answer_whatever_its_body
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_stream_refused_as_overloaded_gets_its_503_whatever_its_body() {
     // One request held by an upstream that never answers fills `max_in_flight: 1`.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            open.push(s);
+            let _ = accepted_tx.send(());
+        }
+    });
     let issuer = TestIssuer::start().await;
-    let silent = start_silent().await;
     let config = standard_config(&issuer.url(), start_echo().await)
-        .upstream_with("silent", &format!("http://{silent}"), "read_timeout: 300s")
+        .upstream_with(
+            "silent",
+            &format!("http://{silent_addr}"),
+            "read_timeout: 300s",
+        )
         .route_first(
             Route::new("silent", "/silent/**")
                 .auth("none")
@@ -553,18 +566,31 @@ async fn every_stream_refused_as_overloaded_gets_its_503_whatever_its_body() {
         .limit("max_in_flight", "1");
     let gw = start_gateway(&config.yaml());
     let addr = gw.addr;
-    let _held = tokio::spawn(async move { request_at(addr, "GET", "/silent/x", &[], "").await });
+    // Held only once the upstream has it: a try that met another request in flight was itself
+    // refused (503), and is made again. The connection stays open for the whole test.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let _held = loop {
+        assert!(std::time::Instant::now() < deadline, "never held a request");
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(&raw_request("GET", "/silent/x", &[], ""))
+            .await
+            .unwrap();
+        let mut first = [0u8; 1];
+        let refused = tokio::select! {
+            _ = accepted.recv() => false,
+            _ = s.read(&mut first) => true,
+        };
+        if !refused {
+            break s;
+        }
+    };
+    assert_eq!(gw.get("/healthz", &[]).await.status, 503, "overloaded");
     let busy = Case::new(
         "503 overloaded",
         "POST",
         "/healthz",
         Want::Denied(503, "overloaded"),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while gw.get("/healthz", &[]).await.status != 503 {
-        assert!(std::time::Instant::now() < deadline, "never overloaded");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let cases = [busy.clone(), busy.grpc(14)];
     let tally = run_all(&cases, 2, 100, move || async move {
         h2_client(TcpStream::connect(addr).await.unwrap()).await
