@@ -8,17 +8,17 @@
 //! token's `email` (an identity header) by N bytes: large-claim tokens, for the cache's byte
 //! bound.
 
+#[path = "support/ready.rs"]
+mod ready;
 use jsonwebtoken::Algorithm;
 use portcullis::demo::keys::{now, SigningKey};
 use portcullis::metrics::Metrics;
 use portcullis::token::Authenticator;
+use ready::ready;
 use serde_json::json;
 use std::alloc::{GlobalAlloc, Layout};
-use std::future::Future;
 use std::path::Path;
-use std::pin::pin;
 use std::sync::atomic::{AtomicIsize, Ordering};
-use std::task::{Context, Poll, Waker};
 
 struct Counting;
 
@@ -50,14 +50,6 @@ static ALLOC: Counting = Counting;
 
 const SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
 const ENV: &str = "PORTCULLIS_BENCH_HMAC_SECRET";
-
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("authenticate waited"),
-    }
-}
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").expect("statm");

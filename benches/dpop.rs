@@ -6,6 +6,8 @@
 //!
 //! `cargo bench --bench dpop`
 
+#[path = "support/ready.rs"]
+mod ready;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use http::{HeaderMap, HeaderValue, Method};
 use jsonwebtoken::Algorithm;
@@ -15,24 +17,14 @@ use portcullis::engine::{self, Decision, RequestHead};
 use portcullis::keys::KeyStore;
 use portcullis::metrics::Metrics;
 use portcullis::token::Authenticator;
+use ready::ready;
 use serde_json::json;
-use std::future::Future;
 use std::hint::black_box;
 use std::path::Path;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 const ISS: &str = "https://issuer.bench.example/";
 const AUD: &str = "api://bench";
 const URL: &str = "http://api.bench.example/api/orders/7";
-
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("authenticate waited: the keys should be inline"),
-    }
-}
 
 struct Fixture {
     policy: Policy,

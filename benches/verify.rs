@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench verify`
 
+#[path = "support/ready.rs"]
+mod ready;
 use aws_lc_rs::signature::{self as sig, RsaPublicKeyComponents};
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion};
@@ -14,25 +16,14 @@ use portcullis::demo::keys::{jwks, now, SigningKey};
 use portcullis::keys::KeyStore;
 use portcullis::metrics::Metrics;
 use portcullis::token::{verify, Authenticator};
+use ready::ready;
 use serde_json::json;
-use std::future::Future;
 use std::hint::black_box;
 use std::path::Path;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 const AUD: &str = "api://bench";
 const HMAC_ENV: &str = "PORTCULLIS_BENCH_HMAC_SECRET";
 const HMAC_SECRET: &str = "bench-secret-0123456789abcdef-0123456789";
-
-/// Run a future that never waits (keys are inline, so no fetch): one poll, no runtime.
-fn ready<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(v) => v,
-        Poll::Pending => panic!("authenticate waited: the keys should be inline"),
-    }
-}
 
 fn issuer_url(alg: Algorithm) -> String {
     format!("https://{alg:?}.bench.example/").to_lowercase()
