@@ -1,13 +1,15 @@
 //! Baseline for `benches/load.sh` (not a measurement): a bare pingora pass-through proxy, a
 //! `ProxyHttp` with only `upstream_peer`, with the same server settings as portcullis (one
 //! worker thread, upstream keep-alive pool), the same allocator (mimalloc) and the same build
-//! profile (the bench profile inherits the release one: fat LTO, one codegen unit). The load
+//! profile (the bench profile inherits the release one: fat LTO, one codegen unit), and the same
+//! listener options (HTTP/2 with prior knowledge beside HTTP/1.1 on the one port). The load
 //! script sets it beside portcullis's `auth: none` route, which separates pingora's own cost
-//! per request from portcullis's.
+//! per request from portcullis's; `benches/instructions.sh` counts both.
 //!
 //! `cargo bench --bench bare_pingora -- LISTEN_ADDR UPSTREAM_ADDR`
 
 use async_trait::async_trait;
+use pingora::apps::HttpServerOptions;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
@@ -50,6 +52,11 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let upstream = upstream.parse().expect("UPSTREAM is host:port");
     let mut service = pingora::proxy::http_proxy_service(&server.configuration, Bare(upstream));
+    if let Some(proxy) = service.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        proxy.server_options = Some(options);
+    }
     service.add_tcp(listen);
     server.add_service(service);
     server.run_forever();
