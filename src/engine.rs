@@ -11,7 +11,7 @@
 use crate::authz;
 use crate::config::{Limits, Policy};
 pub use crate::forwarding::Edit;
-use crate::forwarding::DPOP;
+use crate::forwarding::{DPOP_HEADER, X_FORWARDED_PROTO, X_REQUEST_ID};
 use crate::path;
 use crate::response::{BadRequest, Deny, Limit, ProofDenial};
 use crate::route::{self, Auth, Mode};
@@ -208,17 +208,18 @@ pub fn body_within(limits: &Limits, seen: u64) -> Result<(), Deny> {
 /// printable ASCII, otherwise 128 fresh random bits in hex. A header value, so that the
 /// upstream request and the response share it without copying.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(v) = headers.get("x-request-id").filter(|v| {
+    if let Some(v) = headers.get(&X_REQUEST_ID).filter(|v| {
         let b = v.as_bytes();
         !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
     }) {
         return v.clone();
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits = rand::random::<u128>();
+    let bits = rand::random::<u128>().to_be_bytes();
     let mut id = [0u8; 32];
-    for (i, c) in id.iter_mut().enumerate() {
-        *c = HEX[(bits >> (124 - 4 * i) & 0xf) as usize];
+    for (pair, byte) in id.chunks_exact_mut(2).zip(bits) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
     HeaderValue::from_bytes(&id).expect("hex digits are a header value")
 }
@@ -264,7 +265,7 @@ pub fn route(policy: &Policy, head: &RequestHead) -> Result<Routed, Refusal> {
             target.query,
             &policy.token_sources,
         ) {
-            Ok(_) if head.headers.get_all(DPOP).iter().nth(1).is_some() => {
+            Ok(_) if head.headers.get_all(&DPOP_HEADER).iter().nth(1).is_some() => {
                 let e = ExtractError::SeveralProofs;
                 if route.mode != Mode::Shadow {
                     return Err(denial(Some(index), Some(&path), e.into()));
@@ -498,7 +499,7 @@ fn check_proof(
     };
     let proof = head
         .headers
-        .get(DPOP)
+        .get(&DPOP_HEADER)
         .ok_or_else(|| deny(ProofError::Missing))?
         .to_str()
         .map_err(|_| deny(ProofError::Malformed))?;
@@ -534,7 +535,7 @@ fn forwarded_https(policy: &Policy, head: &RequestHead) -> bool {
     trusted
         && head
             .headers
-            .get("x-forwarded-proto")
+            .get(&X_FORWARDED_PROTO)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split(',').next())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"))

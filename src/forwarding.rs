@@ -34,6 +34,12 @@ impl Headers for HeaderMap {
     }
 }
 
+/// The static text of a header the gateway sets on every request, for a writer that would
+/// otherwise copy the name (pingora's `insert_header`).
+pub fn static_name(name: &HeaderName) -> Option<&'static str> {
+    GATEWAY_HEADERS.into_iter().find(|n| *n == name.as_str())
+}
+
 /// Carry out `edits`, in order: what the upstream request's headers become.
 pub fn apply<H: Headers>(headers: &mut H, edits: &[Edit]) -> Result<(), H::Error> {
     for edit in edits {
@@ -48,6 +54,13 @@ pub fn apply<H: Headers>(headers: &mut H, edits: &[Edit]) -> Result<(), H::Error
 /// The header of a DPoP proof (RFC 9449): the client's credential for one request, never
 /// forwarded unless its token is (`forward_token`).
 pub const DPOP: &str = "dpop";
+/// `DPOP` as a header name, and the names of the headers the gateway sets: constants, so that
+/// a lookup hashes the name without parsing it first.
+pub const DPOP_HEADER: HeaderName = HeaderName::from_static(DPOP);
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Headers that make some frameworks run another method or path than the request line's:
 /// removed from every request unless `keep_override_headers` names them.

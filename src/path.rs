@@ -157,6 +157,36 @@ fn is_look_alike(c: char) -> bool {
     )
 }
 
+/// Path bytes that stand for themselves: printable ASCII but for `%` (an escape), `\\`, `;`
+/// and `#` (refused), and `?` (which ends the path before it gets here).
+const PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0x21;
+    while b < 0x7f {
+        table[b] = !matches!(b as u8, b'%' | b'\\' | b';' | b'#' | b'?');
+        b += 1;
+    }
+    table
+};
+
+/// Is `path` (starting with `/`) already what `canonicalise` makes of it? Plain bytes only, no
+/// empty segment but a last one (a trailing `/`), no `.` or `..` segment: most requests, checked
+/// in one pass instead of rebuilt.
+fn is_canonical(path: &[u8]) -> bool {
+    let mut segment_start = 1;
+    for (i, &b) in path.iter().enumerate().skip(1) {
+        if b == b'/' {
+            if matches!(&path[segment_start..i], b"" | b"." | b"..") {
+                return false;
+            }
+            segment_start = i + 1;
+        } else if !PLAIN[usize::from(b)] {
+            return false;
+        }
+    }
+    !matches!(&path[segment_start..], b"." | b"..")
+}
+
 /// Canonicalise an origin-form path: decode unreserved escapes, upper-case the others, refuse
 /// the ambiguous encodings, merge `//`, resolve `.` and `..`.
 pub fn canonicalise(path: &str) -> Result<String, PathError> {
@@ -164,6 +194,15 @@ pub fn canonicalise(path: &str) -> Result<String, PathError> {
     if bytes.first() != Some(&b'/') {
         return Err(PathError::UnsupportedTarget);
     }
+    if is_canonical(bytes) {
+        return Ok(path.to_string());
+    }
+    rebuild(path)
+}
+
+/// `canonicalise` the long way: every byte read, the path rebuilt.
+fn rebuild(path: &str) -> Result<String, PathError> {
+    let bytes = path.as_bytes();
     // `normalised` keeps reserved escapes; `decoded` is every escape decoded, used only to
     // check that the bytes a lenient upstream would see are valid UTF-8.
     let mut normalised = Vec::with_capacity(bytes.len());
@@ -252,6 +291,45 @@ pub fn canonicalise(path: &str) -> Result<String, PathError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass check agrees with the long way: every path it calls canonical is rebuilt
+    /// unchanged, and every path the long way leaves unchanged (bar `%` escapes, which it
+    /// upper-cases or decodes) is called canonical. All paths of up to five bytes over an
+    /// alphabet of the interesting ones.
+    #[test]
+    fn the_canonical_check_agrees_with_rebuilding() {
+        let alphabet = [
+            b'a', b'/', b'.', b'%', b'2', b'e', b'\\', b';', b'#', b' ', 0x80, b'~',
+        ];
+        let mut paths = vec![b"/".to_vec()];
+        let mut frontier = paths.clone();
+        for _ in 0..5 {
+            let mut next = Vec::new();
+            for p in &frontier {
+                for &b in &alphabet {
+                    let mut q = p.clone();
+                    q.push(b);
+                    next.push(q);
+                }
+            }
+            paths.extend(next.iter().cloned());
+            frontier = next;
+        }
+        let mut fast = 0;
+        for p in &paths {
+            let Ok(text) = std::str::from_utf8(p) else {
+                continue;
+            };
+            let rebuilt = rebuild(text);
+            if is_canonical(p) {
+                fast += 1;
+                assert_eq!(rebuilt.as_deref(), Ok(text), "{text:?}");
+            } else if !p.contains(&b'%') {
+                assert_ne!(rebuilt.as_deref(), Ok(text), "{text:?} is canonical");
+            }
+        }
+        assert!(fast > 1000, "only {fast} paths took the one-pass check");
+    }
 
     #[test]
     fn canonical_forms() {

@@ -257,7 +257,12 @@ impl Headers for UpstreamHeaders<'_> {
     }
 
     fn set(&mut self, name: http::HeaderName, value: HeaderValue) -> Result<()> {
-        self.0.insert_header(name, value)
+        // pingora spells a `HeaderName` for the wire by copying it; the names the gateway sets
+        // on every request are spelled from static text instead.
+        match forwarding::static_name(&name) {
+            Some(name) => self.0.insert_header(name, value),
+            None => self.0.insert_header(name, value),
+        }
     }
 }
 
@@ -377,7 +382,7 @@ impl ProxyHttp for Gateway {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        if resp.headers.get("x-request-id").is_none() {
+        if !resp.headers.contains_key(&forwarding::X_REQUEST_ID) {
             resp.insert_header("x-request-id", ctx.request_id.clone())?;
         }
         // A proxy sends its own HTTP version: an HTTP/1.0 upstream's status line reaches

@@ -6,11 +6,15 @@
 
 use super::RequestHead;
 use crate::config::Policy;
-use crate::forwarding::{Edit, CLIENT_HEADERS, DPOP, GATEWAY_HEADERS, OVERRIDE_HEADERS};
+use crate::forwarding::{
+    Edit, CLIENT_HEADERS, DPOP_HEADER, GATEWAY_HEADERS, OVERRIDE_HEADERS, X_FORWARDED_FOR,
+    X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+};
 use crate::identity;
 use crate::token::extract;
 use crate::token::Identity;
-use http::{header, HeaderName, HeaderValue};
+use http::{header, HeaderValue};
+use std::net::IpAddr;
 
 /// What happens to the places a token can come in (Authorization, the token cookie, the token
 /// query parameter) before forwarding.
@@ -70,9 +74,9 @@ pub(super) fn edits(
         .collect();
 
     let bearer_only = carriers != Carriers::RemoveAll;
-    if !carriers.keeps(extract::Source::Dpop) && incoming.contains_key(DPOP) {
+    if !carriers.keeps(extract::Source::Dpop) && incoming.contains_key(&DPOP_HEADER) {
         // A proof is the client's credential for this request, not the upstream's business.
-        out.push(Edit::Remove(HeaderName::from_static(DPOP)));
+        out.push(Edit::Remove(DPOP_HEADER));
     }
     if !carriers.keeps(extract::Source::Header) && !carriers.keeps(extract::Source::Dpop) {
         let authorization = incoming.get_all(header::AUTHORIZATION).iter();
@@ -126,14 +130,11 @@ pub(super) fn edits(
     };
 
     // X-Forwarded-*: replaced unless the peer is a trusted proxy.
-    let peer = head.peer.map(|ip| ip.to_string()).unwrap_or_default();
-    let proto = if head.tls { "https" } else { "http" };
-    let xff = HeaderName::from_static("x-forwarded-for");
-    let xfp = HeaderName::from_static("x-forwarded-proto");
-    let xfh = HeaderName::from_static("x-forwarded-host");
+    let proto = HeaderValue::from_static(if head.tls { "https" } else { "http" });
     if trusted {
+        let peer = head.peer.map(|ip| ip.to_string()).unwrap_or_default();
         let prior: Vec<&str> = incoming
-            .get_all(&xff)
+            .get_all(&X_FORWARDED_FOR)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .collect();
@@ -142,25 +143,56 @@ pub(super) fn edits(
             chain.push_str(", ");
         }
         chain.push_str(&peer);
-        out.extend(header_value(chain).map(|v| Edit::Set(xff, v)));
-        if !incoming.contains_key(&xfp) {
-            out.push(Edit::Set(xfp, HeaderValue::from_static(proto)));
+        out.extend(header_value(chain).map(|v| Edit::Set(X_FORWARDED_FOR, v)));
+        if !incoming.contains_key(&X_FORWARDED_PROTO) {
+            out.push(Edit::Set(X_FORWARDED_PROTO, proto));
         }
     } else {
-        out.extend(header_value(peer).map(|v| Edit::Set(xff, v)));
-        out.push(Edit::Set(xfp, HeaderValue::from_static(proto)));
-        out.push(Edit::Remove(xfh.clone()));
+        let peer = head
+            .peer
+            .map_or(Some(HeaderValue::from_static("")), ip_value);
+        out.extend(peer.map(|v| Edit::Set(X_FORWARDED_FOR, v)));
+        out.push(Edit::Set(X_FORWARDED_PROTO, proto));
     }
-    if !trusted || !incoming.contains_key(&xfh) {
-        if let Some(host) = host {
-            out.push(Edit::Set(xfh, host));
+    // `Set` replaces every value: an untrusted peer's `X-Forwarded-Host` goes either way.
+    match host {
+        Some(host) if !trusted || !incoming.contains_key(&X_FORWARDED_HOST) => {
+            out.push(Edit::Set(X_FORWARDED_HOST, host));
+        }
+        None if !trusted => out.push(Edit::Remove(X_FORWARDED_HOST)),
+        _ => {}
+    }
+    out.push(Edit::Set(X_REQUEST_ID, request_id.clone()));
+    out
+}
+
+/// The peer's address as a header value. IPv4, by far the most common, is written by hand:
+/// `Ipv4Addr`'s `Display` goes through the formatting machinery, ten times the instructions.
+fn ip_value(ip: IpAddr) -> Option<HeaderValue> {
+    let IpAddr::V4(v4) = ip else {
+        return header_value(ip.to_string());
+    };
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        let digits = [octet / 100, octet / 10 % 10, octet % 10];
+        let skip = if octet >= 100 {
+            0
+        } else if octet >= 10 {
+            1
+        } else {
+            2
+        };
+        for d in &digits[skip..] {
+            text[len] = b'0' + d;
+            len += 1;
         }
     }
-    out.push(Edit::Set(
-        HeaderName::from_static("x-request-id"),
-        request_id.clone(),
-    ));
-    out
+    HeaderValue::from_bytes(&text[..len]).ok()
 }
 
 /// Must this incoming header go, besides the identity headers? An override header not kept by

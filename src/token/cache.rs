@@ -1,10 +1,16 @@
-//! The verified-token cache: SHA-256 digest of a token → its `Identity`, bounded, entries
+//! The verified-token cache: a keyed digest of a token → its `Identity`, bounded, entries
 //! dropped at the token's expiry, admitted only on a token's second verification.
+//!
+//! The digest is SipHash-2-4 with a 128-bit output under a key drawn at random when the cache
+//! is made (once per process: reloads keep the cache). SipHash is a pseudorandom function: without
+//! the key, nobody can find two tokens with one digest, nor a token with a given digest, better
+//! than by chance (2^-128 per try), so a forged token cannot take a verified token's entry.
+//! SECURITY.md gives the argument; SHA-256 cost ten times as many instructions per request.
 //!
 //! Not moka: moka's own bookkeeping (access and write order deques, a timer wheel node, an
 //! `EntryInfo` and a lock per entry, the concurrent map's bucket) cost ~330 bytes per entry, more
 //! than the entry itself (benches/cache_memory.rs), and it has no admission hook. This one costs
-//! 48 bytes per entry plus ~9 bytes of index:
+//! 32 bytes per entry plus ~9 bytes of index:
 //!
 //! - `SHARDS` shards, each a mutex over a `Vec<Slot>` (digest, value, referenced bit) and a
 //!   `hashbrown::HashTable<u32>` of slot numbers keyed by the digest's own bits (it is already
@@ -24,6 +30,8 @@
 
 use super::Identity;
 use hashbrown::HashTable;
+use siphasher::sip128::{Hasher128, SipHasher24};
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -36,14 +44,14 @@ pub(crate) const MAX_ENTRY_BYTES: usize = 4096;
 /// The byte bound of the cache is this many bytes per entry of `capacity`.
 pub(crate) const AVERAGE_ENTRY_BYTES: usize = 512;
 
-pub(crate) type Digest = [u8; 32];
+pub(crate) type Digest = [u8; 16];
 
 struct Slot {
     key: Digest,
     value: Arc<Identity>,
     /// `value.expires_at` in whole seconds after `TokenCache::epoch`, rounded up: sweeps and
     /// eviction read it without touching the value (a hit checks the exact instant). It and
-    /// `referenced` share the padding after `value`: a slot stays 48 bytes.
+    /// `referenced` share the padding after `value`: a slot stays 32 bytes.
     expires: u32,
     /// `value.held_bytes()`, at most `MAX_ENTRY_BYTES`.
     bytes: u16,
@@ -77,7 +85,10 @@ fn shard_bits(key: &Digest) -> usize {
     key[0] as usize | (key[1] as usize) << 8
 }
 fn bucket_hash(key: &Digest) -> u64 {
-    u64::from_le_bytes(key[8..16].try_into().expect("8 bytes"))
+    word(key, 8)
+}
+fn word(key: &Digest, at: usize) -> u64 {
+    u64::from_le_bytes(key[at..at + 8].try_into().expect("8 bytes"))
 }
 
 impl Shard {
@@ -203,8 +214,9 @@ impl Doorkeeper {
     }
 
     fn bits(&self, key: &Digest) -> [u64; 2] {
-        let at = |o: usize| u64::from_le_bytes(key[o..o + 8].try_into().expect("8")) & self.mask;
-        [at(16), at(24)]
+        // The digest's upper halves: its low bits already pick the shard and the bucket.
+        let at = |o: usize| word(key, o).rotate_right(32) & self.mask;
+        [at(0), at(8)]
     }
 
     /// Was `key` seen before? Remembers it either way.
@@ -247,9 +259,18 @@ pub(crate) struct TokenCache {
     bytes: AtomicUsize,
     max_bytes: usize,
     doorkeeper: Doorkeeper,
+    /// The digest's secret key: random, never leaves the process.
+    secret: SipHasher24,
 }
 
 impl TokenCache {
+    /// The cache key of `token`: its keyed digest.
+    pub(crate) fn key(&self, token: &str) -> Digest {
+        let mut h = self.secret;
+        h.write(token.as_bytes());
+        h.finish128().as_bytes()
+    }
+
     pub(crate) fn new(capacity: usize) -> Self {
         let capacity = capacity.max(1);
         // A power of two, at most `SHARDS`, with at least 256 entries' room each.
@@ -275,6 +296,7 @@ impl TokenCache {
             bytes: AtomicUsize::new(0),
             max_bytes: capacity.saturating_mul(AVERAGE_ENTRY_BYTES),
             doorkeeper: Doorkeeper::new(capacity),
+            secret: SipHasher24::new_with_key(&rand::random()),
         }
     }
 
@@ -403,7 +425,7 @@ impl TokenCache {
     }
 }
 
-const _: () = assert!(std::mem::size_of::<Slot>() == 48);
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 
 #[cfg(test)]
 mod tests {
@@ -432,8 +454,7 @@ mod tests {
     }
 
     fn key(i: u64) -> Digest {
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &i.to_le_bytes())
-            .as_ref()
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &i.to_le_bytes()).as_ref()[..16]
             .try_into()
             .unwrap()
     }

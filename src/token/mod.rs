@@ -10,7 +10,6 @@ use crate::claims::{ScopeInterner, ScopeSet};
 use crate::identity::{IdentityHeaders, IdentityPlan, UnsafeClaim};
 use crate::keys::{KeyFamily, KeySet, KeyStore, Refetch, VerifyKey};
 use crate::metrics::Metrics;
-use aws_lc_rs::digest;
 use cache::TokenCache;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -150,8 +149,8 @@ impl From<VerifyError> for AuthError {
     }
 }
 
-/// Verifies tokens, with a bounded cache of verified ones keyed by SHA-256 of the whole token
-/// (`cache`: admitted on a token's second verification).
+/// Verifies tokens, with a bounded cache of verified ones keyed by a secret-keyed digest of the
+/// whole token (`cache`: admitted on a token's second verification).
 pub struct Authenticator {
     cache: Option<TokenCache>,
     scopes: ScopeInterner,
@@ -209,12 +208,7 @@ impl Authenticator {
         if token.len() > policy.max_token_bytes {
             return Err(VerifyError::TooLarge.into());
         }
-        let digest: Option<[u8; 32]> = self.cache.as_ref().map(|_| {
-            digest::digest(&digest::SHA256, token.as_bytes())
-                .as_ref()
-                .try_into()
-                .expect("SHA-256 is 32 bytes")
-        });
+        let digest = self.cache.as_ref().map(|c| c.key(token));
         if let (Some(cache), Some(digest)) = (&self.cache, &digest) {
             if let Some(hit) = cache.get(digest) {
                 if hit.expires_at > Instant::now()
