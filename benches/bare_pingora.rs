@@ -6,7 +6,11 @@
 //! script sets it beside portcullis's `auth: none` route, which separates pingora's own cost
 //! per request from portcullis's; `benches/instructions.sh` counts both.
 //!
-//! `cargo bench --bench bare_pingora -- LISTEN_ADDR UPSTREAM_ADDR`
+//! `cargo bench --bench bare_pingora -- LISTEN_ADDR UPSTREAM_ADDR [timeouts]`
+//!
+//! With `timeouts`, the upstream peer gets the gateway's default upstream timeouts (connect 2 s,
+//! read and write 30 s), which cost pingora a timer per read and write: `benches/instructions.sh`
+//! counts that too.
 
 use async_trait::async_trait;
 use pingora::apps::HttpServerOptions;
@@ -15,12 +19,16 @@ use pingora::server::configuration::ServerConf;
 use pingora::server::Server;
 use pingora::upstreams::peer::HttpPeer;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The gateway's allocator (src/main.rs), so that the difference is code, not malloc.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-struct Bare(SocketAddr);
+struct Bare {
+    upstream: SocketAddr,
+    timeouts: bool,
+}
 
 #[async_trait]
 impl ProxyHttp for Bare {
@@ -28,7 +36,13 @@ impl ProxyHttp for Bare {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> pingora::Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.0, false, String::new())))
+        let mut peer = HttpPeer::new(self.upstream, false, String::new());
+        if self.timeouts {
+            peer.options.connection_timeout = Some(Duration::from_secs(2));
+            peer.options.read_timeout = Some(Duration::from_secs(30));
+            peer.options.write_timeout = Some(Duration::from_secs(30));
+        }
+        Ok(Box::new(peer))
     }
 }
 
@@ -37,10 +51,14 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
-    let [listen, upstream] = args.as_slice() else {
-        // `cargo bench` runs every bench target: this one has nothing to measure by itself.
-        eprintln!("bare_pingora: usage: cargo bench --bench bare_pingora -- LISTEN UPSTREAM");
-        return;
+    let (listen, upstream, timeouts) = match args.as_slice() {
+        [listen, upstream] => (listen, upstream, false),
+        [listen, upstream, t] if t == "timeouts" => (listen, upstream, true),
+        _ => {
+            // `cargo bench` runs every bench target: this one has nothing to measure by itself.
+            eprintln!("bare_pingora: usage: cargo bench --bench bare_pingora -- LISTEN UPSTREAM [timeouts]");
+            return;
+        }
     };
     let mut conf = ServerConf {
         threads: 1,
@@ -51,7 +69,8 @@ fn main() {
     conf.upstream_keepalive_pool_size = 256;
     let mut server = Server::new_with_opt_and_conf(None, conf);
     let upstream = upstream.parse().expect("UPSTREAM is host:port");
-    let mut service = pingora::proxy::http_proxy_service(&server.configuration, Bare(upstream));
+    let mut service =
+        pingora::proxy::http_proxy_service(&server.configuration, Bare { upstream, timeouts });
     if let Some(proxy) = service.app_logic_mut() {
         let mut options = HttpServerOptions::default();
         options.h2c = true;

@@ -10,6 +10,8 @@
 # figure is the dump's total (user-space instructions of every thread of the server) ÷ N.
 #
 #   bare_h1       h2load --h1 -> bare pingora proxy (benches/bare_pingora.rs) -> nginx
+#   bare_to_h1    the same with the gateway's default upstream timeouts set on the peer (a
+#                 pingora timer per upstream read and write; not part of the targets)
 #   pass_h1       h2load --h1 -> portcullis `auth: none` route -> nginx
 #   hit_h1        h2load --h1 -> portcullis `read:orders` route, one RS256 token (cache hits)
 #   nocache_h1    the same with the token cache off: every request verifies the signature
@@ -130,7 +132,7 @@ count() { # row class url h2load-options -- server command...
     --callgrind-out-file="$WORK/callgrind.$row" "$@" >"$WORK/$row.out" 2>"$WORK/$row.err" &
   SERVER_PID=$!
   wait_port "$P_GW"
-  if [ "$row" != bare_h1 ] && [ "$row" != bare_h2c ]; then
+  if [ "${row#bare_}" = "$row" ]; then
     for _ in $(seq 600); do
       [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_ADMIN/readyz")" = 200 ] && break
       sleep 0.1
@@ -159,7 +161,7 @@ rsa_count() {
   echo $(((b - a) / 200))
 }
 
-ROWS="bare_h1 pass_h1 hit_h1 nocache_h1 deny_h1 bare_h2c pass_h2c rsa_verify"
+ROWS="bare_h1 bare_to_h1 pass_h1 hit_h1 nocache_h1 deny_h1 bare_h2c pass_h2c rsa_verify"
 [ -n "${ONLY:-}" ] && ROWS=$ONLY
 declare -A C
 gw=(-- "$PORTCULLIS" run -c "$WORK/portcullis.yaml")
@@ -167,6 +169,7 @@ for row in $ROWS; do
   log "$row"
   case $row in
     bare_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP") ;;
+    bare_to_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP" timeouts) ;;
     bare_h2c) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP") ;;
     pass_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 "${gw[@]}") ;;
     pass_h2c) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" "${gw[@]}") ;;

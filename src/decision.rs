@@ -307,7 +307,7 @@ impl Authorization for Check {
                 let reply = response::reply(&denial.deny, false);
                 let mut denied = DeniedHttpResponseBuilder::new();
                 for (name, value) in &reply.headers {
-                    denied.add_header(*name, value.as_str(), None, false);
+                    denied.add_header(*name, value.to_str().unwrap_or_default(), None, false);
                 }
                 denied.set_body(String::from_utf8_lossy(&reply.body).into_owned());
                 let mut denied = denied.build();

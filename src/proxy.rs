@@ -128,11 +128,13 @@ async fn write_denial(
     let reply = response::reply(deny, response::wants_grpc(&req.headers));
     let h2 = req.version == Version::HTTP_2;
     let hold = h2 && waits_for_body(req, deny) && !session.as_mut().is_body_done();
-    let mut resp = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
+    // No record of how each name was written (`build_no_case`): the names are the gateway's
+    // own, and pingora spells them for HTTP/1.1 as RFC 9110 does (`Content-Type`).
+    let mut resp = ResponseHeader::build_no_case(reply.status, Some(reply.headers.len() + 2))?;
     for (name, value) in reply.headers {
-        resp.insert_header(name, value)?;
+        resp.append_header(name, value)?;
     }
-    resp.insert_header("x-request-id", request_id.clone())?;
+    resp.append_header("x-request-id", request_id.clone())?;
     // gRPC's Trailers-Only form exists in HTTP/2 only: over HTTP/1.1 the same head comes with
     // an empty body.
     if reply.trailers_only && h2 {

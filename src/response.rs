@@ -12,10 +12,13 @@ use crate::token::extract::ExtractError;
 use crate::token::verify::VerifyError;
 use crate::token::AuthError;
 use bytes::Bytes;
+use http::HeaderValue;
 use pingora::{ErrorSource, ErrorType};
 
 /// The `realm` of every `WWW-Authenticate` challenge.
 pub const REALM: &str = "portcullis";
+/// The challenge of a request without a token on a route that needs one.
+const MISSING_TOKEN_CHALLENGE: &str = "Bearer realm=\"portcullis\"";
 /// `Retry-After` seconds on 503 `keys_unavailable` and `overloaded`.
 pub const RETRY_AFTER_SECS: u32 = 5;
 
@@ -279,27 +282,38 @@ pub fn wants_grpc(headers: &http::HeaderMap) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(&'static str, HeaderValue)>,
     pub body: Bytes,
     /// gRPC's Trailers-Only form: over HTTP/2 the head is the whole response (one HEADERS
     /// frame that ends the stream, no DATA frame, no `Content-Length`).
     pub trailers_only: bool,
 }
 
+/// A header value the gateway writes from its own text (descriptions, the configured scopes);
+/// left out, rather than sent wrong, if it is not one.
+fn text_value(text: String) -> Option<HeaderValue> {
+    HeaderValue::try_from(text).ok()
+}
+
 /// Build the reply for `deny`. `grpc`: the request's content-type is `application/grpc…`;
 /// then every denial is a gRPC status (`Deny::grpc_status`) with the same fixed description
 /// as `grpc-message`, HTTP status 200, in the Trailers-Only form.
 pub fn reply(deny: &Deny, grpc: bool) -> Reply {
+    let retry_after = matches!(deny, Deny::KeysUnavailable | Deny::Limit(Limit::Busy))
+        .then(|| ("retry-after", HeaderValue::from(RETRY_AFTER_SECS)));
     if grpc {
         let mut headers = vec![
-            ("content-type", "application/grpc".into()),
-            ("grpc-status", deny.grpc_status().to_string()),
-            ("grpc-message", deny.description().replace(' ', "%20")),
-            ("cache-control", "no-store".into()),
+            ("content-type", HeaderValue::from_static("application/grpc")),
+            (
+                "grpc-status",
+                HeaderValue::from(u16::from(deny.grpc_status())),
+            ),
         ];
-        if matches!(deny, Deny::KeysUnavailable | Deny::Limit(Limit::Busy)) {
-            headers.push(("retry-after", RETRY_AFTER_SECS.to_string()));
-        }
+        headers.extend(
+            text_value(deny.description().replace(' ', "%20")).map(|v| ("grpc-message", v)),
+        );
+        headers.push(("cache-control", HeaderValue::from_static("no-store")));
+        headers.extend(retry_after);
         return Reply {
             status: 200,
             headers,
@@ -307,51 +321,47 @@ pub fn reply(deny: &Deny, grpc: bool) -> Reply {
             trailers_only: true,
         };
     }
-    let body = serde_json::json!({"error": deny.code(), "error_description": deny.description()})
-        .to_string();
-    let mut headers = vec![
-        ("content-type", "application/json".to_string()),
-        ("cache-control", "no-store".to_string()),
-    ];
-    match deny {
-        Deny::MissingToken => {
-            headers.push(("www-authenticate", format!("Bearer realm=\"{REALM}\"")))
-        }
-        Deny::InvalidToken(v) => headers.push((
-            "www-authenticate",
-            format!(
-                "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
-                v.description()
-            ),
-        )),
-        Deny::InsufficientScope(scope) | Deny::ClaimMismatch(scope) => headers.push((
-            "www-authenticate",
-            match scope {
-                Some(s) => {
-                    format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{s}\"")
-                }
-                None => format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\""),
-            },
-        )),
-        Deny::KeysUnavailable | Deny::Limit(Limit::Busy) => {
-            headers.push(("retry-after", RETRY_AFTER_SECS.to_string()))
-        }
-        Deny::Proof(p) => {
-            headers.push((
-                "www-authenticate",
-                format!(
-                    "DPoP algs=\"{}\", error=\"{}\", error_description=\"{}\"",
-                    p.algs,
-                    p.error.code(),
-                    p.error.description()
-                ),
-            ));
-            if let Some(nonce) = &p.nonce {
-                headers.push(("dpop-nonce", nonce.clone()));
-            }
-        }
-        _ => {}
+    #[derive(serde::Serialize)]
+    struct Body {
+        error: &'static str,
+        error_description: &'static str,
     }
+    let body = serde_json::to_vec(&Body {
+        error: deny.code(),
+        error_description: deny.description(),
+    })
+    .unwrap_or_default();
+    let mut headers = Vec::with_capacity(4);
+    headers.push(("content-type", HeaderValue::from_static("application/json")));
+    headers.push(("cache-control", HeaderValue::from_static("no-store")));
+    let challenge = match deny {
+        Deny::MissingToken => Some(HeaderValue::from_static(MISSING_TOKEN_CHALLENGE)),
+        Deny::InvalidToken(v) => text_value(format!(
+            "Bearer realm=\"{REALM}\", error=\"invalid_token\", error_description=\"{}\"",
+            v.description()
+        )),
+        Deny::InsufficientScope(scope) | Deny::ClaimMismatch(scope) => text_value(match scope {
+            Some(s) => {
+                format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\", scope=\"{s}\"")
+            }
+            None => format!("Bearer realm=\"{REALM}\", error=\"insufficient_scope\""),
+        }),
+        Deny::Proof(p) => text_value(format!(
+            "DPoP algs=\"{}\", error=\"{}\", error_description=\"{}\"",
+            p.algs,
+            p.error.code(),
+            p.error.description()
+        )),
+        _ => None,
+    };
+    headers.extend(challenge.map(|v| ("www-authenticate", v)));
+    if let Deny::Proof(ProofDenial {
+        nonce: Some(nonce), ..
+    }) = deny
+    {
+        headers.extend(text_value(nonce.clone()).map(|v| ("dpop-nonce", v)));
+    }
+    headers.extend(retry_after);
     Reply {
         status: deny.status(),
         headers,
@@ -363,6 +373,11 @@ pub fn reply(deny: &Deny, grpc: bool) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_missing_token_challenge_names_the_realm() {
+        assert_eq!(MISSING_TOKEN_CHALLENGE, format!("Bearer realm=\"{REALM}\""));
+    }
 
     #[test]
     fn every_denial_maps_to_its_status_code_and_reason() {
@@ -439,7 +454,9 @@ mod tests {
             );
             let r = reply(&deny, false);
             assert_eq!(r.status, status);
-            assert!(r.headers.contains(&("cache-control", "no-store".into())));
+            assert!(r
+                .headers
+                .contains(&("cache-control", HeaderValue::from_static("no-store"))));
         }
     }
 
@@ -566,10 +583,12 @@ mod tests {
             assert_eq!((r.status, r.trailers_only), (200, true), "{deny:?}");
             assert!(r.body.is_empty());
             assert!(
-                r.headers.contains(&("grpc-status", code.to_string())),
+                r.headers
+                    .contains(&("grpc-status", HeaderValue::from(code))),
                 "{deny:?}"
             );
             let message = deny.description().replace(' ', "%20");
+            let message = HeaderValue::try_from(message).unwrap();
             assert!(r.headers.contains(&("grpc-message", message)), "{deny:?}");
         }
         assert!(!reply(&Deny::NoRoute, false).trailers_only);
