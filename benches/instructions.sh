@@ -28,6 +28,8 @@
 # Knobs: N=5000 WARM=2000 BASE_PORT=29080 (three ports) WORK=/tmp/dir ONLY="pass_h1 bare_h1"
 #        PORTCULLIS=path BARE_PINGORA=path MINT=path RSA_VERIFY=path (default: the newest
 #        release builds under target/)
+#        BEFORE=path: a second gateway build (the one before a change), counted on the same
+#        rows in the same run: the table shows before, after and the change.
 #        SAVE=file: write the per-request counts there (as `row count` lines);
 #        CHECK=file: fail when a row counts more than 10% above that file's figure.
 set -euo pipefail
@@ -163,20 +165,28 @@ rsa_count() {
 
 ROWS="bare_h1 bare_to_h1 pass_h1 hit_h1 nocache_h1 deny_h1 bare_h2c pass_h2c rsa_verify"
 [ -n "${ONLY:-}" ] && ROWS=$ONLY
-declare -A C
-gw=(-- "$PORTCULLIS" run -c "$WORK/portcullis.yaml")
+# C: the counts of PORTCULLIS (and of the baselines); B: of BEFORE, on the gateway's rows.
+declare -A C B
+gateway() { # row binary
+  local cfg=$WORK/portcullis.yaml tok=(-H "authorization: Bearer $TOKEN")
+  case $1 in
+    pass_h1) count "$1" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$2" run -c "$cfg" ;;
+    pass_h2c) count "$1" 2xx "http://127.0.0.1:$P_GW/pass/x" -- "$2" run -c "$cfg" ;;
+    hit_h1) count "$1" 2xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 "${tok[@]}" -- "$2" run -c "$cfg" ;;
+    nocache_h1) count "$1" 2xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 "${tok[@]}" -- "$2" run -c "$WORK/nocache.yaml" ;;
+    deny_h1) count "$1" 4xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 -- "$2" run -c "$cfg" ;;
+  esac
+}
 for row in $ROWS; do
   log "$row"
   case $row in
     bare_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP") ;;
     bare_to_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP" timeouts) ;;
     bare_h2c) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP") ;;
-    pass_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 "${gw[@]}") ;;
-    pass_h2c) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" "${gw[@]}") ;;
-    hit_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 -H "authorization: Bearer $TOKEN" "${gw[@]}") ;;
-    nocache_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 -H "authorization: Bearer $TOKEN" \
-      -- "$PORTCULLIS" run -c "$WORK/nocache.yaml") ;;
-    deny_h1) C[$row]=$(count "$row" 4xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 "${gw[@]}") ;;
+    pass_h1 | pass_h2c | hit_h1 | nocache_h1 | deny_h1)
+      C[$row]=$(gateway "$row" "$PORTCULLIS")
+      if [ -n "${BEFORE:-}" ]; then B[$row]=$(gateway "$row" "$BEFORE"); fi
+      ;;
     rsa_verify) C[$row]=$(rsa_count) ;;
     *) echo "unknown row $row" >&2; exit 1 ;;
   esac
@@ -187,20 +197,53 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0) ? a / b : 0}'; 
 verdict() { awk -v x="$1" -v t="$2" 'BEGIN {print (x <= t) ? "met" : "NOT MET"}'; }
 echo
 echo "instructions per request (callgrind, N=$N after $WARM to warm up, h2load -c4 -t1)"
-printf '%-12s %10s\n' row instructions
-for row in $ROWS; do printf '%-12s %10s\n' "$row" "$(k "${C[$row]}")"; done
+if [ -n "${BEFORE:-}" ]; then
+  echo "before: $BEFORE"
+  echo "after:  $PORTCULLIS"
+  printf '%-12s %10s %10s %8s\n' row before after change
+  for row in $ROWS; do
+    if [ -n "${B[$row]:-}" ]; then
+      printf '%-12s %10s %10s %7s%%\n' "$row" "$(k "${B[$row]}")" "$(k "${C[$row]}")" \
+        "$(awk -v a="${B[$row]}" -v b="${C[$row]}" 'BEGIN {printf "%+.1f", (b - a) * 100 / a}')"
+    else
+      printf '%-12s %10s %10s\n' "$row" "" "$(k "${C[$row]}")"
+    fi
+  done
+else
+  printf '%-12s %10s\n' row instructions
+  for row in $ROWS; do printf '%-12s %10s\n' "$row" "$(k "${C[$row]}")"; done
+fi
 have() { for r in "$@"; do [ -n "${C[$r]:-}" ] || return 1; done; }
 echo
-printf '%-58s %6s %7s %s\n' measure ratio target verdict
-target() { # label value target
-  printf '%-58s %6s %7s %s\n' "$1" "$2" "≤ $3" "$(verdict "$2" "$3")"
+printf '%-52s %7s %6s %7s %s\n' measure before ratio target verdict
+target() { # label before after target
+  printf '%-52s %7s %6s %7s %s\n' "$1" "$2" "$3" "≤ $4" "$(verdict "$3" "$4")"
 }
-have pass_h1 bare_h1 && target "auth: none ÷ bare pingora (HTTP/1.1)" "$(ratio "${C[pass_h1]}" "${C[bare_h1]}")" 1.10
-have hit_h1 bare_h1 && target "cache hit ÷ bare pingora" "$(ratio "${C[hit_h1]}" "${C[bare_h1]}")" 1.20
-have nocache_h1 bare_h1 rsa_verify && target "every token new ÷ (bare pingora + one RSA verify)" \
-  "$(ratio "${C[nocache_h1]}" "$((C[bare_h1] + C[rsa_verify]))")" 1.05
-have pass_h2c bare_h2c && target "h2c auth: none ÷ bare pingora over h2c" "$(ratio "${C[pass_h2c]}" "${C[bare_h2c]}")" 1.10
-have deny_h1 bare_h1 && target "401 without a token ÷ bare pingora's proxied request" "$(ratio "${C[deny_h1]}" "${C[bare_h1]}")" 0.55
+both() { # row baseline-count -> "before after" ratios
+  local b=-
+  [ -n "${B[$1]:-}" ] && b=$(ratio "${B[$1]}" "$2")
+  echo "$b $(ratio "${C[$1]}" "$2")"
+}
+if have pass_h1 bare_h1; then
+  read -r b a <<<"$(both pass_h1 "${C[bare_h1]}")"
+  target "auth: none ÷ bare pingora (HTTP/1.1)" "$b" "$a" 1.10
+fi
+if have hit_h1 bare_h1; then
+  read -r b a <<<"$(both hit_h1 "${C[bare_h1]}")"
+  target "cache hit ÷ bare pingora" "$b" "$a" 1.20
+fi
+if have nocache_h1 bare_h1 rsa_verify; then
+  read -r b a <<<"$(both nocache_h1 "$((C[bare_h1] + C[rsa_verify]))")"
+  target "every token new ÷ (bare pingora + one RSA verify)" "$b" "$a" 1.05
+fi
+if have pass_h2c bare_h2c; then
+  read -r b a <<<"$(both pass_h2c "${C[bare_h2c]}")"
+  target "h2c auth: none ÷ bare pingora over h2c" "$b" "$a" 1.10
+fi
+if have deny_h1 bare_h1; then
+  read -r b a <<<"$(both deny_h1 "${C[bare_h1]}")"
+  target "401 without a token ÷ bare pingora's request" "$b" "$a" 0.55
+fi
 
 if [ -n "${SAVE:-}" ]; then
   for row in $ROWS; do echo "$row ${C[$row]}"; done >"$SAVE"

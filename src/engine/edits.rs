@@ -56,22 +56,26 @@ pub(super) fn edits(
         .tls
         .as_ref()
         .and_then(|t| t.client_subject_header.as_ref());
-    let mut out: Vec<Edit> = incoming
-        .keys()
-        .filter(|name| {
-            // One spelling per header for every list: `_` read as `-`, as CGI-style upstreams do.
-            let spelled = identity::dashed(name);
-            let underscored = matches!(spelled, std::borrow::Cow::Owned(_));
-            let n = spelled.as_ref();
-            policy.identity.strips_dashed(n)
-                || foreign(n, underscored, trusted, policy)
-                || subject_header
-                    .into_iter()
-                    .chain(&policy.pending_subject_header)
-                    .any(|h| n == h.as_str())
-        })
-        .map(|name| Edit::Remove(name.clone()))
-        .collect();
+    // Room for what a request usually gets: a few removals, the identity headers, the four
+    // `X-Forwarded-*` and `X-Request-Id`.
+    let mut out: Vec<Edit> = Vec::with_capacity(8 + policy.identity.headers.len());
+    out.extend(
+        incoming
+            .keys()
+            .filter(|name| {
+                // One spelling per header for every list: `_` read as `-`, as CGI-style upstreams do.
+                let spelled = identity::dashed(name);
+                let underscored = matches!(spelled, std::borrow::Cow::Owned(_));
+                let n = spelled.as_ref();
+                policy.identity.strips_dashed(n)
+                    || foreign(n, underscored, trusted, policy)
+                    || subject_header
+                        .into_iter()
+                        .chain(&policy.pending_subject_header)
+                        .any(|h| n == h.as_str())
+            })
+            .map(|name| Edit::Remove(name.clone())),
+    );
 
     let bearer_only = carriers != Carriers::RemoveAll;
     if !carriers.keeps(extract::Source::Dpop) && incoming.contains_key(&DPOP_HEADER) {
