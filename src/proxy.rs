@@ -43,13 +43,15 @@ pub struct Ctx {
     live: Arc<Generation>,
     started: Instant,
     request_id: HeaderValue,
-    decision: Option<Decision>,
+    /// Boxed, like `body_refused`: the context is moved with pingora's request future, a few
+    /// times per request, and every byte of it is copied each time.
+    decision: Option<Box<Decision>>,
     outcome: Outcome,
     /// Request body bytes seen so far, against `limits.max_body_bytes`.
     body_bytes: u64,
     /// The gateway's own refusal of a body it was reading (over `limits.max_body_bytes`):
     /// answered by `fail_to_proxy` as it is, not rebuilt from pingora's error.
-    body_refused: Option<Deny>,
+    body_refused: Option<Box<Deny>>,
     /// An HTTP/2 answer left open while the request body arrives (`write_denial`).
     ending: Option<Ending>,
     _in_flight: InFlight,
@@ -58,7 +60,7 @@ pub struct Ctx {
 impl Ctx {
     /// The allowed request's upstream, target and header edits.
     fn forward(&self) -> Result<&Allow> {
-        match &self.decision {
+        match self.decision.as_deref() {
             Some(Decision::Allow(allow)) => Ok(allow),
             _ => Error::e_explain(ErrorType::InternalError, "no route chosen"),
         }
@@ -329,7 +331,7 @@ impl ProxyHttp for Gateway {
                 true
             }
         };
-        ctx.decision = Some(decision);
+        ctx.decision = Some(Box::new(decision));
         Ok(answered)
     }
 
@@ -343,7 +345,7 @@ impl ProxyHttp for Gateway {
         ctx.body_bytes += body.as_ref().map_or(0, |b| b.len() as u64);
         if let Err(deny) = engine::body_within(&ctx.policy.limits, ctx.body_bytes) {
             let status = deny.status();
-            ctx.body_refused = Some(deny);
+            ctx.body_refused = Some(Box::new(deny));
             return Error::e_explain(
                 ErrorType::HTTPStatus(status),
                 "request body over max_body_bytes",
@@ -400,6 +402,7 @@ impl ProxyHttp for Gateway {
         let deny = ctx
             .body_refused
             .take()
+            .map(|deny| *deny)
             .or_else(|| response::deny_for_proxy_error(e.esource(), e.etype()));
         match deny {
             Some(deny) if session.response_written().is_none() => {
@@ -424,13 +427,13 @@ impl ProxyHttp for Gateway {
 
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
         // Never the query string: it may carry a token.
-        let path = ctx.decision.as_ref().and_then(Decision::path);
+        let path = ctx.decision.as_deref().and_then(Decision::path);
         format!("{} {}", session.req_header().method, path.unwrap_or("-"))
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let policy = &ctx.policy;
-        let decision = ctx.decision.as_ref();
+        let decision = ctx.decision.as_deref();
         let identity = decision.and_then(Decision::identity);
         let route = decision.and_then(Decision::route);
         Record {
