@@ -206,13 +206,17 @@ pub fn body_within(limits: &Limits, seen: u64) -> Result<(), Deny> {
 
 /// The request id that goes upstream and back: an incoming `X-Request-Id` if it is short
 /// printable ASCII, otherwise 128 fresh random bits in hex. A header value, so that the
-/// upstream request and the response share it without copying.
+/// upstream request and the response share it without copying. Marked sensitive, which HTTP/2
+/// encodes as a literal never indexed (RFC 7541 section 6.2.3): a value new on every request
+/// would only push useful entries out of the peer's HPACK table, at a cost to both ends.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
     if let Some(v) = headers.get(&X_REQUEST_ID).filter(|v| {
         let b = v.as_bytes();
         !b.is_empty() && b.len() <= 128 && b.iter().all(u8::is_ascii_graphic)
     }) {
-        return v.clone();
+        let mut id = v.clone();
+        id.set_sensitive(true);
+        return id;
     }
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bits = rand::random::<u128>().to_be_bytes();
@@ -221,7 +225,9 @@ pub fn request_id(headers: &HeaderMap) -> HeaderValue {
         pair[0] = HEX[usize::from(byte >> 4)];
         pair[1] = HEX[usize::from(byte & 0xf)];
     }
-    HeaderValue::from_bytes(&id).expect("hex digits are a header value")
+    let mut id = HeaderValue::from_bytes(&id).expect("hex digits are a header value");
+    id.set_sensitive(true);
+    id
 }
 
 /// Step one: limits, canonical target, host, route, token extraction.
