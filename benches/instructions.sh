@@ -7,7 +7,8 @@
 # up with WARM requests, counting is switched on (`callgrind_control -i on`), N requests are sent
 # with h2load (4 connections, one thread; the nginx static upstream runs outside valgrind),
 # counting is switched off and the counts dumped. Every response's status is checked. The
-# figure is the dump's total (user-space instructions of every thread of the server) ÷ N.
+# figure is the dump's total (user-space instructions of every thread of the server) ÷ N. The
+# dumps stay in WORK (callgrind.ROW.1, callgrind.ROW.before.1) for callgrind_annotate.
 #
 #   bare_h1       h2load --h1 -> bare pingora proxy (benches/bare_pingora.rs) -> nginx
 #   bare_to_h1    the same with the gateway's default upstream timeouts set on the peer (a
@@ -167,14 +168,14 @@ ROWS="bare_h1 bare_to_h1 pass_h1 hit_h1 nocache_h1 deny_h1 bare_h2c pass_h2c rsa
 [ -n "${ONLY:-}" ] && ROWS=$ONLY
 # C: the counts of PORTCULLIS (and of the baselines); B: of BEFORE, on the gateway's rows.
 declare -A C B
-gateway() { # row binary
+gateway() { # row binary name (the dump is $WORK/callgrind.NAME.1)
   local cfg=$WORK/portcullis.yaml tok=(-H "authorization: Bearer $TOKEN")
   case $1 in
-    pass_h1) count "$1" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$2" run -c "$cfg" ;;
-    pass_h2c) count "$1" 2xx "http://127.0.0.1:$P_GW/pass/x" -- "$2" run -c "$cfg" ;;
-    hit_h1) count "$1" 2xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 "${tok[@]}" -- "$2" run -c "$cfg" ;;
-    nocache_h1) count "$1" 2xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 "${tok[@]}" -- "$2" run -c "$WORK/nocache.yaml" ;;
-    deny_h1) count "$1" 4xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 -- "$2" run -c "$cfg" ;;
+    pass_h1) count "$3" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$2" run -c "$cfg" ;;
+    pass_h2c) count "$3" 2xx "http://127.0.0.1:$P_GW/pass/x" -- "$2" run -c "$cfg" ;;
+    hit_h1) count "$3" 2xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 "${tok[@]}" -- "$2" run -c "$cfg" ;;
+    nocache_h1) count "$3" 2xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 "${tok[@]}" -- "$2" run -c "$WORK/nocache.yaml" ;;
+    deny_h1) count "$3" 4xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 -- "$2" run -c "$cfg" ;;
   esac
 }
 for row in $ROWS; do
@@ -184,8 +185,8 @@ for row in $ROWS; do
     bare_to_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP" timeouts) ;;
     bare_h2c) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP") ;;
     pass_h1 | pass_h2c | hit_h1 | nocache_h1 | deny_h1)
-      C[$row]=$(gateway "$row" "$PORTCULLIS")
-      if [ -n "${BEFORE:-}" ]; then B[$row]=$(gateway "$row" "$BEFORE"); fi
+      C[$row]=$(gateway "$row" "$PORTCULLIS" "$row")
+      if [ -n "${BEFORE:-}" ]; then B[$row]=$(gateway "$row" "$BEFORE" "$row.before"); fi
       ;;
     rsa_verify) C[$row]=$(rsa_count) ;;
     *) echo "unknown row $row" >&2; exit 1 ;;
