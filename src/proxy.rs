@@ -132,7 +132,8 @@ async fn write_denial(
     let hold = h2 && waits_for_body(req, deny) && !session.as_mut().is_body_done();
     // No record of how each name was written (`build_no_case`): the names are the gateway's
     // own, and pingora spells them for HTTP/1.1 as RFC 9110 does (`Content-Type`).
-    let mut resp = ResponseHeader::build_no_case(reply.status, Some(reply.headers.len() + 2))?;
+    // Room for `X-Request-Id` and `Content-Length`, and the `Date` and `Connection` pingora adds.
+    let mut resp = ResponseHeader::build_no_case(reply.status, Some(reply.headers.len() + 4))?;
     for (name, value) in reply.headers {
         resp.append_header(name, value)?;
     }
@@ -159,7 +160,7 @@ async fn write_denial(
             .await?;
         return Ok(trailers);
     }
-    resp.insert_header(header::CONTENT_LENGTH, reply.body.len().to_string())?;
+    resp.insert_header(header::CONTENT_LENGTH, HeaderValue::from(reply.body.len()))?;
     session.write_response_header(Box::new(resp), false).await?;
     session.write_response_body(Some(reply.body), !hold).await?;
     Ok(hold.then_some(Ending::Empty))

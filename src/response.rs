@@ -295,6 +295,23 @@ fn text_value(text: String) -> Option<HeaderValue> {
     HeaderValue::try_from(text).ok()
 }
 
+/// `{"error":…,"error_description":…}`. The texts are the gateway's own: written as they are
+/// when they need no JSON escape (all of them today), through serde_json otherwise.
+fn json_body(code: &str, description: &str) -> Vec<u8> {
+    let plain = |s: &str| s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain(code) && plain(description) {
+        let mut body = Vec::with_capacity(40 + code.len() + description.len());
+        body.extend_from_slice(b"{\"error\":\"");
+        body.extend_from_slice(code.as_bytes());
+        body.extend_from_slice(b"\",\"error_description\":\"");
+        body.extend_from_slice(description.as_bytes());
+        body.extend_from_slice(b"\"}");
+        return body;
+    }
+    serde_json::to_vec(&serde_json::json!({"error": code, "error_description": description}))
+        .unwrap_or_default()
+}
+
 /// Build the reply for `deny`. `grpc`: the request's content-type is `application/grpc…`;
 /// then every denial is a gRPC status (`Deny::grpc_status`) with the same fixed description
 /// as `grpc-message`, HTTP status 200, in the Trailers-Only form.
@@ -321,16 +338,7 @@ pub fn reply(deny: &Deny, grpc: bool) -> Reply {
             trailers_only: true,
         };
     }
-    #[derive(serde::Serialize)]
-    struct Body {
-        error: &'static str,
-        error_description: &'static str,
-    }
-    let body = serde_json::to_vec(&Body {
-        error: deny.code(),
-        error_description: deny.description(),
-    })
-    .unwrap_or_default();
+    let body = json_body(deny.code(), deny.description());
     let mut headers = Vec::with_capacity(4);
     headers.push(("content-type", HeaderValue::from_static("application/json")));
     headers.push(("cache-control", HeaderValue::from_static("no-store")));
@@ -373,6 +381,28 @@ pub fn reply(deny: &Deny, grpc: bool) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_json_body_is_what_serde_json_writes() {
+        for (code, description) in [
+            ("invalid_token", "token expired"),
+            ("bad_request", "a \"quoted\" \\ text\nwith a newline"),
+            ("", ""),
+        ] {
+            let want: serde_json::Value =
+                serde_json::json!({"error": code, "error_description": description});
+            let got: serde_json::Value =
+                serde_json::from_slice(&json_body(code, description)).expect("the body is JSON");
+            assert_eq!(got, want);
+        }
+        assert_eq!(
+            json_body("no_route", "no route"),
+            serde_json::to_vec(
+                &serde_json::json!({"error": "no_route", "error_description": "no route"})
+            )
+            .unwrap()
+        );
+    }
 
     #[test]
     fn the_missing_token_challenge_names_the_realm() {
