@@ -218,3 +218,21 @@ fn foreign(n: &str, underscored: bool, trusted: bool, policy: &Policy) -> bool {
 fn header_value(text: String) -> Option<HeaderValue> {
     HeaderValue::try_from(text).ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peer_address_is_written_as_display_writes_it() {
+        let mut addresses: Vec<IpAddr> = ["0.0.0.0", "127.0.0.1", "10.0.9.99", "255.255.255.255"]
+            .iter()
+            .map(|a| a.parse().unwrap())
+            .collect();
+        addresses.extend((0..=255u8).map(|b| IpAddr::from([b, 100 - b % 100, b / 10, 9])));
+        addresses.push("2001:db8::1".parse().unwrap());
+        for ip in addresses {
+            assert_eq!(ip_value(ip).unwrap(), ip.to_string().as_str());
+        }
+    }
+}

@@ -430,6 +430,20 @@ const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The key is a keyed digest: the same token gives one key in one cache and another key in
+    /// another (another process), so keys cannot be computed from the outside.
+    #[test]
+    fn cache_keys_depend_on_the_process_secret() {
+        let (a, b) = (TokenCache::new(10), TokenCache::new(10));
+        let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1In0.c2ln";
+        assert_eq!(a.key(token), a.key(token));
+        assert_ne!(a.key(token), b.key(token));
+        assert_ne!(
+            a.key(token),
+            a.key("eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ2In0.c2ln")
+        );
+    }
     use crate::identity::IdentityHeaders;
     use crate::token::Signer;
     use std::time::Duration;
