@@ -17,6 +17,9 @@
 #   hit_h1        h2load --h1 -> portcullis `read:orders` route, one RS256 token (cache hits)
 #   nocache_h1    the same with the token cache off: every request verifies the signature
 #   deny_h1       h2load --h1 -> portcullis `read:orders` route without a token: 401, no upstream
+#   bare_hdrs_h1  bare_h1 with ten more request headers, as a browser sends them (not part of the
+#                 targets: h2load's own requests carry three)
+#   pass_hdrs_h1  pass_h1 with the same ten headers
 #   bare_h2c      h2load (HTTP/2, prior knowledge) -> bare pingora -> nginx (HTTP/1.1)
 #   pass_h2c      h2load (HTTP/2, prior knowledge) -> portcullis `auth: none` -> nginx
 #   rsa_verify    one RSA-2048 PKCS#1 v1.5 SHA-256 verification with aws-lc, key parsed once
@@ -164,7 +167,13 @@ rsa_count() {
   echo $(((b - a) / 200))
 }
 
-ROWS="bare_h1 bare_to_h1 pass_h1 hit_h1 nocache_h1 deny_h1 bare_h2c pass_h2c rsa_verify"
+ROWS="bare_h1 bare_to_h1 pass_h1 hit_h1 nocache_h1 deny_h1 bare_h2c pass_h2c rsa_verify bare_hdrs_h1 pass_hdrs_h1"
+# What a browser adds to a request besides Host and User-Agent.
+BROWSER=(-H "accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+  -H "accept-language: en-GB,en;q=0.9" -H "cache-control: no-cache" -H "pragma: no-cache"
+  -H "referer: https://app.example.com/orders" -H "cookie: theme=dark; session_hint=abc123"
+  -H "sec-fetch-dest: document" -H "sec-fetch-mode: navigate" -H "sec-fetch-site: same-origin"
+  -H "upgrade-insecure-requests: 1")
 [ -n "${ONLY:-}" ] && ROWS=$ONLY
 # C: the counts of PORTCULLIS (and of the baselines); B: of BEFORE, on the gateway's rows.
 declare -A C B
@@ -173,6 +182,7 @@ gateway() { # row binary name (the dump is $WORK/callgrind.NAME.1)
   case $1 in
     pass_h1) count "$3" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$2" run -c "$cfg" ;;
     pass_h2c) count "$3" 2xx "http://127.0.0.1:$P_GW/pass/x" -- "$2" run -c "$cfg" ;;
+    pass_hdrs_h1) count "$3" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 "${BROWSER[@]}" -- "$2" run -c "$cfg" ;;
     hit_h1) count "$3" 2xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 "${tok[@]}" -- "$2" run -c "$cfg" ;;
     nocache_h1) count "$3" 2xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 "${tok[@]}" -- "$2" run -c "$WORK/nocache.yaml" ;;
     deny_h1) count "$3" 4xx "http://127.0.0.1:$P_GW/api/orders/7" --h1 -- "$2" run -c "$cfg" ;;
@@ -183,8 +193,9 @@ for row in $ROWS; do
   case $row in
     bare_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP") ;;
     bare_to_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP" timeouts) ;;
+    bare_hdrs_h1) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" --h1 "${BROWSER[@]}" -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP") ;;
     bare_h2c) C[$row]=$(count "$row" 2xx "http://127.0.0.1:$P_GW/pass/x" -- "$BARE_PINGORA" "127.0.0.1:$P_GW" "127.0.0.1:$P_UP") ;;
-    pass_h1 | pass_h2c | hit_h1 | nocache_h1 | deny_h1)
+    pass_h1 | pass_h2c | pass_hdrs_h1 | hit_h1 | nocache_h1 | deny_h1)
       C[$row]=$(gateway "$row" "$PORTCULLIS" "$row")
       if [ -n "${BEFORE:-}" ]; then B[$row]=$(gateway "$row" "$BEFORE" "$row.before"); fi
       ;;
@@ -236,6 +247,10 @@ fi
 if have nocache_h1 bare_h1 rsa_verify; then
   read -r b a <<<"$(both nocache_h1 "$((C[bare_h1] + C[rsa_verify]))")"
   target "every token new ÷ (bare pingora + one RSA verify)" "$b" "$a" 1.05
+fi
+if have pass_hdrs_h1 bare_hdrs_h1; then
+  read -r b a <<<"$(both pass_hdrs_h1 "${C[bare_hdrs_h1]}")"
+  printf '%-52s %7s %6s\n' "  (with a browser's headers: auth: none ÷ bare)" "$b" "$a"
 fi
 if have pass_h2c bare_h2c; then
   read -r b a <<<"$(both pass_h2c "${C[bare_h2c]}")"

@@ -40,6 +40,53 @@ pub fn static_name(name: &HeaderName) -> Option<&'static str> {
     GATEWAY_HEADERS.into_iter().find(|n| *n == name.as_str())
 }
 
+/// A quick test that an incoming header name cannot be on any list of names to remove: the
+/// first byte and the length of every name a policy may remove (and every length from a
+/// prefix's on, for the prefix's first byte), built once per policy. A name it passes still
+/// goes through the lists; one it refuses cannot be on them. `_` and `-` are alike (a name
+/// is compared with `_` read as `-`, which keeps its length).
+#[derive(Debug, Clone, Default)]
+pub struct NameSieve {
+    first: [u64; 4],
+    lengths: u128,
+}
+
+impl NameSieve {
+    /// The sieve of `names` (lower case) and of every name starting with `prefix` (when not
+    /// empty).
+    pub fn new<'a>(names: impl IntoIterator<Item = &'a str>, prefix: &str) -> Self {
+        let mut sieve = NameSieve::default();
+        for name in names {
+            if sieve.first_byte(name.as_bytes()) {
+                sieve.lengths |= 1 << name.len().min(127);
+            }
+        }
+        if sieve.first_byte(prefix.as_bytes()) {
+            sieve.lengths |= u128::MAX << prefix.len().min(127);
+        }
+        sieve
+    }
+
+    fn first_byte(&mut self, name: &[u8]) -> bool {
+        let Some(&b) = name.first() else {
+            return false;
+        };
+        for b in [b, if b == b'-' { b'_' } else { b }] {
+            self.first[usize::from(b / 64)] |= 1 << (b % 64);
+        }
+        true
+    }
+
+    /// Might `name` be on one of the lists?
+    pub fn may_name(&self, name: &str) -> bool {
+        let Some(&b) = name.as_bytes().first() else {
+            return false;
+        };
+        self.first[usize::from(b / 64)] & 1 << (b % 64) != 0
+            && self.lengths & 1 << name.len().min(127) != 0
+    }
+}
+
 /// Carry out `edits`, in order: what the upstream request's headers become.
 pub fn apply<H: Headers>(headers: &mut H, edits: &[Edit]) -> Result<(), H::Error> {
     for edit in edits {
@@ -84,3 +131,33 @@ pub const GATEWAY_HEADERS: [&str; 4] = [
     "x-forwarded-host",
     "x-request-id",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sieve_passes_every_listed_name_in_either_spelling() {
+        let sieve = NameSieve::new(["x-auth-subject", "forwarded", "-odd"], "x-user-");
+        for name in [
+            "x-auth-subject",
+            "x_auth_subject",
+            "forwarded",
+            "-odd",
+            "_odd",
+            "x-user-",
+            "x-user-anything-at-all",
+            "x_user_roles",
+        ] {
+            assert!(sieve.may_name(name), "{name}");
+        }
+        // Another first byte, or a length no listed name has.
+        for name in ["host", "user-agent", "accept", "cookie", "x-s", ""] {
+            assert!(!sieve.may_name(name), "{name}");
+        }
+        // Without a prefix, nothing longer than the longest name passes.
+        let exact = NameSieve::new(["x-auth-subject"], "");
+        assert!(!exact.may_name("x-auth-subject-and-more"));
+        assert!(!NameSieve::default().may_name("x-auth-subject"));
+    }
+}

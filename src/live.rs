@@ -265,6 +265,7 @@ impl<'a> Pinned<'a> {
             .as_ref()
             .and_then(|t| t.client_subject_header.as_ref());
         policy.pending_subject_header = requested.filter(|n| Some(n) != pinned);
+        policy.strip_sieve = crate::config::strip_sieve(&policy);
         policy.server.clone_from(&start.server);
         policy.limits.h2_max_concurrent_streams = start.limits.h2_max_concurrent_streams;
         if let Some(subject) = policy

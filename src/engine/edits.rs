@@ -62,6 +62,8 @@ pub(super) fn edits(
     out.extend(
         incoming
             .keys()
+            // Most names are on no list: the sieve tells them by first byte and length.
+            .filter(|name| policy.strip_sieve.may_name(name.as_str()))
             .filter(|name| {
                 // One spelling per header for every list: `_` read as `-`, as CGI-style upstreams do.
                 let spelled = identity::dashed(name);

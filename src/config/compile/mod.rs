@@ -17,6 +17,7 @@ pub use limits::{Limits, ServerSettings};
 pub use upstreams::{Protocol, Upstream, UpstreamTls};
 
 use super::raw::RawConfig;
+use crate::forwarding::{NameSieve, CLIENT_HEADERS, GATEWAY_HEADERS, OVERRIDE_HEADERS};
 use crate::identity::IdentityPlan;
 use crate::route::RouteTable;
 use crate::token::dpop::{DpopRules, Guard};
@@ -155,6 +156,32 @@ pub struct Policy {
     /// meanwhile, so that an upstream already told to trust it never sees a client's. `None`
     /// from a compile.
     pub pending_subject_header: Option<HeaderName>,
+    /// Which incoming header names need looking at for removal (`strip_sieve`): refreshed
+    /// whenever a name it covers changes.
+    pub strip_sieve: NameSieve,
+}
+
+/// The sieve of every incoming header name `policy` may remove: identity headers (and the
+/// strip prefix), the claims header, the override and client headers, the `_` spellings of the
+/// gateway's own headers, the client subject header (pinned and pending).
+pub fn strip_sieve(policy: &Policy) -> NameSieve {
+    let identity = &policy.identity;
+    let subject = policy
+        .tls
+        .as_ref()
+        .and_then(|t| t.client_subject_header.as_ref());
+    let names = identity
+        .headers
+        .iter()
+        .map(|(n, _)| n)
+        .chain(&identity.claims_header)
+        .chain(subject)
+        .chain(&policy.pending_subject_header)
+        .map(HeaderName::as_str)
+        .chain(OVERRIDE_HEADERS)
+        .chain(CLIENT_HEADERS)
+        .chain(GATEWAY_HEADERS);
+    NameSieve::new(names, &identity.strip_prefix)
 }
 
 /// Compile a deserialised config; also returns what an offline compile skipped. Relative
@@ -235,6 +262,11 @@ pub fn compile_with(
         dpop,
         dpop_guard,
         pending_subject_header: None,
+        strip_sieve: NameSieve::default(),
+    };
+    let policy = Policy {
+        strip_sieve: strip_sieve(&policy),
+        ..policy
     };
     Ok((policy, ctx.skipped))
 }
