@@ -1200,3 +1200,31 @@ fn forward_token_on_a_shadow_route_forwards_only_a_verified_token() {
         [auth.as_str()]
     );
 }
+
+/// Every name a policy may remove passes its sieve, in either spelling: a list left out of
+/// `config::strip_sieve` would let its names through unseen.
+#[test]
+fn the_strip_sieve_passes_every_name_the_lists_hold() {
+    use crate::forwarding::{CLIENT_HEADERS, GATEWAY_HEADERS};
+    let policy = &fixture().policy;
+    let identity = &policy.identity;
+    let names: Vec<String> = identity
+        .headers
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .chain(identity.claims_header.as_ref().map(HeaderName::as_str))
+        .chain(OVERRIDE_HEADERS)
+        .chain(CLIENT_HEADERS)
+        .chain(GATEWAY_HEADERS)
+        .map(str::to_string)
+        .chain([format!("{}anything", identity.strip_prefix)])
+        .collect();
+    assert!(names.len() > 12, "{names:?}");
+    for name in &names {
+        assert!(policy.strip_sieve.may_name(name), "{name}");
+        assert!(
+            policy.strip_sieve.may_name(&name.replace('-', "_")),
+            "{name}"
+        );
+    }
+}
