@@ -85,6 +85,12 @@ pub fn prepare(
     let delay = policy.server.shutdown_delay;
     let threads = policy.server.threads;
     let metrics = Arc::new(Metrics::new());
+    crate::telemetry::install(
+        &policy.tracing,
+        metrics.tracing_spans_dropped.clone(),
+        control.handle(),
+    )
+    .map_err(std::io::Error::other)?;
     let live = Generation::start(policy, Arc::clone(&metrics), control.handle());
     let admin_addr = match admin_listener {
         Some(listener) => {

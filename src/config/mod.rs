@@ -9,7 +9,9 @@ pub mod raw;
 #[cfg(test)]
 mod tests;
 
-pub use compile::{KeyPlan, Limits, Policy, Protocol, ServerSettings, Upstream, UpstreamTls};
+pub use compile::{
+    KeyPlan, Limits, Policy, Protocol, ServerSettings, TracingSettings, Upstream, UpstreamTls,
+};
 use std::path::Path;
 
 /// A config file that cannot be used.

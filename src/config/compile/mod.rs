@@ -1,7 +1,7 @@
 //! Validate the raw config and compile it into the runtime `Policy`. Everything a request needs
 //! is decided here, once; a config that compiles is a config that works, and `portcullis check`
 //! runs this. One file per part of the config: `upstreams`, `issuers` (rules and key plans),
-//! `routes`, `identity`, `tls` (the listener's), `limits` (with `server:`) and `dpop`; this file holds the `Policy`, the
+//! `routes`, `identity`, `tls` (the listener's), `limits` (with `server:`), `dpop` and `telemetry` (`tracing:`); this file holds the `Policy`, the
 //! listeners, token sources and trusted proxies, and the order the parts compile in.
 
 mod dpop;
@@ -9,11 +9,13 @@ mod identity;
 mod issuers;
 mod limits;
 mod routes;
+mod telemetry;
 mod tls;
 mod upstreams;
 
 pub use issuers::KeyPlan;
 pub use limits::{Limits, ServerSettings};
+pub use telemetry::TracingSettings;
 pub use upstreams::{Protocol, Upstream, UpstreamTls};
 
 use super::raw::RawConfig;
@@ -155,6 +157,8 @@ pub struct Policy {
     /// meanwhile, so that an upstream already told to trust it never sees a client's. `None`
     /// from a compile.
     pub pending_subject_header: Option<HeaderName>,
+    /// `tracing:`; the endpoint and service name are read at start only (`live::Pinned`).
+    pub tracing: TracingSettings,
 }
 
 /// Compile a deserialised config; also returns what an offline compile skipped. Relative
@@ -213,6 +217,7 @@ pub fn compile_with(
     let server = limits::server(&raw.server)?;
     let (dpop, secret) = dpop::compile(&raw.dpop, &mut ctx)?;
     let dpop_guard = Arc::new(Guard::new(dpop.replay_cache_entries, secret.as_deref()));
+    let tracing = telemetry::compile(&raw.tracing)?;
     let policy = Policy {
         listen,
         admin_listen,
@@ -235,6 +240,7 @@ pub fn compile_with(
         dpop,
         dpop_guard,
         pending_subject_header: None,
+        tracing,
     };
     Ok((policy, ctx.skipped))
 }
