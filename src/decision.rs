@@ -144,7 +144,7 @@ impl DecisionState {
             Err(Deny::BadRequest(BadRequest::Description))
         };
         let no_headers = HeaderMap::new();
-        let trace = RequestSpan::start(SpanStart {
+        let trace = RequestSpan::start(|| SpanStart {
             method: described.as_ref().map_or(&Method::GET, |d| &d.method),
             headers: described.as_ref().map_or(&no_headers, |d| &d.headers),
             version: http::Version::HTTP_11,

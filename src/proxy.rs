@@ -314,7 +314,7 @@ impl ProxyHttp for Gateway {
         session.set_keepalive(Some(limits.client_idle_timeout.as_secs()));
         ctx.request_id = engine::request_id(&session.req_header().headers);
         let req = session.req_header();
-        ctx.trace = RequestSpan::start(SpanStart {
+        ctx.trace = RequestSpan::start(|| SpanStart {
             method: &req.method,
             headers: &req.headers,
             version: req.version,

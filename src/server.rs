@@ -85,8 +85,13 @@ pub fn prepare(
     let delay = policy.server.shutdown_delay;
     let threads = policy.server.threads;
     let metrics = Arc::new(Metrics::new());
+    let tracing = &policy.tracing;
     crate::telemetry::install(
-        &policy.tracing,
+        crate::telemetry::Settings {
+            otlp_endpoint: tracing.otlp_endpoint.as_deref(),
+            sample_ratio: tracing.sample_ratio,
+            service_name: &tracing.service_name,
+        },
         metrics.tracing_spans_dropped.clone(),
         control.handle(),
     )

@@ -16,7 +16,6 @@ mod request;
 
 pub use request::{RequestSpan, SpanEnd, SpanStart};
 
-use crate::config::TracingSettings;
 use opentelemetry::trace::{
     Link, SpanContext, SpanKind, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
 };
@@ -40,19 +39,27 @@ struct Pipeline {
     ratio: Arc<AtomicU64>,
 }
 
+/// What `install` builds the pipeline from (`tracing:` as compiled).
+pub struct Settings<'a> {
+    /// `None`: tracing off.
+    pub otlp_endpoint: Option<&'a str>,
+    pub sample_ratio: f64,
+    pub service_name: &'a str,
+}
+
 /// Build the span pipeline for `settings`, when it names an endpoint: the OTLP/gRPC exporter
 /// and its batching task on `runtime`; spans that cannot be queued or exported count in
 /// `dropped`. Returns whether tracing is on. Once per process.
 pub fn install(
-    settings: &TracingSettings,
+    settings: Settings<'_>,
     dropped: prometheus::IntCounter,
     runtime: &tokio::runtime::Handle,
 ) -> Result<bool, String> {
-    let Some(endpoint) = &settings.otlp_endpoint else {
+    let Some(endpoint) = settings.otlp_endpoint else {
         return Ok(false);
     };
     let ratio = Arc::new(AtomicU64::new(settings.sample_ratio.to_bits()));
-    let processor = export::start(endpoint, &settings.service_name, dropped, runtime)?;
+    let processor = export::start(endpoint, settings.service_name, dropped, runtime)?;
     let provider = SdkTracerProvider::builder()
         .with_span_processor(processor.batcher)
         .with_sampler(Sampling {

@@ -60,12 +60,12 @@ pub struct SpanStart<'a> {
 }
 
 impl RequestSpan {
-    /// The span of a request that begins now; `None` with tracing off (and then nothing else
-    /// is done).
+    /// The span of a request that begins now, from the head `head` describes; `None` with
+    /// tracing off (and then `head` is not even called).
     #[inline]
-    pub fn start(head: SpanStart<'_>) -> Option<RequestSpan> {
+    pub fn start<'a>(head: impl FnOnce() -> SpanStart<'a>) -> Option<RequestSpan> {
         let pipeline = PIPELINE.get()?;
-        Some(Self::begin(&pipeline.tracer, head))
+        Some(Self::begin(&pipeline.tracer, head()))
     }
 
     fn begin(tracer: &opentelemetry_sdk::trace::SdkTracer, head: SpanStart<'_>) -> RequestSpan {
