@@ -145,7 +145,7 @@ impl DecisionState {
         };
         let no_headers = HeaderMap::new();
         let trace = RequestSpan::start(|| SpanStart {
-            method: described.as_ref().map_or(&Method::GET, |d| &d.method),
+            method: described.as_ref().ok().map(|d| &d.method),
             headers: described.as_ref().map_or(&no_headers, |d| &d.headers),
             version: http::Version::HTTP_11,
             authority: None,

@@ -315,7 +315,7 @@ impl ProxyHttp for Gateway {
         ctx.request_id = engine::request_id(&session.req_header().headers);
         let req = session.req_header();
         ctx.trace = RequestSpan::start(|| SpanStart {
-            method: &req.method,
+            method: Some(&req.method),
             headers: &req.headers,
             version: req.version,
             authority: req.uri.authority().map(|a| a.as_str()),

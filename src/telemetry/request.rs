@@ -50,7 +50,8 @@ pub struct SpanEnd<'a> {
 
 /// The request head, as a span starts from it.
 pub struct SpanStart<'a> {
-    pub method: &'a Method,
+    /// `None` when the request described none (a decision request without a description).
+    pub method: Option<&'a Method>,
     pub headers: &'a HeaderMap,
     pub version: Version,
     /// HTTP/2's `:authority`; else the `Host` header is read.
@@ -71,9 +72,12 @@ impl RequestSpan {
     fn begin(tracer: &opentelemetry_sdk::trace::SdkTracer, head: SpanStart<'_>) -> RequestSpan {
         let parent = parent_context(head.headers);
         let has_parent = parent.span().span_context().is_valid();
-        let method = method_label(head.method);
-        let mut attributes = Vec::with_capacity(5);
-        attributes.push(KeyValue::new("http.request.method", method));
+        // Without a method the span is named `HTTP`, as the semantic conventions say.
+        let method = head.method.map_or("HTTP", method_label);
+        let mut attributes = Vec::with_capacity(6);
+        if head.method.is_some() {
+            attributes.push(KeyValue::new("http.request.method", method));
+        }
         attributes.push(KeyValue::new("portcullis.listener", head.listener));
         attributes.push(KeyValue::new(
             "network.protocol.version",
