@@ -232,7 +232,9 @@ async fn each_kind_of_denial_is_a_span_with_its_status_and_reason() {
     let Setup { issuer, gw, .. } = traced(at, "1.0", |c| c).await;
     let expired = issuer.token(json!({"exp": now() - 3600, "iat": now() - 7200}));
     let no_scope = issuer.token(json!({"scope": "other"}));
-    let cases: Vec<(&str, Vec<(&str, String)>, u16, Option<&str>)> = vec![
+    // (target, headers, status, route)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         ("/api/orders/1", vec![], 401, Some("orders-read")),
         (
             "/api/orders/1",
