@@ -22,8 +22,11 @@ use std::future::Future;
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
 
-/// One request's span (sampled or not: an unsampled one still has ids to pass on).
-pub struct RequestSpan {
+/// One request's span (sampled or not: an unsampled one still has ids to pass on). Boxed, so
+/// that the request state carries one word for it, `None` with tracing off.
+pub struct RequestSpan(Box<Span>);
+
+struct Span {
     cx: Context,
     /// `00-<trace id>-<span id>-<flags>`: this span, as the upstream's `traceparent`.
     traceparent: [u8; 55],
@@ -41,9 +44,9 @@ pub struct SpanEnd<'a> {
     pub path: &'a str,
     /// 0 when no response was sent.
     pub status: u16,
-    pub decision: &'a str,
-    pub reason: &'a str,
-    pub shadow_reason: Option<&'a str>,
+    pub decision: &'static str,
+    pub reason: &'static str,
+    pub shadow_reason: Option<&'static str>,
     /// The issuer's config name, when a token was verified.
     pub issuer: Option<&'a str>,
 }
@@ -117,49 +120,49 @@ impl RequestSpan {
             }
             bytes
         };
-        RequestSpan {
+        RequestSpan(Box::new(Span {
             cx,
             traceparent,
             has_parent,
             method,
-        }
+        }))
     }
 
     /// The trace id, 32 lower-case hex digits.
     pub fn trace_id(&self) -> &str {
-        std::str::from_utf8(&self.traceparent[3..35]).unwrap_or_default()
+        std::str::from_utf8(&self.0.traceparent[3..35]).unwrap_or_default()
     }
 
     /// This span's id, 16 lower-case hex digits.
     pub fn span_id(&self) -> &str {
-        std::str::from_utf8(&self.traceparent[36..52]).unwrap_or_default()
+        std::str::from_utf8(&self.0.traceparent[36..52]).unwrap_or_default()
     }
 
     /// Run `judgement` with this span current: what it does (the token cache lookup, a key
     /// refetch it asks for) is told to this span.
     pub fn within<F: Future>(&self, judgement: F) -> opentelemetry::trace::WithContext<F> {
-        opentelemetry::trace::FutureExt::with_context(judgement, self.cx.clone())
+        opentelemetry::trace::FutureExt::with_context(judgement, self.0.cx.clone())
     }
 
     /// The upstream request's trace context: a `traceparent` naming this span; the client's
     /// `tracestate` goes on with it, unless the request came without a valid parent.
     pub fn propagate<H: Headers>(&self, headers: &mut H) -> Result<(), H::Error> {
-        if !self.has_parent {
+        if !self.0.has_parent {
             headers.remove(&HeaderName::from_static(TRACESTATE));
         }
-        let value = HeaderValue::from_bytes(&self.traceparent)
+        let value = HeaderValue::from_bytes(&self.0.traceparent)
             .unwrap_or_else(|_| HeaderValue::from_static(""));
         headers.set(HeaderName::from_static(TRACEPARENT), value)
     }
 
     /// The request ended: its outcome on the span, and the span ended (sent, if sampled).
     pub fn end(&self, end: SpanEnd<'_>) {
-        let span = self.cx.span();
+        let span = self.0.cx.span();
         if !span.is_recording() {
             return;
         }
         if let Some(route) = end.route {
-            span.update_name(format!("{} {route}", self.method));
+            span.update_name(format!("{} {route}", self.0.method));
             span.set_attribute(KeyValue::new("http.route", route.to_string()));
         }
         if !end.path.is_empty() {
@@ -171,23 +174,17 @@ impl RequestSpan {
                 i64::from(end.status),
             ));
         }
-        span.set_attribute(KeyValue::new(
-            "portcullis.decision",
-            end.decision.to_string(),
-        ));
-        span.set_attribute(KeyValue::new("portcullis.reason", end.reason.to_string()));
+        span.set_attribute(KeyValue::new("portcullis.decision", end.decision));
+        span.set_attribute(KeyValue::new("portcullis.reason", end.reason));
         if let Some(shadow) = end.shadow_reason {
-            span.set_attribute(KeyValue::new(
-                "portcullis.shadow_reason",
-                shadow.to_string(),
-            ));
+            span.set_attribute(KeyValue::new("portcullis.shadow_reason", shadow));
         }
         if let Some(issuer) = end.issuer {
             span.set_attribute(KeyValue::new("portcullis.issuer", issuer.to_string()));
         }
         // A server span is an error when the server failed (5xx), not when it refused.
         if end.status >= 500 || end.status == 0 {
-            span.set_status(Status::error(end.reason.to_string()));
+            span.set_status(Status::error(end.reason));
         }
         span.end();
     }
