@@ -167,10 +167,7 @@ impl DecisionState {
                 };
                 let in_flight = self.in_flight.load(Ordering::Acquire);
                 let decide = live.decide(&head, in_flight, &request_id);
-                match &trace {
-                    Some(span) => span.within(decide).await,
-                    None => decide.await,
-                }
+                RequestSpan::within(trace.as_ref(), decide).await
             }
             Err(deny) => Decision::Deny(Refusal::from(deny.clone())),
         };

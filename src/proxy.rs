@@ -91,10 +91,7 @@ impl Gateway {
         };
         let in_flight = self.in_flight.load(Ordering::Acquire);
         let decide = ctx.live.decide(&head, in_flight, &ctx.request_id);
-        match &ctx.trace {
-            Some(span) => span.within(decide).await,
-            None => decide.await,
-        }
+        RequestSpan::within(ctx.trace.as_ref(), decide).await
     }
 }
 

@@ -14,10 +14,12 @@ use super::PIPELINE;
 use crate::forwarding::Headers;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, TraceFlags, Tracer as _};
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, TraceFlags, Tracer as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 
 const TRACEPARENT: &str = "traceparent";
 const TRACESTATE: &str = "tracestate";
@@ -77,47 +79,25 @@ impl RequestSpan {
         let has_parent = parent.span().span_context().is_valid();
         // Without a method the span is named `HTTP`, as the semantic conventions say.
         let method = head.method.map_or("HTTP", method_label);
-        let mut attributes = Vec::with_capacity(6);
-        if head.method.is_some() {
-            attributes.push(KeyValue::new("http.request.method", method));
-        }
-        attributes.push(KeyValue::new("portcullis.listener", head.listener));
-        attributes.push(KeyValue::new(
-            "network.protocol.version",
-            protocol_version(head.version),
-        ));
-        let host = head.authority.or_else(|| {
-            head.headers
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-        });
-        if let Some(authority) = host.and_then(|h| h.parse::<http::uri::Authority>().ok()) {
-            attributes.push(KeyValue::new(
-                "server.address",
-                authority.host().to_string(),
-            ));
-            if let Some(port) = authority.port_u16() {
-                attributes.push(KeyValue::new("server.port", i64::from(port)));
-            }
-        }
-        let span = tracer
+        let mut span = tracer
             .span_builder(method)
             .with_kind(SpanKind::Server)
-            .with_attributes(attributes)
             .start_with_context(tracer, &parent);
+        // An unsampled span records nothing: its attributes are not even built.
+        if span.is_recording() {
+            span.set_attributes(start_attributes(&head, method));
+        }
         let cx = parent.with_span(span);
         let traceparent = {
-            let sc = cx.span().span_context().clone();
-            let text = format!(
-                "00-{}-{}-{:02x}",
-                sc.trace_id(),
-                sc.span_id(),
-                (sc.trace_flags() & TraceFlags::SAMPLED).to_u8()
+            let span = cx.span();
+            let sc = span.span_context();
+            let mut bytes = *b"00-00000000000000000000000000000000-0000000000000000-00";
+            hex_into(&mut bytes[3..35], &sc.trace_id().to_bytes());
+            hex_into(&mut bytes[36..52], &sc.span_id().to_bytes());
+            hex_into(
+                &mut bytes[53..55],
+                &[(sc.trace_flags() & TraceFlags::SAMPLED).to_u8()],
             );
-            let mut bytes = [b'0'; 55];
-            if text.len() == bytes.len() {
-                bytes.copy_from_slice(text.as_bytes());
-            }
             bytes
         };
         RequestSpan(Box::new(Span {
@@ -138,10 +118,15 @@ impl RequestSpan {
         std::str::from_utf8(&self.0.traceparent[36..52]).unwrap_or_default()
     }
 
-    /// Run `judgement` with this span current: what it does (the token cache lookup, a key
-    /// refetch it asks for) is told to this span.
-    pub fn within<F: Future>(&self, judgement: F) -> opentelemetry::trace::WithContext<F> {
-        opentelemetry::trace::FutureExt::with_context(judgement, self.0.cx.clone())
+    /// Run `judgement` with `span` (if any) current: what it does (the token cache lookup, a
+    /// key refetch it asks for) is told to that span. One future type either way, so that
+    /// the request's state does not hold two versions of the judgement.
+    #[inline]
+    pub fn within<F: Future>(span: Option<&RequestSpan>, judgement: F) -> Traced<'_, F> {
+        Traced {
+            judgement,
+            span: span.map(|s| &s.0.cx),
+        }
     }
 
     /// The upstream request's trace context: a `traceparent` naming this span; the client's
@@ -187,6 +172,63 @@ impl RequestSpan {
             span.set_status(Status::error(end.reason));
         }
         span.end();
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A future polled with a request span current (`RequestSpan::within`), or as it is.
+    pub struct Traced<'a, F> {
+        #[pin]
+        judgement: F,
+        span: Option<&'a Context>,
+    }
+}
+
+impl<F: Future> Future for Traced<'_, F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _current = this.span.map(|span| span.clone().attach());
+        this.judgement.poll(cx)
+    }
+}
+
+/// The attributes a span gets at its start.
+fn start_attributes(head: &SpanStart<'_>, method: &'static str) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(5);
+    if head.method.is_some() {
+        attributes.push(KeyValue::new("http.request.method", method));
+    }
+    attributes.push(KeyValue::new("portcullis.listener", head.listener));
+    attributes.push(KeyValue::new(
+        "network.protocol.version",
+        protocol_version(head.version),
+    ));
+    let host = head.authority.or_else(|| {
+        head.headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
+    if let Some(authority) = host.and_then(|h| h.parse::<http::uri::Authority>().ok()) {
+        attributes.push(KeyValue::new(
+            "server.address",
+            authority.host().to_string(),
+        ));
+        if let Some(port) = authority.port_u16() {
+            attributes.push(KeyValue::new("server.port", i64::from(port)));
+        }
+    }
+    attributes
+}
+
+/// `bytes` as lower-case hex into `out` (twice as long).
+fn hex_into(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
 }
 
