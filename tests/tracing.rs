@@ -462,14 +462,7 @@ async fn a_kid_miss_refetch_is_a_span_linked_to_its_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_collector_that_never_answers_drops_spans_and_requests_carry_on() {
     // Accepts connections and never says a word.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = silent.local_addr().unwrap();
-    tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = silent.accept().await {
-            held.push(stream);
-        }
-    });
+    let at = start_silent().await;
     let Setup { gw, .. } = traced(at, "1.0", |c| c).await;
     for n in 0..50 {
         let resp = tokio::time::timeout(
