@@ -488,6 +488,35 @@ async fn a_collector_that_never_answers_drops_spans_and_requests_carry_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_the_last_spans_before_the_process_exits() {
+    let (collector, at) = Collector::start().await;
+    let Setup { mut gw, .. } = traced(at, "1.0", |c| c).await;
+    let (traceparent, trace, _) = parent(0x71);
+    let resp = gw.get("/healthz", &[("traceparent", &traceparent)]).await;
+    assert_eq!(resp.status, 200);
+    // At once: the span waits for its batch (up to a second) when the signal comes.
+    let pid = gw.pid().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.child().try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the gateway did not exit");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        collector
+            .spans()
+            .iter()
+            .any(|(_, s)| hex(&s.trace_id) == trace),
+        "the last request's span was lost at shutdown: {:?}",
+        collector.spans()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_changes_the_sample_ratio() {
     let (collector, at) = Collector::start().await;
     let issuer = TestIssuer::start().await;

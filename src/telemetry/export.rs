@@ -22,10 +22,27 @@ const BATCH_DELAY: Duration = Duration::from_secs(1);
 /// The longest one export may take, connecting included; a batch still unsent then is dropped.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The span processor `install` registers, and the resource the spans describe.
+/// The span processor `install` registers, the resource the spans describe, and the handle
+/// that flushes the queue at shutdown.
 pub(super) struct Started {
     pub batcher: Batcher,
     pub resource: Resource,
+    pub flusher: Flusher,
+}
+
+/// Asks the export task to send what is queued now (`flush`).
+#[derive(Debug)]
+pub(super) struct Flusher(mpsc::Sender<std::sync::mpsc::SyncSender<()>>);
+
+impl Flusher {
+    /// Send every span queued now, waiting at most `wait` for it (from a thread outside the
+    /// runtime: the shutdown's).
+    pub fn flush(&self, wait: Duration) {
+        let (done, finished) = std::sync::mpsc::sync_channel(1);
+        if self.0.try_send(done).is_ok() {
+            let _ = finished.recv_timeout(wait);
+        }
+    }
 }
 
 /// Build the OTLP/gRPC exporter for `endpoint` and start its export task on `runtime`.
@@ -53,10 +70,12 @@ pub(super) fn start(
         .build();
     exporter.set_resource(&resource);
     let (queue, spans) = mpsc::channel(QUEUE);
-    runtime.spawn(send_batches(exporter, spans, dropped.clone()));
+    let (flusher, flushes) = mpsc::channel(1);
+    runtime.spawn(send_batches(exporter, spans, flushes, dropped.clone()));
     Ok(Started {
         batcher: Batcher { queue, dropped },
         resource,
+        flusher: Flusher(flusher),
     })
 }
 
@@ -88,51 +107,91 @@ impl SpanProcessor for Batcher {
     }
 }
 
-/// Send the queue in batches until the process ends.
+/// Send the queue in batches until the process ends; on a flush request, send everything queued
+/// at once, then answer it.
 async fn send_batches<E: SpanExporter>(
     exporter: E,
     mut spans: mpsc::Receiver<SpanData>,
+    mut flushes: mpsc::Receiver<std::sync::mpsc::SyncSender<()>>,
     dropped: prometheus::IntCounter,
 ) {
     let mut failing = false;
     loop {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        if spans.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
+        let mut flush = None;
+        tokio::select! {
+            n = spans.recv_many(&mut batch, MAX_BATCH) => if n == 0 { return },
+            Some(done) = flushes.recv() => flush = Some(done),
         }
-        let deadline = tokio::time::Instant::now() + BATCH_DELAY;
-        while batch.len() < MAX_BATCH {
-            let room = MAX_BATCH - batch.len();
-            match tokio::time::timeout_at(deadline, spans.recv_many(&mut batch, room)).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
+        if flush.is_none() {
+            // Wait for a fuller batch, unless a flush asks for it now.
+            let deadline = tokio::time::Instant::now() + BATCH_DELAY;
+            while batch.len() < MAX_BATCH && flush.is_none() {
+                let room = MAX_BATCH - batch.len();
+                tokio::select! {
+                    n = tokio::time::timeout_at(deadline, spans.recv_many(&mut batch, room)) => {
+                        if !matches!(n, Ok(1..)) { break; }
+                    }
+                    Some(done) = flushes.recv() => flush = Some(done),
+                }
             }
         }
-        let count = batch.len() as u64;
-        let error = match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(batch)).await {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some("timed out".to_string()),
-        };
-        match error {
-            None if failing => {
-                failing = false;
+        loop {
+            if flush.is_some() {
+                while batch.len() < MAX_BATCH {
+                    match spans.try_recv() {
+                        Ok(span) => batch.push(span),
+                        Err(_) => break,
+                    }
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+            let spans_sent = std::mem::replace(&mut batch, Vec::with_capacity(MAX_BATCH));
+            failing = export(&exporter, spans_sent, &dropped, failing).await;
+            if flush.is_none() {
+                break;
+            }
+        }
+        if let Some(done) = flush {
+            let _ = done.try_send(());
+        }
+    }
+}
+
+/// Send one batch; a batch that fails or times out is dropped and counted. Returns whether
+/// export is failing now (logged once per outage, at its start and its end).
+async fn export<E: SpanExporter>(
+    exporter: &E,
+    batch: Vec<SpanData>,
+    dropped: &prometheus::IntCounter,
+    failing: bool,
+) -> bool {
+    let count = batch.len() as u64;
+    let error = match tokio::time::timeout(EXPORT_TIMEOUT, exporter.export(batch)).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("timed out".to_string()),
+    };
+    match error {
+        None => {
+            if failing {
                 tracing::info!(
                     event = "span_export",
                     result = "ok",
                     "span export works again"
                 );
             }
-            None => {}
-            Some(error) => {
-                dropped.inc_by(count);
-                // Once per outage, not once per batch.
-                if !failing {
-                    failing = true;
-                    tracing::warn!(event = "span_export", result = "failed", %error, spans = count,
-                        "span export failed: spans are dropped (portcullis_tracing_spans_dropped_total) until the collector answers");
-                }
+            false
+        }
+        Some(error) => {
+            dropped.inc_by(count);
+            if !failing {
+                tracing::warn!(event = "span_export", result = "failed", %error, spans = count,
+                    "span export failed: spans are dropped (portcullis_tracing_spans_dropped_total) until the collector answers");
             }
+            true
         }
     }
 }

@@ -34,6 +34,7 @@ static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
 struct Pipeline {
     /// Keeps the span processor (and so the export queue) alive.
     _provider: SdkTracerProvider,
+    flusher: export::Flusher,
     tracer: SdkTracer,
     /// `tracing.sample_ratio` as f64 bits.
     ratio: Arc<AtomicU64>,
@@ -71,11 +72,20 @@ pub fn install(
     PIPELINE
         .set(Pipeline {
             _provider: provider,
+            flusher: processor.flusher,
             tracer,
             ratio,
         })
         .map_err(|_| "the span pipeline is already installed".to_string())?;
     Ok(true)
+}
+
+/// At shutdown: send the spans still queued, waiting at most `wait` (a collector that does not
+/// answer costs no more than that). Nothing with tracing off.
+pub fn flush(wait: std::time::Duration) {
+    if let Some(p) = PIPELINE.get() {
+        p.flusher.flush(wait);
+    }
 }
 
 /// A reload's `tracing.sample_ratio`: roots started from now on are sampled at this ratio.
