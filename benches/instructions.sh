@@ -32,6 +32,7 @@
 # Knobs: N=5000 WARM=2000 BASE_PORT=29080 (three ports) WORK=/tmp/dir ONLY="pass_h1 bare_h1"
 #        PORTCULLIS=path BARE_PINGORA=path MINT=path RSA_VERIFY=path (default: the newest
 #        release builds under target/)
+#        TRACING='{ otlp_endpoint: …, sample_ratio: … }': the gateway with tracing on.
 #        BEFORE=path: a second gateway build (the one before a change), counted on the same
 #        rows in the same run: the table shows before, after and the change.
 #        SAVE=file: write the per-request counts there (as `row count` lines);
@@ -78,6 +79,9 @@ RSA_VERIFY=${RSA_VERIFY:-$(newest rsa_verify)}
 [ -s "$WORK/token.txt" ] || "$MINT" "$WORK" 1 "$ISS" "$AUD" >/dev/null
 "$MINT" config "127.0.0.1:$P_GW" "127.0.0.1:$P_ADMIN" "127.0.0.1:$P_UP" "127.0.0.1:$P_UP" \
   "$WORK/jwks.json" "$ISS" "$AUD" >"$WORK/portcullis.yaml"
+# TRACING='{ otlp_endpoint: "http://127.0.0.1:4317", sample_ratio: 0.01 }': the gateway rows
+# with tracing on (a collector must listen there, e.g. benches/otlp_sink.rs).
+if [ -n "${TRACING:-}" ]; then echo "tracing: $TRACING" >>"$WORK/portcullis.yaml"; fi
 sed 's/token_cache_entries: .*/token_cache_entries: 0/' "$WORK/portcullis.yaml" >"$WORK/nocache.yaml"
 TOKEN=$(cat "$WORK/token.txt")
 mkdir -p "$WORK/up"

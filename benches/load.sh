@@ -41,11 +41,19 @@
 #                   replaced) -> the decision listener, then -> nginx upstream
 #   nginx_proxy     wrk -> nginx pass-through proxy (for scale)
 #
+# And the tracing part (PARTS="tracing"), wrk with one token, HTTP/1.1, the same rounds: the
+# proxy with tracing off, and on with sample_ratio 0.01 and 1.0, exporting over OTLP/gRPC to a
+# collector that answers at once (benches/otlp_sink.rs, on the wrk CPU); with the spans the
+# collector received and portcullis_tracing_spans_dropped_total after each run:
+#   trace_off       wrk -> portcullis (no tracing: block) -> nginx upstream
+#   trace_001       the same with tracing on, sample_ratio: 0.01
+#   trace_100       the same with tracing on, sample_ratio: 1.0
+#
 # Usage: benches/load.sh            (from the repository root; Debian 12, root for apt-get)
 #        PARTS="h2c grpc" DURATION=2 ROUNDS=1 benches/load.sh   (the HTTP/2 parts alone)
 # Knobs: PARTS="throughput latency memory" (also: h2c grpc; HALF_RPS=n sets the latency test's rate when
 #        throughput is not run) ROUNDS=3 DURATION=4 CONNS=32 STREAMS=10 TOKENS=100000 SOAK=600
-#        BASE_PORT=28080 (eight ports)
+#        BASE_PORT=28080 (nine ports)
 #        WORK=/tmp/dir (minted tokens are kept there and reused)
 #        PORTCULLIS=path (default: build target/release/portcullis)
 #        BARE_PINGORA=path (default: build the bare_pingora bench target)
@@ -70,10 +78,10 @@ AUD="api://load"
 BASE_PORT=${BASE_PORT:-28080}
 P_UP=$BASE_PORT P_NGINX=$((BASE_PORT + 1)) P_HAPROXY=$((BASE_PORT + 2))
 P_PORTCULLIS=$((BASE_PORT + 3)) P_ADMIN=$((BASE_PORT + 4)) P_UP_H2C=$((BASE_PORT + 5))
-P_DECISION=$((BASE_PORT + 6)) P_NGINX_AUTH=$((BASE_PORT + 7))
-for p in $P_UP $P_NGINX $P_HAPROXY $P_PORTCULLIS $P_ADMIN $P_UP_H2C $P_DECISION $P_NGINX_AUTH; do
+P_DECISION=$((BASE_PORT + 6)) P_NGINX_AUTH=$((BASE_PORT + 7)) P_OTLP=$((BASE_PORT + 8))
+for p in $P_UP $P_NGINX $P_HAPROXY $P_PORTCULLIS $P_ADMIN $P_UP_H2C $P_DECISION $P_NGINX_AUTH $P_OTLP; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-    echo "port $p is already in use: set BASE_PORT to a free range of eight ports" >&2
+    echo "port $p is already in use: set BASE_PORT to a free range of nine ports" >&2
     exit 1
   fi
 done
@@ -209,6 +217,11 @@ sed 's/token_cache_entries: .*/token_cache_entries: 0/' "$WORK/portcullis-alt.ya
 # The decision part: the same policy with the decision listener on, believing loopback.
 { cat "$WORK/portcullis.yaml"; printf 'decision_listen: 127.0.0.1:%s\ntrusted_proxies: [127.0.0.1/32]\n' "$P_DECISION"; } \
   >"$WORK/portcullis-decision.yaml"
+# The tracing part: the same policy exporting spans to the sink at two sample ratios.
+for ratio in 0.01 1.0; do
+  { cat "$WORK/portcullis.yaml"; printf 'tracing: { otlp_endpoint: "http://127.0.0.1:%s", sample_ratio: %s }\n' "$P_OTLP" "$ratio"; } \
+    >"$WORK/portcullis-trace-$ratio.yaml"
+done
 # nginx in front of it: the README's auth_request snippet as written, its addresses replaced.
 nginx_conf auth < <(awk '/^<!-- nginx -->$/ {on=1; next} on && /^```nginx$/ {next} on && /^```$/ {exit} on' README.md \
   | sed -e "s|listen 80;|listen 127.0.0.1:$P_NGINX_AUTH;|" -e "s|http://app:8080|http://127.0.0.1:$P_UP|" \
@@ -563,6 +576,35 @@ if has decision; then
   done
   echo "median req/s over $ROUNDS rounds:"
   h2_medians proxy_one decision_one nginx_auth_one nginx_proxy
+fi
+
+if has tracing; then
+  echo
+  echo "Tracing off and on, one token (wrk -c$CONNS):"
+  OTLP_SINK=$(cargo bench --locked --quiet --bench otlp_sink --no-run --message-format=json 2>/dev/null \
+    | grep '"name":"otlp_sink"' | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)
+  [ -x "$OTLP_SINK" ] || { echo "could not build benches/otlp_sink.rs" >&2; exit 1; }
+  taskset -c "$WRK_CPU" "$OTLP_SINK" "127.0.0.1:$P_OTLP" "$WORK/otlp-spans.txt" &
+  PIDS+=($!)
+  wait_port $P_OTLP
+  for r in $(seq "$ROUNDS"); do
+    for c in off 0.01 1.0; do
+      case $c in
+        off) name=trace_off config="$WORK/portcullis.yaml" ;;
+        0.01) name=trace_001 config="$WORK/portcullis-trace-0.01.yaml" ;;
+        1.0) name=trace_100 config="$WORK/portcullis-trace-1.0.yaml" ;;
+      esac
+      before=$(cat "$WORK/otlp-spans.txt")
+      start_portcullis warn "$PORTCULLIS" "$config"
+      h2_report "$name" "$(run_wrk one.lua "http://127.0.0.1:$P_PORTCULLIS/api/orders/7")"
+      # The last batch leaves within a second of the run's end.
+      sleep 1.5
+      echo "   spans received $(($(cat "$WORK/otlp-spans.txt") - before)), dropped $(metric portcullis_tracing_spans_dropped_total)"
+      stop_portcullis
+    done
+  done
+  echo "median req/s over $ROUNDS rounds:"
+  h2_medians trace_off trace_001 trace_100
 fi
 
 if has memory; then

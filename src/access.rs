@@ -1,10 +1,12 @@
 //! What a request came to, as the operator sees it: one JSON access-log line and the request
 //! metrics. Never the token, the Authorization header, cookies or the query string: the path
-//! logged is the canonical path alone.
+//! logged is the canonical path alone. With tracing on, the line names the request's trace and
+//! span, and the span is ended here with the same outcome.
 
 use crate::engine::Grant;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::response::{BadRequest, Deny};
+use crate::telemetry::{RequestSpan, SpanEnd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The end of a request.
@@ -80,6 +82,8 @@ pub struct Record<'a> {
     /// `sub`, only with `log_subject: true`.
     pub subject: Option<&'a str>,
     pub latency: Duration,
+    /// The request's span, with tracing on: ended here, its ids logged.
+    pub trace: Option<&'a RequestSpan>,
 }
 
 impl Record<'_> {
@@ -135,6 +139,19 @@ impl Record<'_> {
             issuer = self.issuer,
             subject = self.subject,
             latency_us = self.latency.as_micros() as u64,
+            trace_id = self.trace.map(RequestSpan::trace_id),
+            span_id = self.trace.map(RequestSpan::span_id),
         );
+        if let Some(span) = self.trace {
+            span.end(SpanEnd {
+                route: self.route,
+                path: self.path,
+                status: self.status,
+                decision,
+                reason,
+                shadow_reason,
+                issuer: (self.issuer != "-").then_some(self.issuer),
+            });
+        }
     }
 }

@@ -17,6 +17,7 @@ use crate::live::{Generation, Shared};
 use crate::metrics::Metrics;
 use crate::proxy::InFlight;
 use crate::response::{self, BadRequest, Deny};
+use crate::telemetry::{RequestSpan, SpanStart};
 use bytes::Bytes;
 use envoy_types::ext_authz::v3::pb::{
     Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction, HttpStatus,
@@ -115,6 +116,7 @@ struct Judged {
     method: Option<Method>,
     request_id: HeaderValue,
     started: Instant,
+    trace: Option<RequestSpan>,
 }
 
 impl DecisionState {
@@ -141,6 +143,14 @@ impl DecisionState {
         } else {
             Err(Deny::BadRequest(BadRequest::Description))
         };
+        let no_headers = HeaderMap::new();
+        let trace = RequestSpan::start(|| SpanStart {
+            method: described.as_ref().ok().map(|d| &d.method),
+            headers: described.as_ref().map_or(&no_headers, |d| &d.headers),
+            version: http::Version::HTTP_11,
+            authority: None,
+            listener: "decision",
+        });
         let decision = match &described {
             Ok(d) => {
                 let head = RequestHead {
@@ -156,7 +166,8 @@ impl DecisionState {
                     client_cert: None,
                 };
                 let in_flight = self.in_flight.load(Ordering::Acquire);
-                live.decide(&head, in_flight, &request_id).await
+                let decide = live.decide(&head, in_flight, &request_id);
+                RequestSpan::within(trace.as_ref(), decide).await
             }
             Err(deny) => Decision::Deny(Refusal::from(deny.clone())),
         };
@@ -166,6 +177,7 @@ impl DecisionState {
             method: described.ok().map(|d| d.method),
             request_id,
             started,
+            trace,
         }
     }
 
@@ -192,6 +204,7 @@ impl DecisionState {
                 .filter(|_| policy.log_subject)
                 .and_then(|i| i.subject.as_deref()),
             latency: judged.started.elapsed(),
+            trace: judged.trace.as_ref(),
         }
         .emit_from(&self.metrics, Listener::Decision);
     }

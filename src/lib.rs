@@ -29,6 +29,7 @@ pub mod reload;
 pub mod response;
 pub mod route;
 pub mod server;
+pub mod telemetry;
 pub mod tls;
 pub mod token;
 pub mod tools;

@@ -13,7 +13,8 @@
 //! refresh task and cached tokens; the token cache stays while what a cached token holds would
 //! render the same (`Generation::keeps_cache_for`). What it never takes from the new file: the
 //! settings a running listener cannot change (`Pinned`: `listen`, `admin_listen`, `tls` and
-//! everything derived from it, `server.*`, the HTTP/2 SETTINGS); they stay as they were at start
+//! everything derived from it, `server.*`, the HTTP/2 SETTINGS, the span exporter's
+//! `tracing.otlp_endpoint` and `tracing.service_name`); they stay as they were at start
 //! until the process restarts.
 
 use crate::config::{Policy, Protocol, Upstream};
@@ -104,6 +105,7 @@ impl Generation {
         ));
         next.serve_keys(shared, runtime);
         shared.store(Arc::clone(&next));
+        crate::telemetry::set_sample_ratio(next.policy.tracing.sample_ratio);
         KeyStore::retire(&previous.keys, &next.keys, &next.metrics);
         Ok(next)
     }
@@ -268,6 +270,15 @@ impl<'a> Pinned<'a> {
         policy.strip_sieve = crate::config::strip_sieve(&policy);
         policy.server.clone_from(&start.server);
         policy.limits.h2_max_concurrent_streams = start.limits.h2_max_concurrent_streams;
+        // The span exporter is built at start; `sample_ratio` alone changes on reload.
+        policy
+            .tracing
+            .otlp_endpoint
+            .clone_from(&start.tracing.otlp_endpoint);
+        policy
+            .tracing
+            .service_name
+            .clone_from(&start.tracing.service_name);
         if let Some(subject) = policy
             .tls
             .as_ref()

@@ -67,6 +67,9 @@ pub struct Metrics {
     pub tls_certificate_reloads: IntCounterVec,
     /// Not-after of the listener certificate serving, Unix seconds (0 without `tls`).
     pub tls_certificate_expiry: IntGauge,
+    /// Sampled spans never delivered to the collector: the export queue was full, or their
+    /// batch failed or timed out.
+    pub tracing_spans_dropped: prometheus::IntCounter,
 }
 
 /// The commit the binary was built from (build.rs), `unknown` outside a git checkout (or when
@@ -147,7 +150,14 @@ impl Metrics {
         )
         .expect("valid metric");
         register(Box::new(tls_certificate_expiry.clone()));
+        let tracing_spans_dropped = prometheus::IntCounter::new(
+            "tracing_spans_dropped_total",
+            "Sampled spans not delivered to the collector (queue full, export failed or timed out)",
+        )
+        .expect("valid metric");
+        register(Box::new(tracing_spans_dropped.clone()));
         let metrics = Metrics {
+            tracing_spans_dropped,
             tls_certificate_reloads: counter(
                 "tls_certificate_reloads_total",
                 "Listener certificate re-reads by result",

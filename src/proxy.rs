@@ -10,6 +10,7 @@ use crate::forwarding::{self, Headers};
 use crate::live::{Generation, Shared};
 use crate::metrics::Metrics;
 use crate::response::{self, Deny, Limit};
+use crate::telemetry::{RequestSpan, SpanStart};
 use async_trait::async_trait;
 use http::{header, HeaderValue, Version};
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -54,6 +55,8 @@ pub struct Ctx {
     body_refused: Option<Box<Deny>>,
     /// An HTTP/2 answer left open while the request body arrives (`write_denial`).
     ending: Option<Ending>,
+    /// The request's span; `None` with tracing off.
+    trace: Option<RequestSpan>,
     _in_flight: InFlight,
 }
 
@@ -89,7 +92,8 @@ impl Gateway {
             client_cert: tls.and_then(crate::tls::client_certificate_sha256),
         };
         let in_flight = self.in_flight.load(Ordering::Acquire);
-        ctx.live.decide(&head, in_flight, &ctx.request_id).await
+        let decide = ctx.live.decide(&head, in_flight, &ctx.request_id);
+        RequestSpan::within(ctx.trace.as_ref(), decide).await
     }
 }
 
@@ -306,6 +310,7 @@ impl ProxyHttp for Gateway {
             body_bytes: 0,
             body_refused: None,
             ending: None,
+            trace: None,
             _in_flight: InFlight::enter(&self.in_flight),
         }
     }
@@ -315,6 +320,14 @@ impl ProxyHttp for Gateway {
         session.set_read_timeout(Some(limits.client_body_timeout));
         session.set_keepalive(Some(limits.client_idle_timeout.as_secs()));
         ctx.request_id = engine::request_id(&session.req_header().headers);
+        let req = session.req_header();
+        ctx.trace = RequestSpan::start(|| SpanStart {
+            method: Some(&req.method),
+            headers: &req.headers,
+            version: req.version,
+            authority: req.uri.authority().map(|a| a.as_str()),
+            listener: "proxy",
+        });
         let decision = self.decide(session, ctx).await;
         let answered = match &decision {
             Decision::Allow(allow) => {
@@ -375,6 +388,9 @@ impl ProxyHttp for Gateway {
             upstream.set_uri(uri);
         }
         forwarding::apply(&mut UpstreamHeaders(upstream), &allow.edits)?;
+        if let Some(span) = &ctx.trace {
+            span.propagate(&mut UpstreamHeaders(upstream))?;
+        }
         if upstream.version != Version::HTTP_2 {
             join_cookie_crumbs(upstream)?;
         }
@@ -450,6 +466,7 @@ impl ProxyHttp for Gateway {
                 .filter(|_| policy.log_subject)
                 .and_then(|i| i.subject.as_deref()),
             latency: ctx.started.elapsed(),
+            trace: ctx.trace.as_ref(),
         }
         .emit(&self.metrics);
         if let Outcome::Denied(deny) = &ctx.outcome {

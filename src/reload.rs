@@ -426,6 +426,9 @@ struct RestartOnly {
     tls: Option<(PathBuf, PathBuf, Option<PathBuf>, Option<http::HeaderName>)>,
     /// HTTP/2 SETTINGS are built once, when the listener starts.
     h2_max_concurrent_streams: u32,
+    /// The span exporter is built once, when the server starts.
+    otlp_endpoint: Option<String>,
+    service_name: String,
 }
 
 impl RestartOnly {
@@ -446,6 +449,8 @@ impl RestartOnly {
                 )
             }),
             h2_max_concurrent_streams: policy.limits.h2_max_concurrent_streams,
+            otlp_endpoint: policy.tracing.otlp_endpoint.clone(),
+            service_name: policy.tracing.service_name.clone(),
         }
     }
 
@@ -471,6 +476,14 @@ impl RestartOnly {
             (
                 "limits.h2_max_concurrent_streams",
                 self.h2_max_concurrent_streams != new.h2_max_concurrent_streams,
+            ),
+            (
+                "tracing.otlp_endpoint",
+                self.otlp_endpoint != new.otlp_endpoint,
+            ),
+            (
+                "tracing.service_name",
+                self.service_name != new.service_name,
             ),
         ]
         .into_iter()

@@ -85,6 +85,17 @@ pub fn prepare(
     let delay = policy.server.shutdown_delay;
     let threads = policy.server.threads;
     let metrics = Arc::new(Metrics::new());
+    let tracing = &policy.tracing;
+    crate::telemetry::install(
+        crate::telemetry::Settings {
+            otlp_endpoint: tracing.otlp_endpoint.as_deref(),
+            sample_ratio: tracing.sample_ratio,
+            service_name: &tracing.service_name,
+        },
+        metrics.tracing_spans_dropped.clone(),
+        control.handle(),
+    )
+    .map_err(std::io::Error::other)?;
     let live = Generation::start(policy, Arc::clone(&metrics), control.handle());
     let admin_addr = match admin_listener {
         Some(listener) => {
@@ -299,6 +310,9 @@ impl<S: pingora::services::Service> pingora::services::Service for PreBound<S> {
     }
 }
 
+/// The longest a SIGTERM waits for the collector to take the last spans.
+const FLUSH_WAIT: Duration = Duration::from_secs(2);
+
 /// SIGTERM: `/readyz` 503 at once, keep accepting and serving for `delay`, then stop accepting
 /// and exit as soon as no request is in flight, or when the budget (delay included) ends.
 /// SIGINT: the same, without waiting.
@@ -347,6 +361,9 @@ impl ShutdownSignalWatch for Drain {
             while in_flight.load(Ordering::Acquire) > 0 && start.elapsed() < budget {
                 std::thread::sleep(Duration::from_millis(10));
             }
+            // The spans of the last requests, queued for their batch: sent now, within what is
+            // left of the budget (at most FLUSH_WAIT).
+            crate::telemetry::flush(FLUSH_WAIT.min(budget.saturating_sub(start.elapsed())));
             tracing::info!(cut = in_flight.load(Ordering::Acquire), "shutdown complete");
             std::process::exit(0);
         });

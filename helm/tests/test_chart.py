@@ -443,6 +443,22 @@ def test_the_decision_port_is_off_by_default_and_exposed_apart_from_the_proxy_wh
     assert not [r for r in rules if r["ports"][0]["port"] == 8181], rules
 
 
+def test_tracing_is_off_by_default_and_written_from_the_tracing_values(tmp_path):
+    assert "tracing" not in gateway_config(case("defaults"), gateway_pod(case("defaults")))[0]
+    docs = case("standalone-full")
+    config, _ = gateway_config(docs, gateway_pod(docs))
+    assert config["tracing"] == {"otlp_endpoint": "http://otel-collector.observability:4317",
+                                 "sample_ratio": 0.05, "service_name": "edge-gateway"}
+    # A ratio of 0 is a ratio, not "unset".
+    values = example_policy()
+    values["tracing"] = {"otlpEndpoint": "http://127.0.0.1:4317", "sampleRatio": 0}
+    docs = render(CHART, values)
+    config, _ = gateway_config(docs, gateway_pod(docs))
+    assert config["tracing"] == {"otlp_endpoint": "http://127.0.0.1:4317", "sample_ratio": 0,
+                                 "service_name": "portcullis"}
+    portcullis_check(docs, tmp_path)
+
+
 def test_the_grafana_dashboard_configmap_carries_every_dashboard_file(tmp_path):
     real = sorted(p.name for p in (CHART / "dashboards").glob("*.json")) if (CHART / "dashboards").is_dir() else []
     dashboards = [d for d in case("standalone-full") if d["metadata"]["name"].endswith("-dashboards")]
@@ -639,6 +655,10 @@ def test_the_sidecar_gets_the_tls_mounts_in_the_including_charts_pod(tmp_path):
         ({"config": {"upstreams": {"a": {"url": "https://127.0.0.1:1", "ca_file": "/etc/portcullis-upstream-ca/ca.crt"}},
                      "routes": [{"name": "r", "match": {"path": "/"}}]}}, "mounted only with upstreamCa"),
         ({"replicas": 3}, "replicas"),
+        ({"tracing": {"otlpEndpoint": "https://collector:4317"}}, "/tracing/otlpEndpoint"),
+        ({"tracing": {"otlpEndpoint": "http://collector:4317", "sampleRatio": 2}}, "/tracing/sampleRatio"),
+        ({"config": {"tracing": {"otlp_endpoint": "http://c:4317"}, "upstreams": {"a": {"url": "http://127.0.0.1:1"}},
+                     "routes": [{"name": "r", "match": {"path": "/"}}]}}, "config.tracing is set by the chart"),
         ({"containerSecurityContext": {"runAsNonRoot": False, "readOnlyRootFilesystem": True,
                                        "allowPrivilegeEscalation": False, "capabilities": {}}}, "runAsNonRoot"),
     ],

@@ -75,6 +75,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 /// `server.shutdown_delay`.
 pub const SHUTDOWN_DELAY: Duration = Duration::ZERO;
 
+/// `tracing.sample_ratio`.
+pub const SAMPLE_RATIO: f64 = 1.0;
+/// `tracing.service_name`.
+pub const SERVICE_NAME: &str = "portcullis";
+
 /// One default as an operator writes and reads it.
 #[derive(Debug, Clone, Copy)]
 pub struct Documented {
@@ -169,6 +174,9 @@ pub const TABLE: &[Documented] = &[
     d("dpop.nonce_secret_env", "null", "none"),
     d("cors_preflight", "authenticate", "authenticate"),
     d("decision_listen", "null", "off"),
+    d("tracing.otlp_endpoint", "null", "off"),
+    d("tracing.sample_ratio", "1.0", "1.0"),
+    d("tracing.service_name", SERVICE_NAME, SERVICE_NAME),
 ];
 
 #[cfg(test)]
@@ -393,6 +401,7 @@ mod tests {
                 Some("server") => "RawServer",
                 Some("tls") => "RawTls",
                 Some("dpop") => "RawDpop",
+                Some("tracing") => "RawTracing",
                 Some(other) => panic!("no raw struct for {other}"),
             };
             let doc = field_doc(&raw, name, d.leaf());

@@ -10,7 +10,8 @@ pub mod raw;
 mod tests;
 
 pub use compile::{
-    strip_sieve, KeyPlan, Limits, Policy, Protocol, ServerSettings, Upstream, UpstreamTls,
+    strip_sieve, KeyPlan, Limits, Policy, Protocol, ServerSettings, TracingSettings, Upstream,
+    UpstreamTls,
 };
 use std::path::Path;
 

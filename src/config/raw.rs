@@ -63,6 +63,28 @@ pub struct RawConfig {
     /// DPoP proofs (RFC 9449), checked whenever a token is DPoP-bound.
     #[serde(default)]
     pub dpop: RawDpop,
+    /// OpenTelemetry tracing: off unless `otlp_endpoint` is set.
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+/// `tracing:`: OpenTelemetry spans of requests and key fetches, exported over OTLP/gRPC.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// The collector's OTLP/gRPC address, `http://host:port` (usually `:4317`). Default null:
+    /// tracing off (W3C trace context is still forwarded untouched). Read at start: a change
+    /// takes effect at the next restart.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+    /// The share of requests without a sampled parent that start a sampled trace, 0 to 1; a
+    /// request whose `traceparent` says sampled (or not) follows its parent. Default 1.0.
+    /// Changes on reload.
+    #[serde(default)]
+    pub sample_ratio: Option<f64>,
+    /// `service.name` of the exported spans. Default portcullis. Read at start.
+    #[serde(default)]
+    pub service_name: Option<String>,
 }
 
 /// `dpop:`: how DPoP proofs are checked.

@@ -56,6 +56,8 @@ struct FetchState {
     /// When the last unknown-kid refetch was started. Periodic refreshes do not count: a key
     /// published just after one is still picked up by the first request that uses it.
     last_refetch: Option<Instant>,
+    /// The request whose unknown `kid` asked for the fetch about to start (its span links it).
+    cause: Option<crate::telemetry::Cause>,
 }
 
 /// Called with (issuer id, new set) whenever an issuer's key set is replaced.
@@ -216,6 +218,7 @@ impl IssuerKeys {
                 }
                 st.in_flight = true;
                 st.last_refetch = Some(Instant::now());
+                st.cause = crate::telemetry::cause();
                 metrics.kid_refetch.with_label_values(&[&self.name]).inc();
                 self.kick.notify_one();
             }
@@ -245,10 +248,12 @@ impl IssuerKeys {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.kick.notified() => {}
             }
-            self.state
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .in_flight = true;
+            let cause = {
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.in_flight = true;
+                st.cause.take()
+            };
+            let span = crate::telemetry::KeyFetch::start(&self.name, cause);
             let etag = self.etag.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let etag = etag.filter(|_| self.current.load().is_some());
             let result = fetcher.fetch(&source, etag.as_deref()).await;
@@ -300,6 +305,9 @@ impl IssuerKeys {
                 .jwks_refresh
                 .with_label_values(&[&self.name, label])
                 .inc();
+            if let Some(span) = span {
+                span.end(label);
+            }
             {
                 let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
                 st.in_flight = false;

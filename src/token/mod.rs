@@ -216,11 +216,13 @@ impl Authenticator {
                     && key_still_present(&hit, keys)
                 {
                     metrics.token_cache_hit.inc();
+                    crate::telemetry::note_token_cache(true);
                     return Ok(hit);
                 }
                 cache.invalidate(digest);
             }
             metrics.token_cache_miss.inc();
+            crate::telemetry::note_token_cache(false);
         }
         let started = Instant::now();
         let result = self.verify_uncached(token, policy, keys, metrics).await;

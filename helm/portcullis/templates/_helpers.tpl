@@ -91,6 +91,13 @@ config.yaml: the policy from values with the listeners and the shutdown grace th
 {{- if .values.ports.decision -}}
 {{- $_ := set $cfg "decision_listen" (printf "0.0.0.0:%d" (int .values.ports.decision)) -}}
 {{- end -}}
+{{- if hasKey $cfg "tracing" -}}
+{{- fail "config.tracing is set by the chart: use tracing.otlpEndpoint, tracing.sampleRatio and tracing.serviceName" -}}
+{{- end -}}
+{{- $tracing := .values.tracing | default dict -}}
+{{- if $tracing.otlpEndpoint -}}
+{{- $_ := set $cfg "tracing" (dict "otlp_endpoint" $tracing.otlpEndpoint "sample_ratio" (float64 $tracing.sampleRatio) "service_name" (default "portcullis" $tracing.serviceName)) -}}
+{{- end -}}
 {{- if hasKey $cfg "tls" -}}
 {{- fail "config.tls is set by the chart: use tls.enabled, tls.secretName, tls.clientCa and tls.clientSubjectHeader" -}}
 {{- end -}}

@@ -1,7 +1,7 @@
 //! Validate the raw config and compile it into the runtime `Policy`. Everything a request needs
 //! is decided here, once; a config that compiles is a config that works, and `portcullis check`
 //! runs this. One file per part of the config: `upstreams`, `issuers` (rules and key plans),
-//! `routes`, `identity`, `tls` (the listener's), `limits` (with `server:`) and `dpop`; this file holds the `Policy`, the
+//! `routes`, `identity`, `tls` (the listener's), `limits` (with `server:`), `dpop` and `telemetry` (`tracing:`); this file holds the `Policy`, the
 //! listeners, token sources and trusted proxies, and the order the parts compile in.
 
 mod dpop;
@@ -9,11 +9,13 @@ mod identity;
 mod issuers;
 mod limits;
 mod routes;
+mod telemetry;
 mod tls;
 mod upstreams;
 
 pub use issuers::KeyPlan;
 pub use limits::{Limits, ServerSettings};
+pub use telemetry::TracingSettings;
 pub use upstreams::{Protocol, Upstream, UpstreamTls};
 
 use super::raw::RawConfig;
@@ -159,6 +161,8 @@ pub struct Policy {
     /// Which incoming header names need looking at for removal (`strip_sieve`): refreshed
     /// whenever a name it covers changes.
     pub strip_sieve: NameSieve,
+    /// `tracing:`; the endpoint and service name are read at start only (`live::Pinned`).
+    pub tracing: TracingSettings,
 }
 
 /// The sieve of every incoming header name `policy` may remove: identity headers (and the
@@ -240,6 +244,7 @@ pub fn compile_with(
     let server = limits::server(&raw.server)?;
     let (dpop, secret) = dpop::compile(&raw.dpop, &mut ctx)?;
     let dpop_guard = Arc::new(Guard::new(dpop.replay_cache_entries, secret.as_deref()));
+    let tracing = telemetry::compile(&raw.tracing)?;
     let policy = Policy {
         listen,
         admin_listen,
@@ -262,6 +267,7 @@ pub fn compile_with(
         dpop,
         dpop_guard,
         pending_subject_header: None,
+        tracing,
         strip_sieve: NameSieve::default(),
     };
     let policy = Policy {
