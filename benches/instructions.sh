@@ -25,7 +25,7 @@
 #   rsa_verify    one RSA-2048 PKCS#1 v1.5 SHA-256 verification with aws-lc, key parsed once
 #                 (benches/rsa_verify.rs, run twice: the difference of two counts)
 #
-# It builds nothing: build the release binaries first (README "Benchmarks"):
+# It builds nothing: build the release binaries first (BENCHMARKS.md, "Instructions per request"):
 #   cargo build --release --locked
 #   cargo bench --locked --no-run --bench bare_pingora --bench mint --bench rsa_verify
 # Usage: benches/instructions.sh                    (from the repository root)
