@@ -245,7 +245,7 @@ pub fn compile_with(
     let (dpop, secret) = dpop::compile(&raw.dpop, &mut ctx)?;
     let dpop_guard = Arc::new(Guard::new(dpop.replay_cache_entries, secret.as_deref()));
     let tracing = telemetry::compile(&raw.tracing)?;
-    let policy = Policy {
+    let mut policy = Policy {
         listen,
         admin_listen,
         decision_listen,
@@ -270,10 +270,7 @@ pub fn compile_with(
         tracing,
         strip_sieve: NameSieve::default(),
     };
-    let policy = Policy {
-        strip_sieve: strip_sieve(&policy),
-        ..policy
-    };
+    policy.strip_sieve = strip_sieve(&policy);
     Ok((policy, ctx.skipped))
 }
 
