@@ -39,6 +39,8 @@
 #        CHECK=file: fail when a row counts more than 10% above that file's figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/support/lib.sh
+. benches/support/lib.sh
 
 N=${N:-5000}
 WARM=${WARM:-2000}
@@ -84,21 +86,11 @@ RSA_VERIFY=${RSA_VERIFY:-$(newest rsa_verify)}
 if [ -n "${TRACING:-}" ]; then echo "tracing: $TRACING" >>"$WORK/portcullis.yaml"; fi
 sed 's/token_cache_entries: .*/token_cache_entries: 0/' "$WORK/portcullis.yaml" >"$WORK/nocache.yaml"
 TOKEN=$(cat "$WORK/token.txt")
-mkdir -p "$WORK/up"
-cat >"$WORK/up/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
+nginx_conf up <<EOF
   server {
     listen 127.0.0.1:$P_UP default_server;
     location / { return 200 "ok\n"; }
   }
-}
 EOF
 
 SERVER_PID=
@@ -107,14 +99,6 @@ cleanup() {
   [ -f "$WORK/up/nginx.pid" ] && kill "$(cat "$WORK/up/nginx.pid")" 2>/dev/null || true
 }
 trap cleanup EXIT
-wait_port() {
-  for _ in $(seq 600); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "port $1 never opened" >&2
-  exit 1
-}
 nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" -e "$WORK/up/error.log"
 wait_port "$P_UP"
 
@@ -141,7 +125,7 @@ count() { # row class url h2load-options -- server command...
   RUST_LOG=warn valgrind --tool=callgrind --instr-atstart=no \
     --callgrind-out-file="$WORK/callgrind.$row" "$@" >"$WORK/$row.out" 2>"$WORK/$row.err" &
   SERVER_PID=$!
-  wait_port "$P_GW"
+  wait_port "$P_GW" 60 # valgrind starts slowly
   if [ "${row#bare_}" = "$row" ]; then
     for _ in $(seq 600); do
       [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$P_ADMIN/readyz")" = 200 ] && break

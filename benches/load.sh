@@ -62,6 +62,8 @@
 #        ONLY="config ..." measures only the named throughput configurations.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=benches/support/lib.sh
+. benches/support/lib.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-4}
@@ -124,23 +126,6 @@ if [ "$(wc -l <"$WORK/tokens.txt" 2>/dev/null || echo 0)" != "$TOKENS" ]; then
 fi
 
 # --- configs -----------------------------------------------------------------------------
-nginx_conf() { # dir; the blocks inside `http { }` on stdin
-  mkdir -p "$WORK/$1"
-  {
-    cat <<EOF
-worker_processes 1;
-pid $WORK/$1/nginx.pid;
-error_log $WORK/$1/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-EOF
-    cat
-    echo "}"
-  } >"$WORK/$1/nginx.conf"
-}
 nginx_conf up <<EOF
   server {
     listen 127.0.0.1:$P_UP default_server;
@@ -286,14 +271,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 200); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    sleep 0.05
-  done
-  echo "port $1 never opened" >&2
-  exit 1
-}
 
 start_nginx() { # dir
   taskset -c "$SERVER_CPU" nginx -p "$WORK/$1" -c "$WORK/$1/nginx.conf" -e "$WORK/$1/error.log"
