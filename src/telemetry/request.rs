@@ -21,8 +21,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
 
-const TRACEPARENT: &str = "traceparent";
-const TRACESTATE: &str = "tracestate";
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// One request's span (sampled or not: an unsampled one still has ids to pass on). Boxed, so
 /// that the request state carries one word for it, `None` with tracing off.
@@ -133,11 +133,11 @@ impl RequestSpan {
     /// `tracestate` goes on with it, unless the request came without a valid parent.
     pub fn propagate<H: Headers>(&self, headers: &mut H) -> Result<(), H::Error> {
         if !self.0.has_parent {
-            headers.remove(&HeaderName::from_static(TRACESTATE));
+            headers.remove(&TRACESTATE);
         }
         let value = HeaderValue::from_bytes(&self.0.traceparent)
             .unwrap_or_else(|_| HeaderValue::from_static(""));
-        headers.set(HeaderName::from_static(TRACEPARENT), value)
+        headers.set(TRACEPARENT, value)
     }
 
     /// The request ended: its outcome on the span, and the span ended (sent, if sampled).
@@ -234,7 +234,7 @@ fn hex_into(out: &mut [u8], bytes: &[u8]) {
 
 /// The incoming trace context: a valid, single `traceparent` (and its `tracestate`), else none.
 fn parent_context(headers: &HeaderMap) -> Context {
-    let mut all = headers.get_all(TRACEPARENT).iter();
+    let mut all = headers.get_all(&TRACEPARENT).iter();
     if all.next().is_none() || all.next().is_some() {
         // None, or two: W3C Trace Context treats two as invalid.
         return Context::new();
